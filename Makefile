@@ -1,0 +1,45 @@
+# robust-transfer-book: `make book` (mini preset, HTML into _build/html) and `make test`.
+# Both set up everything on a fresh machine: the venv with pinned packages, the package in
+# editable mode, and Debian's Fashion-MNIST files (apt, when we are root and apt exists).
+SHELL   := /bin/bash
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+PRESET  ?= mini
+STAMP   := $(VENV)/.installed
+FMNIST  := /usr/share/datasets/fashion-mnist
+
+.PHONY: env data book test bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+data:
+	@if [ -d $(FMNIST) ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+	  echo "note: $(FMNIST) missing and apt unavailable; fashion_mnist falls back to a torchvision root"; \
+	fi
+
+env: $(STAMP) data
+
+## make book: execute every notebook on $(PRESET) with papermill, build _build/html (strict)
+book: env
+	$(PY) -m robust_transfer.book --preset $(PRESET) --out _build
+
+## make test: unit tests, every notebook on the tiny preset, and a strict book build of those
+test: env
+	$(PY) -m pytest
+
+## make bench: performance ratios measured in one run each
+bench: env
+	$(PY) benchmarks/transfer_fast_path.py
+	$(PY) benchmarks/influence_hessian.py
+
+clean:
+	rm -rf _build .pytest_cache

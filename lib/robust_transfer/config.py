@@ -1,0 +1,225 @@
+"""Presets and the one place where run parameters are validated.
+
+``resolve(preset, **overrides)`` returns a frozen :class:`Config`; every notebook passes its
+papermill parameters through it, so a bad value (unknown dataset, n larger than a target's
+pool, an eps not in the zoo, ...) stops with a ``ValueError`` naming the parameter, the value
+and what is allowed, before any data is loaded or model trained.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+__all__ = ["Config", "PRESETS", "resolve", "config_hash", "describe"]
+
+
+def _mini_sources(scale: str, seeds_main=(0, 1, 2)) -> tuple[str, ...]:
+    ids = [f"{scale}/fmnist/natural/s{s}" for s in seeds_main]
+    ids += [f"{scale}/fmnist/l2/1.0/s{s}" for s in seeds_main]
+    ids += [f"{scale}/fmnist/l2/0.5/s0", f"{scale}/fmnist/l2/2.0/s0",
+            f"{scale}/fmnist/linf/0.1/s0", f"{scale}/fmnist/noise/0.1/s0"]
+    return tuple(ids)
+
+
+@dataclass(frozen=True)
+class Config:
+    """All knobs of all sections. Units: eps in [0,1] pixel units, n = total target images."""
+
+    preset: str = "mini"
+    # --- runtime
+    device: str = "cpu"                 # "cpu", "cuda", or "auto"
+    allow_download: bool = False        # torchvision datasets / paper checkpoints may be fetched
+    # --- sources (zoo ids, see robust_transfer.zoo.list_sources())
+    sources: tuple[str, ...] = _mini_sources("mini")
+    # --- targets and target sampling
+    targets: tuple[str, ...] = ("mnist5k", "digits", "textures")
+    n_values: tuple[int, ...] = (10, 20, 40, 80, 160, 320, 640, 1280)
+    seeds: tuple[int, ...] = (0, 1, 2)  # target-subset seeds (per source seed)
+    val_size: int = 100                 # validation images carved from each target's train pool
+    # --- fine-tuning recipe
+    unfrozen_blocks: tuple[int, ...] = (0, 1)
+    epochs: int = 30
+    lr: float = 1e-3                    # Adam lr for unfrozen blocks
+    head_lr: float = 1e-2               # Adam lr for the head
+    batch_size: int = 128
+    frozen_bn: str = "eval"             # "eval" (ours) or "train" (the authors' code)
+    augment: bool = False               # the paper's augmentation; disables the cached-prefix path
+    # --- shape bias (Section 2)
+    n_stimuli: int = 1000
+    blur_sigmas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
+    # --- influence functions (Section 3)
+    influence_targets: tuple[str, ...] = ("mnist5k", "digits")
+    influence_n: int = 1000
+    influence_test: int = 500
+    damping: float = 1e-3
+    loo_points: int = 40
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict of every field (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+PRESETS: dict[str, dict] = {
+    # seconds, for tests: two-seed natural and robust sources trained on a few hundred images
+    "tiny": dict(
+        preset="tiny",
+        sources=("tiny/fmnist/natural/s0", "tiny/fmnist/natural/s1",
+                 "tiny/fmnist/l2/1.0/s0", "tiny/fmnist/l2/1.0/s1",
+                 "tiny/fmnist/linf/0.1/s0", "tiny/fmnist/noise/0.1/s0"),
+        targets=("digits", "textures"),
+        n_values=(10, 40),
+        seeds=(0, 1),
+        val_size=50,
+        unfrozen_blocks=(0, 1),
+        epochs=3,
+        n_stimuli=60,
+        blur_sigmas=(0.0, 1.0),
+        influence_targets=("digits",),
+        influence_n=100,
+        influence_test=40,
+        loo_points=8,
+    ),
+    # the default: offline, CPU, minutes
+    "mini": dict(preset="mini"),
+    # the paper's grid: GPU + internet (torchvision data, MadryLab ImageNet checkpoints)
+    "paper": dict(
+        preset="paper",
+        device="auto",
+        allow_download=True,
+        sources=("paper/imagenet/natural", "paper/imagenet/l2/3",
+                 "paper/imagenet/linf/4", "paper/imagenet/linf/8"),
+        targets=("cifar10", "cifar100", "svhn", "fashion_mnist", "kmnist", "mnist"),
+        n_values=(100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600),
+        seeds=tuple(range(10)),
+        val_size=1000,
+        unfrozen_blocks=(0, 1, 3, 9),
+        epochs=100,
+        lr=1e-3,
+        head_lr=1e-2,
+        augment=True,
+        n_stimuli=1280,
+        influence_targets=("cifar10",),
+        influence_n=3200,
+        influence_test=10000,
+        loo_points=100,
+    ),
+}
+
+_CHOICES = {"device": ("cpu", "cuda", "auto"), "frozen_bn": ("eval", "train")}
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _coerce(name: str, value):
+    """Papermill hands lists (and sometimes scalars) for tuple fields: normalise them."""
+    default = _FIELDS[name].default
+    if isinstance(default, tuple):
+        if isinstance(value, (str, int, float)):
+            value = (value,)
+        try:
+            return tuple(value)
+        except TypeError:
+            raise ValueError(f"{name}={value!r} must be a list") from None
+    return value
+
+
+def _fail(name, value, allowed):
+    raise ValueError(f"{name}={value!r} is not allowed; {allowed}")
+
+
+def _validate(cfg: Config) -> None:
+    # imported here: data and zoo are heavier modules and zoo may itself read presets
+    from . import data, zoo
+
+    for name, choices in _CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            _fail(name, getattr(cfg, name), f"allowed: {list(choices)}")
+    for name in ("epochs", "batch_size", "val_size", "n_stimuli", "influence_n",
+                 "influence_test"):
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            _fail(name, v, "must be a positive integer")
+    if not isinstance(cfg.loo_points, int) or cfg.loo_points < 0:
+        _fail("loo_points", cfg.loo_points, "must be an integer >= 0")
+    for name in ("lr", "head_lr"):
+        v = getattr(cfg, name)
+        if not isinstance(v, (int, float)) or not 0 < v <= 10:
+            _fail(name, v, "must be a number in (0, 10]")
+    if not isinstance(cfg.damping, (int, float)) or cfg.damping < 0:
+        _fail("damping", cfg.damping, "must be a number >= 0")
+    for s in cfg.blur_sigmas:
+        if not isinstance(s, (int, float)) or s < 0:
+            _fail("blur_sigmas", cfg.blur_sigmas, "each sigma must be a number >= 0 (pixels)")
+    for name in ("seeds",):
+        for s in getattr(cfg, name):
+            if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+                _fail(name, getattr(cfg, name), "each seed must be an integer >= 0")
+    if not cfg.sources:
+        _fail("sources", cfg.sources, "give at least one zoo id")
+    for sid in cfg.sources:
+        zoo.check_id(sid)  # raises ValueError naming the bad part (scale, norm, eps, seed)
+    arch_blocks = min(zoo.spec(sid).num_blocks for sid in cfg.sources)
+    for k in cfg.unfrozen_blocks:
+        if not isinstance(k, int) or not 0 <= k <= arch_blocks:
+            _fail("unfrozen_blocks", cfg.unfrozen_blocks,
+                  f"each must be an integer in 0..{arch_blocks} for these sources")
+    for name in ("targets", "influence_targets"):
+        if not getattr(cfg, name) and name == "targets":
+            _fail(name, (), "give at least one target dataset")
+        for t in getattr(cfg, name):
+            data.check_name(t, allow_download=cfg.allow_download, parameter=name)
+    for n in cfg.n_values:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            _fail("n_values", cfg.n_values, "each n must be a positive integer (total images)")
+    for t in cfg.targets:
+        info = data.info(t)
+        if info.train_size is None:
+            continue  # folder:<path> datasets: checked when loaded
+        pool = info.train_size - cfg.val_size
+        if pool < info.num_classes:
+            _fail("val_size", cfg.val_size, f"target {t!r} has {info.train_size} training images; "
+                  f"val_size must leave at least one per class")
+        for n in cfg.n_values:
+            if n > pool:
+                _fail("n_values", n, f"target {t!r} has a training pool of {pool} images after "
+                      f"the validation split (val_size={cfg.val_size}); allowed n <= {pool}")
+            if n < info.num_classes:
+                _fail("n_values", n, f"target {t!r} has {info.num_classes} classes; a class-covering "
+                      f"subset needs n >= {info.num_classes}")
+    for t in cfg.influence_targets:
+        info = data.info(t)
+        if info.train_size is not None and cfg.influence_n > info.train_size - cfg.val_size:
+            _fail("influence_n", cfg.influence_n,
+                  f"target {t!r} allows at most {info.train_size - cfg.val_size}")
+
+
+def resolve(preset: str = "mini", **overrides) -> Config:
+    """The validated configuration for ``preset`` with papermill-style ``overrides`` applied."""
+    if preset not in PRESETS:
+        _fail("preset", preset, f"allowed: {sorted(PRESETS)}")
+    unknown = sorted(set(overrides) - set(_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(set(_FIELDS) - {'preset'})}")
+    if "preset" in overrides:
+        raise ValueError("preset must be given as the first argument, not as an override")
+    values = {**PRESETS[preset], **{k: _coerce(k, v) for k, v in overrides.items() if v is not None}}
+    cfg = Config(**values)
+    _validate(cfg)
+    return cfg
+
+
+def config_hash(obj) -> str:
+    """Stable 16-hex-digit sha256 of a Config or any JSON-able mapping (key order ignored)."""
+    if isinstance(obj, Config):
+        obj = obj.to_dict()
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def describe(cfg: Config, fields=None) -> "pandas.DataFrame":
+    """A two-column table (parameter, value) of ``cfg`` for printing beside results."""
+    import pandas as pd
+    d = cfg.to_dict()
+    keys = fields or list(d)
+    return pd.DataFrame({"parameter": keys, "value": [str(d[k]) for k in keys]})

