@@ -41,8 +41,12 @@ class Config:
     # --- fine-tuning recipe
     unfrozen_blocks: tuple[int, ...] = (0, 1)
     epochs: int = 30
-    lr: float = 1e-3                    # Adam lr for unfrozen blocks
-    head_lr: float = 1e-2               # Adam lr for the head
+    lr: float = 1e-4                    # Adam lr for unfrozen blocks
+    head_lr: float = 1e-3               # Adam lr for the head
+    # runs with unfrozen_blocks > 0 only for these sources (() = all) and n <= finetune_max_n
+    # (0 = all n): the mini budget fine-tunes the main families only (see notebook 02)
+    finetune_sources: tuple[str, ...] = _mini_sources("mini")[:6]
+    finetune_max_n: int = 640
     batch_size: int = 128
     frozen_bn: str = "eval"             # "eval" (ours) or "train" (the authors' code)
     augment: bool = False               # the paper's augmentation; disables the cached-prefix path
@@ -73,6 +77,8 @@ PRESETS: dict[str, dict] = {
         seeds=(0, 1),
         val_size=50,
         unfrozen_blocks=(0, 1),
+        finetune_sources=(),
+        finetune_max_n=0,
         epochs=3,
         n_stimuli=60,
         blur_sigmas=(0.0, 1.0),
@@ -95,6 +101,8 @@ PRESETS: dict[str, dict] = {
         seeds=tuple(range(10)),
         val_size=1000,
         unfrozen_blocks=(0, 1, 3, 9),
+        finetune_sources=(),
+        finetune_max_n=0,
         epochs=100,
         lr=1e-3,
         head_lr=1e-2,
@@ -157,8 +165,14 @@ def _validate(cfg: Config) -> None:
                 _fail(name, getattr(cfg, name), "each seed must be an integer >= 0")
     if not cfg.sources:
         _fail("sources", cfg.sources, "give at least one zoo id")
-    for sid in cfg.sources:
-        zoo.check_id(sid)  # raises ValueError naming the bad part (scale, norm, eps, seed)
+    for name in ("sources", "finetune_sources"):
+        for sid in getattr(cfg, name):
+            try:
+                zoo.check_id(sid)
+            except ValueError as err:  # names the bad part (scale, norm, eps, seed)
+                raise ValueError(f"{name}: {err}") from None
+    if not isinstance(cfg.finetune_max_n, int) or cfg.finetune_max_n < 0:
+        _fail("finetune_max_n", cfg.finetune_max_n, "must be an integer >= 0 (0 = every n)")
     arch_blocks = min(zoo.spec(sid).num_blocks for sid in cfg.sources)
     for k in cfg.unfrozen_blocks:
         if not isinstance(k, int) or not 0 <= k <= arch_blocks:

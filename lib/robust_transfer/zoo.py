@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from . import checkpoints, config, data, models, train
 from .cache import atomic_path, atomic_write_text, cache_dir, sha256_file
 
-__all__ = ["SourceSpec", "list_sources", "check_id", "spec", "load", "load_grid", "table",
+__all__ = ["SourceSpec", "list_sources", "check_id", "spec", "revision", "load", "load_grid", "table",
            "accuracy_curves", "source_data", "ATTACK_EPS", "TRAINED_SCALES", "PINNED_SHA256",
            "PUBLISHED_CLEAN_ACC", "SourceUnavailable"]
 
@@ -218,10 +218,20 @@ def _recipe(sp: SourceSpec) -> dict:
             "attack_eps": ATTACK_EPS}
 
 
+def revision(source_id: str) -> str:
+    """What fixes the weights ``source_id`` loads, without loading them: the hash of the
+    training recipe (trained scales) or the checkpoint file name (downloaded scales). Result
+    keys include it, so retraining a source with a new recipe invalidates its old results."""
+    sp = spec(source_id)
+    if sp.scale in TRAINED_SCALES:
+        return config.config_hash(_recipe(sp))[:10]
+    return _download_info(sp)[0]
+
+
 def _ckpt_path(sp: SourceSpec) -> Path:
     stem = sp.id.replace("/", "__")
     if sp.scale in TRAINED_SCALES:
-        stem += "-" + config.config_hash(_recipe(sp))[:10]
+        stem += "-" + revision(sp.id)
     return cache_dir("sources") / stem
 
 

@@ -1,0 +1,48 @@
+"""The paper's published transfer accuracies, for side-by-side tables and figures.
+
+Utrera, Kravitz, Erichson, Khanna, Mahoney. *Adversarially-Trained Deep Nets Transfer Better:
+Illustration on Image Classification.* ICLR 2021 (arXiv 2007.05869). Numbers: mean target test
+accuracy (%) of ImageNet ResNet-50 sources (natural, L2 eps 3, L-inf eps 4/255 and 8/255) with 3
+fine-tuned blocks, over the authors' seeds, from their results table
+(github.com/utrerf/robust_transfer_learning, ``results/tables/summary_table.csv``), shipped as
+``robust_transfer/reference/paper_transfer_accuracy.csv``.
+"""
+from __future__ import annotations
+
+from importlib import resources
+
+import pandas as pd
+
+__all__ = ["paper_table", "paper_deltas", "paper_gain_table", "PAPER_UNFROZEN_BLOCKS", "PAPER_MAX_SUBSET"]
+
+PAPER_UNFROZEN_BLOCKS = 3  # the paper's main setting: layer4 + a new fc
+PAPER_MAX_SUBSET = 25600   # the paper's largest subset; larger n are the full training sets
+
+
+def paper_table() -> pd.DataFrame:
+    """The paper's accuracies: columns target, n (total training images), source, accuracy (%),
+    full (True where n is the whole training set rather than a seeded subset)."""
+    with resources.files("robust_transfer").joinpath(
+            "reference/paper_transfer_accuracy.csv").open() as fh:
+        df = pd.read_csv(fh, comment="#")
+    df = df.rename(columns={"n_train": "n"})
+    return df.assign(full=df["n"] > PAPER_MAX_SUBSET)
+
+
+def paper_deltas(robust: str = "l2_3", natural: str = "natural") -> pd.DataFrame:
+    """Robust-minus-natural gains in points: columns target, n, full, natural, robust, delta."""
+    wide = paper_table().pivot_table(index=["target", "n", "full"], columns="source",
+                                     values="accuracy")
+    out = pd.DataFrame({"natural": wide[natural], "robust": wide[robust]}).dropna()
+    out["delta"] = out["robust"] - out["natural"]
+    out.attrs["robust"] = robust
+    return out.reset_index()
+
+
+def paper_gain_table(robust: str = "l2_3") -> pd.DataFrame:
+    """The paper's gains (points) as a table: one line per target, columns n and ``full``."""
+    d = paper_deltas(robust)
+    d["column"] = d["n"].astype(str).where(~d["full"], "full")
+    order = [str(n) for n in sorted(d.loc[~d["full"], "n"].unique())] + ["full"]
+    wide = d.pivot_table(index="target", columns="column", values="delta")
+    return wide[[c for c in order if c in wide]].rename_axis(columns=f"paper gain {robust} at n")

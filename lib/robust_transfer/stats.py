@@ -1,0 +1,240 @@
+"""Means, 95% confidence intervals and paired robust-minus-natural gains of transfer results.
+
+The runs of one cell (target, source family, unfrozen_blocks, n) form a matrix ``x[s, j]``:
+rows are source-training seeds (s = 1..S), columns target-subset seeds (j = 1..J). Subset
+seed j draws the same images for every source, so the two factors are *crossed*:
+``x[s, j] = mu + a_s + b_j + e_sj``, and the variance of the cell mean is
+``var(a)/S + var(b)/J + var(e)/(S J)``. A CI over subset seeds alone ignores ``var(a)``
+(source seeds differ a lot) and overstates certainty; a CI over per-source-seed means alone
+ignores ``var(b)`` (the subset is shared).
+
+Estimator (``ci_basis = "source+subset seeds"``, S >= 2 and J >= 2)::
+
+    se^2 = var_s(row means) / S + var_j(column means) / J        (sample variances, ddof=1)
+    df   = se^4 / ((var_s/S)^2/(S-1) + (var_j/J)^2/(J-1))         (Welch-Satterthwaite)
+    CI   = mean +- t_{0.975, df} * se
+
+Its expectation is ``var(a)/S + var(b)/J + 2 var(e)/(S J)``: it counts the residual twice, so
+the interval is slightly conservative, never too narrow. Fall-backs, named in ``ci_basis``:
+S >= 2, J = 1: t-interval over the S runs (``"source seeds"``); S = 1, J >= 2: t-interval
+over the J subset seeds (``"subset seeds only"`` -- the source-seed variance is NOT included,
+so the interval is too narrow); one run: no interval (NaN). Source seeds missing a subset
+seed are dropped so the matrix is complete.
+
+Gains are paired: ``d[s, j] = robust[s, j] - natural[s, j]`` on the same target, n,
+unfrozen_blocks, subset seed j and source-seed index s (the s-th seed of each family), and
+the same estimator is applied to ``d``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+__all__ = ["ci", "summary", "deltas", "shrinkage", "gain_table", "findings", "main_gains",
+           "paper_comparison", "CELL"]
+
+CELL = ["target", "family", "unfrozen_blocks", "n"]
+
+
+def ci(matrix, confidence: float = 0.95) -> dict:
+    """Mean and CI of a (source seeds x subset seeds) matrix, by the estimator above.
+
+    Returns dict(mean, ci_low, ci_high, half_width, df, n_source_seeds, n_subset_seeds,
+    ci_basis); NaN rows (incomplete source seeds) are dropped first.
+    """
+    x = np.asarray(matrix, dtype=float)
+    x = x[~np.isnan(x).any(axis=1)] if x.ndim == 2 else x.reshape(1, -1)
+    S, J = x.shape
+    mean = float(x.mean()) if x.size else np.nan
+    if S >= 2 and J >= 2:
+        a, b = x.mean(1).var(ddof=1) / S, x.mean(0).var(ddof=1) / J
+        se2 = a + b
+        df = se2 ** 2 / (a ** 2 / (S - 1) + b ** 2 / (J - 1)) if se2 > 0 else S + J - 2
+        basis = "source+subset seeds"
+    elif S >= 2 or J >= 2:
+        v = x.ravel()
+        se2, df = v.var(ddof=1) / len(v), len(v) - 1
+        basis = "source seeds" if S >= 2 else "subset seeds only"
+    else:
+        se2, df, basis = np.nan, np.nan, "single run"
+    half = float(_st.t.ppf(0.5 + confidence / 2, df) * np.sqrt(se2)) if np.isfinite(se2) else np.nan
+    return dict(mean=mean, ci_low=mean - half, ci_high=mean + half, half_width=half,
+                df=float(df), n_source_seeds=S, n_subset_seeds=J, ci_basis=basis)
+
+
+def _seed_index(df: pd.DataFrame) -> pd.Series:
+    """Rank (0, 1, ...) of each row's source seed within its family."""
+    seeds = df["source_seed"].fillna(0).astype(int)
+    return seeds.groupby(df["family"]).transform(lambda s: s.rank(method="dense").astype(int) - 1)
+
+
+def _matrix(g: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return g.pivot_table(index="seed_index", columns="seed", values=metric, aggfunc="mean")
+
+
+def _families(df: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in ("family", "norm", "eps", "source_label") if c in df]
+    return df[cols].drop_duplicates("family").set_index("family")
+
+
+def summary(df: pd.DataFrame, metric: str = "test_acc", confidence: float = 0.95) -> pd.DataFrame:
+    """Per (target, family, unfrozen_blocks, n): mean of ``metric`` and its CI (see module doc).
+
+    ``df`` is ``Store.frame()`` (needs target, family, source_seed, seed, unfrozen_blocks, n).
+    """
+    df = df.assign(seed_index=_seed_index(df))
+    fam = _families(df)
+    rows = []
+    for key, g in df.groupby(CELL, sort=True):
+        rows.append({**dict(zip(CELL, key)), **fam.loc[key[1]].to_dict(),
+                     **ci(_matrix(g, metric).to_numpy(), confidence), "n_runs": len(g)})
+    return pd.DataFrame(rows)
+
+
+def _natural_family(family: str, families) -> str | None:
+    """The natural family with the same ``scale/dataset`` prefix as ``family`` (or None)."""
+    natural = "/".join(family.split("/")[:2]) + "/natural"
+    return natural if natural in set(families) else None
+
+
+def _paired(df: pd.DataFrame, metric: str):
+    """Yield (cell key, family, paired difference matrix) for every non-natural family."""
+    df = df.assign(seed_index=_seed_index(df))
+    families = sorted(df["family"].unique())
+    cells = {k: _matrix(g, metric) for k, g in df.groupby(CELL, sort=True)}
+    for (target, family, k, n), m in cells.items():
+        nat = _natural_family(family, families)
+        if nat is None or nat == family or (target, nat, k, n) not in cells:
+            continue
+        d = m - cells[(target, nat, k, n)]  # aligned on (source-seed index, subset seed)
+        yield (target, family, k, n), d.dropna(how="all").dropna(axis=1, how="all")
+
+
+def deltas(df: pd.DataFrame, metric: str = "test_acc", confidence: float = 0.95) -> pd.DataFrame:
+    """Paired gains ``family - natural`` per (target, family, unfrozen_blocks, n) with CIs.
+
+    ``significant`` is True when the CI excludes 0 (``direction`` +1 / -1, 0 if not).
+    """
+    fam = _families(df)
+    rows = []
+    for key, d in _paired(df, metric):
+        r = {**dict(zip(CELL, key)), **fam.loc[key[1]].to_dict(), **ci(d.to_numpy(), confidence),
+             "n_pairs": int(d.notna().to_numpy().sum())}
+        r["direction"] = int(np.sign(r["mean"])) if (r["ci_low"] > 0 or r["ci_high"] < 0) else 0
+        r["significant"] = r["direction"] != 0
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def shrinkage(df: pd.DataFrame, metric: str = "test_acc", confidence: float = 0.95) -> pd.DataFrame:
+    """Per (target, family, unfrozen_blocks): gain at the smallest n minus gain at the largest n.
+
+    Paired on (source-seed index, subset seed) -- subsets are nested in n for one seed -- with
+    the same CI estimator. ``shrinks`` is True when that difference's CI is above 0.
+    """
+    pairs = {key: d for key, d in _paired(df, metric)}
+    fam = _families(df)
+    rows = []
+    for (target, family, k) in sorted({key[:3] for key in pairs}):
+        ns = sorted(key[3] for key in pairs if key[:3] == (target, family, k))
+        if len(ns) < 2:
+            continue
+        lo, hi = pairs[(target, family, k, ns[0])], pairs[(target, family, k, ns[-1])]
+        r = ci((lo - hi).to_numpy(), confidence)
+        rows.append({"target": target, "family": family, "unfrozen_blocks": k,
+                     **fam.loc[family].to_dict(), "n_small": ns[0], "n_large": ns[-1],
+                     "gain_small": float(lo.to_numpy().mean()),
+                     "gain_large": float(hi.to_numpy().mean()),
+                     **{f"drop_{c}": r[c] for c in ("mean", "ci_low", "ci_high")},
+                     "ci_basis": r["ci_basis"], "shrinks": bool(r["ci_low"] > 0)})
+    return pd.DataFrame(rows)
+
+
+def gain_table(delta_table: pd.DataFrame) -> pd.DataFrame:
+    """Gains as text "mean [low, high]" (points; ``*`` = CI excludes 0), one line per
+    (target, unfrozen_blocks, source), one column per n."""
+    if delta_table.empty:
+        return pd.DataFrame()
+    t = delta_table.assign(
+        cell=[f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}]" + ("*" if sig else "")
+              for m, lo, hi, sig in zip(delta_table["mean"], delta_table["ci_low"],
+                                        delta_table["ci_high"], delta_table["significant"])])
+    label = "source_label" if "source_label" in t else "family"
+    return t.pivot_table(index=["target", "unfrozen_blocks", label], columns="n", values="cell",
+                         aggfunc="first")
+
+
+def findings(delta_table: pd.DataFrame, shrink_table: pd.DataFrame, families=None) -> str:
+    """Markdown sentences computed from :func:`deltas` and :func:`shrinkage` tables."""
+    if delta_table.empty:
+        return "No paired robust-vs-natural comparison in these results."
+    lines = []
+    families = families or list(dict.fromkeys(delta_table["family"]))
+    for (target, k), g in delta_table.groupby(["target", "unfrozen_blocks"], sort=False):
+        for family in families:
+            f = g[g["family"] == family].sort_values("n")
+            if f.empty:
+                continue
+            label = f["source_label"].iloc[0] if "source_label" in f else family
+            up = f.loc[f["direction"] > 0, "n"].tolist()
+            down = f.loc[f["direction"] < 0, "n"].tolist()
+            best = f.loc[f["mean"].idxmax()]
+            s = (f"- **{target}, {k} unfrozen block(s), {label} vs natural**: gain significantly "
+                 f"> 0 at {len(up)} of {len(f)} sample sizes"
+                 + (f" (n = {', '.join(map(str, up))})" if up else "")
+                 + (f", significantly < 0 at n = {', '.join(map(str, down))}" if down else "")
+                 + f"; largest mean gain {best['mean']:+.1f} points "
+                 f"[{best['ci_low']:+.1f}, {best['ci_high']:+.1f}] at n = {int(best['n'])}")
+            if (f["ci_basis"] == "subset seeds only").any():
+                s += (" (one source seed: these CIs cover subset seeds only, miss the "
+                      "source-seed variance and are too narrow)")
+            sh = shrink_table[(shrink_table["target"] == target) & (shrink_table["family"] == family)
+                              & (shrink_table["unfrozen_blocks"] == k)] if len(shrink_table) else []
+            if len(sh):
+                r = sh.iloc[0]
+                verdict = ("shrinks" if r["shrinks"] else
+                           "grows" if r["drop_ci_high"] < 0 else "does not change significantly")
+                s += (f"; from n = {r['n_small']} to n = {r['n_large']} the gain {verdict} "
+                      f"({r['gain_small']:+.1f} -> {r['gain_large']:+.1f}, difference "
+                      f"[{r['drop_ci_low']:+.1f}, {r['drop_ci_high']:+.1f}])")
+            lines.append(s + ".")
+    return "\n".join(lines)
+
+
+def main_gains(delta_table: pd.DataFrame, norm: str = "l2") -> pd.DataFrame:
+    """The gains of the ``norm`` family with the most source seeds (then the most cells), at its
+    largest unfrozen_blocks: the comparison closest to the paper's main figure."""
+    d = delta_table[delta_table["norm"] == norm] if len(delta_table) else delta_table
+    if d.empty:
+        return d
+    rank = d.groupby("family").agg(seeds=("n_source_seeds", "max"), cells=("n", "size"))
+    family = rank.sort_values(["seeds", "cells"], ascending=False).index[0]
+    d = d[d["family"] == family]
+    return d[d["unfrozen_blocks"] == d["unfrozen_blocks"].max()]
+
+
+def paper_comparison(main: pd.DataFrame, paper: pd.DataFrame) -> str:
+    """Markdown comparing the paper's gain trend (``reference.paper_deltas()``) with ours
+    (``main_gains``): sizes of the gains at small and large n, and how many are significant."""
+    sub = paper[~paper["full"]] if "full" in paper else paper
+    ends = sub.sort_values("n").groupby("target")["delta"].agg(
+        small=lambda v: v.iloc[:3].mean(), large=lambda v: v.iloc[-3:].mean())
+    text = (f"**Paper.** The paper's robust source ({paper.attrs.get('robust', 'robust')}) gains "
+            f"{ends['small'].mean():+.1f} points on average over its three smallest n and "
+            f"{ends['large'].mean():+.1f} over its three largest subsets; the gain is larger at "
+            f"small n on {int((ends['small'] > ends['large']).sum())} of {len(ends)} targets. ")
+    if main.empty:
+        return text + "**Ours.** This configuration has no robust family paired with a natural one."
+    label, k = main["source_label"].iloc[0], main["unfrozen_blocks"].iloc[0]
+    lo, hi = main[main["n"] == main["n"].min()], main[main["n"] == main["n"].max()]
+    return text + (
+        f"**Ours** ({label} vs natural, {k} unfrozen block(s)): the gain is significantly positive "
+        f"in {int((main['direction'] > 0).sum())} and significantly negative in "
+        f"{int((main['direction'] < 0).sum())} of {len(main)} (target, n) cells; averaged over "
+        f"targets it is {lo['mean'].mean():+.1f} points at n = {lo['n'].iloc[0]} and "
+        f"{hi['mean'].mean():+.1f} at n = {hi['n'].iloc[0]}"
+        + (" (per target: " + "; ".join(
+            f"{t} {a:+.1f} -> {b:+.1f}" for t, a, b in zip(
+                lo["target"], lo["mean"], hi.set_index("target").loc[lo["target"], "mean"]))
+           + ")." if set(lo["target"]) == set(hi["target"]) else "."))

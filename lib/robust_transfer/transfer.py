@@ -1,0 +1,333 @@
+"""Transfer a source model to a target task: new head, last k blocks fine-tuned, rest frozen.
+
+One run = (source, target, n, unfrozen_blocks, seed). The target's training split is cut into a
+validation set (``data.split_pool``, never the test set) and a pool; the ``n`` training images
+are a class-covering subset of the pool (``data.class_covering_subset``, nested in n for a
+seed). The epoch is chosen on validation; the test accuracy is reported at that epoch.
+
+The recipe (stable at n = 10 where plain SGD on a fresh head is not):
+
+1. features entering the head are *standardised* with the mean / std of the n training images
+   (a fixed affine layer in front of the linear head);
+2. the head starts from a multinomial logistic-regression fit (L2, C=1) on those standardised
+   features, so epoch 0 is already a sensible linear probe;
+3. Adam (``cfg.head_lr`` for the head, ``cfg.lr`` for the unfrozen blocks) with a linear
+   warm-up over the first ``WARMUP`` of the steps (Adam's first steps are sign-like and would
+   throw the head off its logistic-regression optimum), the same L2 penalty on the head as the
+   fit, gradient-norm clipping at ``CLIP_NORM``, ``cfg.epochs`` epochs, minibatches of
+   ``cfg.batch_size`` in a seeded order;
+4. BatchNorm layers use their source running statistics (``cfg.frozen_bn="eval"``, also in the
+   unfrozen blocks: batch statistics of 10 images are noise, and a head standardised on
+   eval-mode features would see shifted inputs); ``"train"`` puts every BN layer in train mode
+   during training steps as the authors' code does (batch statistics, running stats updated).
+
+Fast path: with frozen BN in eval mode and no augmentation the frozen prefix is a fixed function
+of the image, so ``model.prefix(x, k)`` is computed once per (source, target, split, k), cached
+as float32 safetensors under ``cache_dir("features", ...)``, and only ``model.suffix`` is trained.
+The plain path runs the full forward through the frozen layers at every step (as the authors'
+code does); both paths see the same batches in the same order and give the same accuracies.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import time
+import weakref
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cache import atomic_path, cache_dir
+
+__all__ = ["run", "finetune", "prefix_features", "use_fast_path", "RECIPE_VERSION", "CLIP_NORM"]
+
+RECIPE_VERSION = 1   # bump when the fine-tuning algorithm changes (part of every result key)
+CLIP_NORM = 1.0      # max global gradient norm per step
+LOGREG_C = 1.0       # inverse L2 strength of the logistic-regression head (init and fine-tune)
+WARMUP = 0.1         # fraction of the optimisation steps with a linear learning-rate warm-up
+EVAL_BATCH = 256
+
+
+def use_fast_path(cfg) -> bool:
+    """True when the cached-prefix path is exact: no augmentation and frozen BN in eval mode."""
+    return not cfg.augment and cfg.frozen_bn == "eval"
+
+
+# ----------------------------------------------------------------------------- data plumbing
+@functools.lru_cache(maxsize=16)
+def _target_arrays(target: str, channels: int, size: int, allow_download: bool):
+    """(train images, train labels, test images, test labels, num_classes, content hash)."""
+    from . import data
+    x_tr, y_tr, names = data.load(target, "train", allow_download=allow_download)
+    x_te, y_te, _ = data.load(target, "test", allow_download=allow_download)
+    x_tr = data.to_source_format(x_tr, channels, size).float().contiguous()
+    x_te = data.to_source_format(x_te, channels, size).float().contiguous()
+    h = hashlib.sha256()
+    for t in (x_tr, y_tr, x_te, y_te):
+        h.update(t.numpy().tobytes())
+    return x_tr, y_tr.long(), x_te, y_te.long(), len(names), h.hexdigest()[:12]
+
+
+_FINGERPRINTS: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(model: nn.Module) -> str:
+    """12-hex sha256 of the model's weights and buffers (memoised per model object)."""
+    if model not in _FINGERPRINTS:
+        h = hashlib.sha256()
+        for name, t in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        _FINGERPRINTS[model] = h.hexdigest()[:12]
+    return _FINGERPRINTS[model]
+
+
+@torch.no_grad()
+def _prefix(model, images: torch.Tensor, k: int) -> torch.Tensor:
+    """``model.prefix`` over ``images`` in eval mode, in chunks, float32 on the CPU."""
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    out = [model.prefix(images[i:i + EVAL_BATCH].to(dev), k).float().cpu()
+           for i in range(0, len(images), EVAL_BATCH)]
+    model.train(was)
+    return torch.cat(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_features(path: str) -> torch.Tensor:
+    from safetensors.torch import load_file
+    return load_file(path)["prefix"]
+
+
+def prefix_features(model, images: torch.Tensor, k: int, key: tuple[str, ...], *,
+                    fingerprint: str | None = None) -> torch.Tensor:
+    """Frozen-prefix activations ``model.prefix(images, k)`` (float32), cached on disk.
+
+    ``key`` names the images (e.g. (source id, target, data hash, split)); the model's weight
+    fingerprint (computed if not given) and ``k`` are added, so a different model never reuses
+    stale features.
+    """
+    from safetensors.torch import save_file
+    *dirs, last = [str(p).replace("/", "_").replace(":", "_") for p in key]
+    fingerprint = fingerprint or _fingerprint(model)
+    path = cache_dir("features", *dirs) / f"{last}-k{k}-{fingerprint}.safetensors"
+    if not path.exists():
+        feats = _prefix(model, images, k).contiguous()
+        with atomic_path(path) as tmp:
+            save_file({"prefix": feats}, str(tmp))
+    return _read_features(str(path))
+
+
+# ----------------------------------------------------------------------------- the recipe
+class _StandardisedHead(nn.Module):
+    """``Linear((h - mean) / std)``: the head trained on standardised features."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, weight: torch.Tensor,
+                 bias: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean.clone())
+        self.register_buffer("std", std.clone())
+        self.linear = nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            self.linear.weight.copy_(weight)
+            self.linear.bias.copy_(bias)
+
+    @property
+    def in_features(self) -> int:
+        return self.linear.in_features
+
+    def forward(self, h):
+        return self.linear((h - self.mean) / self.std)
+
+
+def _logreg_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: int):
+    """Standardisation stats and a multinomial logistic-regression fit on ``feats``.
+
+    The fit minimises ``mean_i CE_i + ||W||^2 / (2 C n)`` (scikit-learn's objective divided by
+    n; C = ``LOGREG_C``, bias unpenalised) by full-batch L-BFGS in float64. Returns (mean, std,
+    weight (C, D), bias (C,)) as float32.
+    """
+    f = feats.double()
+    mean = f.mean(0)
+    var = f.var(0, unbiased=False)
+    std = (var + 1e-2 * var.mean() + 1e-8).sqrt()  # floor: dims constant on n images stay tame
+    z = (f - mean) / std
+    y = labels.long()
+    weight = torch.zeros(num_classes, f.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], lr=1, max_iter=50, tolerance_grad=1e-5,
+                            tolerance_change=1e-9, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = (F.cross_entropy(z @ weight.T + bias, y)
+                + weight.pow(2).sum() / (2 * LOGREG_C * len(y)))
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return mean.float(), std.float(), weight.detach().float(), bias.detach().float()
+
+
+def _augment(x: torch.Tensor) -> torch.Tensor:
+    """The paper's training augmentation per image: crop (pad 4), flip, jitter 0.25, rotate 2°."""
+    from torchvision.transforms import v2
+    tf = v2.Compose([v2.RandomCrop(x.shape[-1], padding=4), v2.RandomHorizontalFlip(),
+                     v2.ColorJitter(0.25, 0.25, 0.25 if x.shape[1] == 3 else 0.0),
+                     v2.RandomRotation(2)])
+    return torch.stack([tf(img) for img in x]).clamp(0, 1)
+
+
+def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfrozen_blocks: int,
+             cfg, seed: int, *, num_classes: int, fast: bool | None = None,
+             feature_key: tuple[str, ...] | None = None) -> dict:
+    """Fine-tune a copy of ``model`` on ``x_train[train_idx]``; epoch chosen on ``val_idx``.
+
+    ``fast`` (default :func:`use_fast_path`) trains only ``model.suffix`` on frozen-prefix
+    activations (cached under ``feature_key`` if given, else computed in memory); otherwise every
+    step runs the full forward. Returns accuracies in percent: ``test_acc`` (at ``best_epoch``),
+    ``val_acc``, ``val_curve`` (epochs 0..E, epoch 0 = the logistic-regression head),
+    ``train_loss_curve``, and ``fast_path``.
+    """
+    k = unfrozen_blocks
+    fast = use_fast_path(cfg) if fast is None else fast
+    if fast and not use_fast_path(cfg):
+        raise ValueError("fast=True needs augment=False and frozen_bn='eval' (the prefix must be "
+                         "a fixed function of the image)")
+    torch.manual_seed(seed)
+    dev = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
+                       else "cpu" if cfg.device == "auto" else cfg.device)
+    fingerprint = _fingerprint(model) if fast and feature_key is not None else None
+    model = copy.deepcopy(model).to(dev)
+    model.eval()
+    train_idx = torch.as_tensor(np.asarray(train_idx), dtype=torch.long)
+    val_idx = torch.as_tensor(np.asarray(val_idx), dtype=torch.long)
+    y_train, y_test = y_train.long(), y_test.long()
+
+    if fast:
+        if feature_key is None:
+            h_tr, h_te = _prefix(model, x_train, k), _prefix(model, x_test, k)
+        else:
+            h_tr = prefix_features(model, x_train, k, (*feature_key, "train"),
+                                   fingerprint=fingerprint)
+            h_te = prefix_features(model, x_test, k, (*feature_key, "test"),
+                                   fingerprint=fingerprint)
+
+        def frozen(split, idx, train_step=False):
+            return (h_tr if split == "train" else h_te)[idx].to(dev)
+    else:
+        def frozen(split, idx, train_step=False):
+            x = (x_train if split == "train" else x_test)[idx].to(dev)
+            if train_step and cfg.augment:
+                x = _augment(x)
+            with torch.no_grad():
+                return model.prefix(x, k)
+
+    trainable = model.trainable_modules(k)
+    blocks = nn.ModuleList(trainable[:-1])
+
+    def set_mode(training: bool):  # BN: running stats everywhere, or the authors' train mode
+        model.train(training and cfg.frozen_bn == "train")
+
+    def logits_of(split, idx, train_step=False):
+        return model.suffix(frozen(split, idx, train_step), k)
+
+    @torch.no_grad()
+    def accuracy(split, idx):
+        set_mode(False)
+        y = y_train if split == "train" else y_test
+        correct = sum(int((logits_of(split, idx[i:i + EVAL_BATCH]).argmax(1).cpu()
+                           == y[idx[i:i + EVAL_BATCH]]).sum())
+                      for i in range(0, len(idx), EVAL_BATCH))
+        return 100.0 * correct / max(len(idx), 1)
+
+    # head: standardised features + logistic-regression initialisation (source blocks, eval BN)
+    with torch.no_grad():
+        h0 = frozen("train", train_idx)
+        for block in blocks:
+            h0 = block(h0)
+        f0 = model.pool(h0) if k > 0 else h0
+    model.head = _StandardisedHead(*_logreg_head(f0.cpu(), y_train[train_idx], num_classes)).to(dev)
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    head_params = list(model.head.parameters())
+    block_params = list(blocks.parameters())
+    for p in head_params + block_params:
+        p.requires_grad_(True)
+    groups = [{"params": head_params, "lr": cfg.head_lr}]
+    if block_params:
+        groups.append({"params": block_params, "lr": cfg.lr})
+    opt = torch.optim.Adam(groups)
+    base_lrs = [g["lr"] for g in groups]
+    warmup = max(1, round(WARMUP * cfg.epochs * -(-len(train_idx) // cfg.batch_size)))
+    step = 0
+    penalty = 1.0 / (2 * LOGREG_C * len(train_idx))  # the logistic-regression fit's L2 term
+    changing = nn.ModuleList([*blocks, model.head]) if cfg.frozen_bn == "eval" else model
+
+    def snapshot():
+        return {n_: t.detach().clone() for n_, t in changing.state_dict().items()}
+
+    gen = torch.Generator().manual_seed(seed)
+    val_curve, loss_curve = [accuracy("train", val_idx)], []
+    best_epoch, best_state = 0, snapshot()
+    for epoch in range(1, cfg.epochs + 1):
+        set_mode(True)
+        order = train_idx[torch.randperm(len(train_idx), generator=gen)]
+        total = 0.0
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            loss = F.cross_entropy(logits_of("train", idx, train_step=True), y_train[idx].to(dev))
+            opt.zero_grad(set_to_none=True)
+            (loss + penalty * model.head.linear.weight.pow(2).sum()).backward()
+            torch.nn.utils.clip_grad_norm_(head_params + block_params, CLIP_NORM)
+            if step < warmup:  # linear warm-up (a scheduler object costs more than the step)
+                for g, lr in zip(opt.param_groups, base_lrs):
+                    g["lr"] = lr * (step + 1) / warmup
+            opt.step()
+            step += 1
+            total += float(loss.detach()) * len(idx)
+        loss_curve.append(total / len(order))
+        val_curve.append(accuracy("train", val_idx))
+        if val_curve[-1] > val_curve[best_epoch]:
+            best_epoch, best_state = epoch, snapshot()
+    changing.load_state_dict(best_state)
+    return {
+        "test_acc": accuracy("test", torch.arange(len(y_test))),
+        "val_acc": val_curve[best_epoch],
+        "best_epoch": best_epoch,
+        "val_curve": val_curve,
+        "train_loss_curve": loss_curve,
+        "fast_path": bool(fast),
+    }
+
+
+def run(source_id: str, target: str, n: int, unfrozen_blocks: int, seed: int, cfg, *,
+        model=None, fast: bool | None = None) -> dict:
+    """One transfer run; returns the metrics of :func:`finetune` plus source facts and timings.
+
+    ``model`` is the loaded source (``zoo.load(source_id)[0]``; loaded here when None). Target
+    images are converted to the source's channels / size. Accuracies in percent, times in s.
+    """
+    from . import data, zoo
+    t0 = time.perf_counter()
+    spec = zoo.spec(source_id)
+    if model is None:
+        model, _ = zoo.load(source_id, allow_download=cfg.allow_download, progress=False)
+    x_tr, y_tr, x_te, y_te, num_classes, data_hash = _target_arrays(
+        target, spec.in_channels, spec.image_size, cfg.allow_download)
+    labels = y_tr.numpy()
+    pool, val = data.split_pool(labels, cfg.val_size, seed)
+    pool = np.asarray(pool)
+    sub = pool[np.asarray(data.class_covering_subset(labels[pool], n, seed))]
+    out = finetune(model, x_tr, y_tr, sub, val, x_te, y_te, unfrozen_blocks, cfg, seed,
+                   num_classes=num_classes, fast=fast,
+                   feature_key=(source_id, target, data_hash))
+    out.update(family=spec.family, norm=spec.norm, eps=float(spec.eps), source_seed=spec.seed,
+               source_label=spec.label, n_val=len(val), n_test=len(y_te),
+               seconds=time.perf_counter() - t0)
+    return out
