@@ -246,3 +246,23 @@ def test_to_source_format():
     assert torch.allclose(data.to_source_format(const, 3, 8), torch.full((1, 3, 8, 8), 0.3), atol=1e-6)
     with pytest.raises(ValueError, match="channels=2"):
         data.to_source_format(grey, 2, 8)
+
+
+def test_lowres_prefix_low_passes_the_images(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (tmp_path / split / c).mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / split / c / "0.png")
+    name = f"folder:{tmp_path}"
+    x, y, _ = data.load(name, "train")
+    xl, yl, _ = data.load("lowres:" + name, "train")
+    assert xl.shape == x.shape and torch.equal(y, yl)
+    assert torch.allclose(xl, data.lowres(x))
+    # the high frequencies of random noise are gone: neighbouring pixels become similar
+    assert (xl[..., 1:] - xl[..., :-1]).abs().mean() < 0.5 * (x[..., 1:] - x[..., :-1]).abs().mean()
+    assert data.info("lowres:digits").num_classes == 10
+    data.check_name("lowres:digits")
+    small, _, _ = data.load("lowres:digits", "test")          # 28 px <= 32 px: unchanged
+    assert torch.equal(small, data.load("digits", "test")[0])

@@ -13,6 +13,9 @@ plus the class names. Offline datasets (usable on this repository's CPU presets)
 Online datasets (paper scale; read from their torchvision on-disk formats, fetched with
 torchvision only when ``allow_download=True``): ``cifar10``, ``cifar100``, ``svhn``, ``mnist``,
 ``kmnist`` (and ``fashion_mnist``), plus ``folder:<path>`` (``<path>/{train,test}/<class>/*``).
+
+Any name may be prefixed ``lowres:`` (e.g. ``lowres:folder:/data/food101``): the same images
+passed through :func:`lowres`, the authors' low-pass probe (down to 32 px and back up).
 """
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ import torch.nn.functional as F
 from .cache import cache_dir
 
 __all__ = ["DatasetInfo", "DATASETS", "info", "check_name", "load", "split_pool",
-           "class_covering_subset", "to_source_format", "data_root", "DatasetUnavailable"]
+           "class_covering_subset", "to_source_format", "lowres", "data_root", "summary",
+           "DatasetUnavailable"]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SPLITS = ("train", "test")
@@ -107,8 +111,39 @@ def _folder_path(name: str) -> Path | None:
     return Path(name.split(":", 1)[1]).expanduser() if name.startswith("folder:") else None
 
 
+LOWRES = "lowres:"
+LOWRES_SIZE = 32  # the authors' low-resolution probe size in pixels
+
+
+def _strip_lowres(name: str) -> tuple[str, bool]:
+    return (name[len(LOWRES):], True) if name.startswith(LOWRES) else (name, False)
+
+
+def lowres(images: torch.Tensor, size: int = LOWRES_SIZE) -> torch.Tensor:
+    """The authors' low-pass: resize (bilinear, antialiased) down to ``size`` px and back up.
+
+    Images (N, C, H, W) in [0, 1]; returns the same shape. Images no larger than ``size`` are
+    returned unchanged (there is nothing to remove).
+    """
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"size={size!r} must be a positive integer (pixels)")
+    x = torch.as_tensor(images, dtype=torch.float32)
+    h, w = x.shape[-2:]
+    if size >= min(h, w):
+        return x.clone()
+    small = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                          align_corners=False)
+    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
 def info(name: str) -> DatasetInfo:
     """The registry entry of ``name`` (``folder:<path>`` entries are built from the folder)."""
+    name, low = _strip_lowres(name)
+    if low:
+        base = info(name)
+        return DatasetInfo(LOWRES + base.name, base.num_classes, base.channels, base.size,
+                           base.train_size, base.test_size, base.offline, base.licence,
+                           f"{base.description}; low-passed to {LOWRES_SIZE} px and back")
     folder = _folder_path(name)
     if folder is not None:
         classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir()) \
@@ -148,6 +183,7 @@ def _exists(path: Path) -> bool:
 def check_name(name: str, allow_download: bool = False, parameter: str = "targets") -> None:
     """Raise ``ValueError`` unless ``name`` is a known dataset that can be had on this machine
     (offline, present on disk, or downloadable because ``allow_download``)."""
+    name = _strip_lowres(name)[0]
     folder = _folder_path(name)
     if folder is not None:
         if not (folder / "train").is_dir() or not (folder / "test").is_dir():
@@ -391,7 +427,9 @@ def load(name: str, split: str, *, allow_download: bool = False, root=None):
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not allowed; allowed: {list(SPLITS)}")
     info(name)  # raises for unknown names
-    return _load_cached(name, split, bool(allow_download), None if root is None else str(root))
+    base, low = _strip_lowres(name)
+    x, y, classes = _load_cached(base, split, bool(allow_download), None if root is None else str(root))
+    return (lowres(x), y, classes) if low else (x, y, classes)
 
 
 # ---------------------------------------------------------------- sampling and formats
@@ -450,3 +488,21 @@ def to_source_format(images: torch.Tensor, channels: int, size: int) -> torch.Te
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
                                antialias=images.shape[-1] > size).clamp(0, 1)
     return images.contiguous()
+
+
+def summary(names, val_size: int, allow_download: bool = False):
+    """A table (pandas DataFrame) of the datasets ``names``: classes, split sizes, the pool
+    left for target subsets after ``val_size`` validation images, image size, class balance
+    and licence."""
+    import pandas as pd
+    rows = []
+    for name in names:
+        meta = info(name)
+        _, y, _ = load(name, "train", allow_download=allow_download)
+        _, yt, _ = load(name, "test", allow_download=allow_download)
+        counts = torch.bincount(y)
+        rows.append({"dataset": name, "classes": meta.num_classes, "train": len(y), "test": len(yt),
+                     "pool": len(y) - val_size, "size": f"{meta.channels}x{meta.size}x{meta.size}",
+                     "smallest class": int(counts.min()), "largest class": int(counts.max()),
+                     "licence": meta.licence})
+    return pd.DataFrame(rows)
