@@ -24,14 +24,15 @@ def notebooks(root: Path = ROOT) -> list[Path]:
 
 
 def stage(out: Path, root: Path = ROOT) -> Path:
-    """Copy the book's config and prose into ``<out>/src`` and return that folder."""
+    """Copy the book's config and prose into ``<out>/src`` (fresh copies; notebooks executed
+    by an earlier run stay, so ``--only`` can re-run a few) and return that folder."""
     src = out / "src"
-    if src.exists():
-        shutil.rmtree(src)
-    (src / "notebooks").mkdir(parents=True)
+    (src / "notebooks").mkdir(parents=True, exist_ok=True)
     for name in BOOK_FILES:
-        path = root / name
-        (shutil.copytree if path.is_dir() else shutil.copy2)(path, src / name)
+        path, dest = root / name, src / name
+        if dest.is_dir():
+            shutil.rmtree(dest)
+        (shutil.copytree if path.is_dir() else shutil.copy2)(path, dest)
     return src
 
 
@@ -71,9 +72,14 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="_build", type=Path)
     parser.add_argument("--only", nargs="*", help="notebook stems to execute (default: all)")
     args = parser.parse_args(argv)
+    from . import zoo
     from .config import resolve
-    resolve(args.preset)  # a bad preset stops here, before any notebook runs
+    cfg = resolve(args.preset)  # a bad preset stops here, before any notebook runs
     t0 = time.perf_counter()
+    # the sources are the long part of a cold build: train / fetch them here, with progress
+    # bars in the terminal; the notebooks then load them from the cache
+    zoo.load_grid(cfg.sources, allow_download=cfg.allow_download, progress=True)
+    print(f"[book] sources ready in {time.perf_counter() - t0:.1f} s", flush=True)
     src = stage(args.out.resolve())
     execute(src, args.preset, args.only)
     html = build(src, args.out.resolve())

@@ -1,11 +1,48 @@
-"""Paper-style figures: target accuracy vs n (log2 axis) with CI bands, and the gain panel."""
+"""Figures: the datasets (sample grid, class balance), and the paper-style transfer figures:
+target accuracy vs n (log2 axis) with CI bands, and the gain panel."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["accuracy_vs_n", "paper_deltas", "validation_curves"]
+__all__ = ["sample_grid", "class_counts", "accuracy_vs_n", "paper_deltas", "validation_curves"]
+
+
+def sample_grid(datasets: dict, per_row: int = 10):
+    """One row per dataset: the first training image of each class (up to ``per_row``).
+
+    ``datasets`` maps a name to ``(images, labels, class_names)`` as ``data.load`` returns.
+    Returns the figure."""
+    fig, axes = plt.subplots(len(datasets), per_row, figsize=(1.1 * per_row, 1.3 * len(datasets)),
+                             squeeze=False)
+    for row, (name, (x, y, classes)) in zip(axes, datasets.items()):
+        for ax, c in zip(row, range(per_row)):
+            ax.set_xticks([]), ax.set_yticks([])
+            hits = (y == c).nonzero()
+            if c >= len(classes) or len(hits) == 0:
+                ax.axis("off")
+                continue
+            img = x[int(hits[0])]
+            ax.imshow(img.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(str(classes[c])[:10], fontsize=7)
+        row[0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    return fig
+
+
+def class_counts(labels: dict):
+    """Bar chart of training images per class, one panel per dataset (``name -> (labels,
+    class_names)``). Returns the figure."""
+    fig, axes = plt.subplots(1, len(labels), figsize=(3.2 * len(labels), 2.6), squeeze=False)
+    for ax, (name, (y, classes)) in zip(axes[0], labels.items()):
+        counts = np.bincount(np.asarray(y), minlength=len(classes))
+        ax.bar(range(len(classes)), counts, color="0.4")
+        ax.set_xticks(range(len(classes)))
+        ax.set_xticklabels([str(c)[:6] for c in classes], rotation=90, fontsize=6)
+        ax.set(title=name, ylabel="training images")
+    fig.tight_layout()
+    return fig
 
 
 def _log2_axis(ax, ns) -> None:
