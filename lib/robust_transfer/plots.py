@@ -1,12 +1,14 @@
-"""Figures: the datasets (sample grid, class balance), and the paper-style transfer figures:
-target accuracy vs n (log2 axis) with CI bands, and the gain panel."""
+"""Figures: the datasets (sample grid, class balance), the sources (accuracy vs attack eps,
+adversarial examples), and the paper-style transfer figures: target accuracy vs n (log2 axis)
+with CI bands, and the gain panel."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["sample_grid", "class_counts", "accuracy_vs_n", "paper_deltas", "validation_curves"]
+__all__ = ["sample_grid", "class_counts", "attack_curves", "adversarial_examples", "accuracy_vs_n",
+           "paper_deltas", "validation_curves"]
 
 
 def sample_grid(datasets: dict, per_row: int = 10):
@@ -157,5 +159,59 @@ def validation_curves(frame: pd.DataFrame, *, max_runs: int = 12):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     axes[0, 0].set_ylabel("validation accuracy (%)")
+    fig.tight_layout()
+    return fig
+
+
+def adversarial_examples(grid: dict, ids, x, y, class_names, *, norm: str = "l2", eps: float = 2.0,
+                         steps: int = 10, show=(0, 7, 14, 21)):
+    """For each source in ``ids`` (``grid`` maps id -> (model, metadata)): test images, their PGD
+    adversarial examples (title: the prediction) and the perturbation scaled to [-1, 1] (title:
+    its edge alignment). Returns ``(figure, {label: mean edge alignment over x})``."""
+    import torch
+    from . import attacks, zoo
+    fig, axes = plt.subplots(len(ids), 3 * len(show), figsize=(3.3 * len(show), 1.3 * len(ids)),
+                             squeeze=False)
+    alignment = {}
+    for r, sid in enumerate(ids):
+        model, label = grid[sid][0], zoo.spec(sid).label
+        torch.manual_seed(0)
+        x_adv = attacks.pgd(model, x, y, norm, eps, steps=steps)
+        with torch.no_grad():
+            pred = model(x_adv).argmax(1)
+        align = attacks.edge_alignment(x, x_adv)
+        alignment[label] = align.mean().item()
+        delta = (x_adv - x).mean(1)
+        for j, i in enumerate(show):
+            a = axes[r, 3 * j:3 * j + 3]
+            a[0].imshow(x[i].mean(0), cmap="gray", vmin=0, vmax=1)
+            a[1].imshow(x_adv[i].mean(0), cmap="gray", vmin=0, vmax=1)
+            a[1].set_title(str(class_names[pred[i]])[:8], fontsize=6)
+            a[2].imshow(delta[i] / delta[i].abs().max().clamp_min(1e-8), cmap="gray", vmin=-1, vmax=1)
+            a[2].set_title(f"{align[i]:.2f}", fontsize=6)
+        axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right")
+        for a in axes[r]:
+            a.set_xticks([]), a.set_yticks([])
+    fig.tight_layout()
+    return fig, alignment
+
+
+def attack_curves(curves):
+    """Accuracy vs attack eps per source family (``zoo.accuracy_curves`` output), one panel per
+    attack norm: mean over source seeds, band = min..max over seeds. Returns the figure."""
+    attacks_ = list(dict.fromkeys(curves["attack"]))
+    fig, axes = plt.subplots(1, len(attacks_), figsize=(5.5 * len(attacks_), 4), sharey=True,
+                             squeeze=False)
+    for ax, attack in zip(axes[0], attacks_):
+        for label, g in curves[curves.attack == attack].groupby("label", sort=False):
+            seeds = int(g.seeds.iloc[0])
+            line, = ax.plot(g.attack_eps, 100 * g["mean"], "o-",
+                            label=f"{label} ({seeds} seed{'s' * (seeds > 1)})")
+            ax.fill_between(g.attack_eps, 100 * g["min"], 100 * g["max"], color=line.get_color(),
+                            alpha=0.2)
+        ax.set(xlabel=f"{attack} attack ε (pixel units, 0 = clean)", title=f"PGD {attack} attack")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("accuracy (%)")
+    axes[0, -1].legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -37,7 +37,7 @@ from . import checkpoints, config, data, models, train
 from .cache import atomic_path, atomic_write_text, cache_dir, sha256_file
 
 __all__ = ["SourceSpec", "list_sources", "check_id", "spec", "revision", "load", "load_grid", "table",
-           "accuracy_curves", "source_data", "ATTACK_EPS", "TRAINED_SCALES", "PINNED_SHA256",
+           "accuracy_curves", "findings", "source_data", "ATTACK_EPS", "TRAINED_SCALES", "PINNED_SHA256",
            "PUBLISHED_CLEAN_ACC", "SourceUnavailable"]
 
 # ------------------------------------------------------------------------------- registry
@@ -414,3 +414,70 @@ def accuracy_curves(source_table: pd.DataFrame) -> pd.DataFrame:
                 rows.append(dict(family=family, label=label, attack=attack, attack_eps=e,
                                  mean=v.mean(), min=v.min(), max=v.max(), seeds=len(v)))
     return pd.DataFrame(rows)
+
+
+def findings(source_table: pd.DataFrame, alignment: dict | None = None) -> str:
+    """Markdown sentences computed from the source table (and the perturbations' mean edge
+    alignment per source label): does clean accuracy fall and robust accuracy rise with the
+    training eps, the noise control, seed spread, the L-inf source, training time."""
+    from scipy import stats
+    t = source_table
+    robust_col = "L2 1" if "L2 1" in t else "clean_acc"
+    fam = t.groupby("family", sort=False).agg(label=("label", "first"), norm=("norm", "first"),
+                                              eps=("eps", "first"), clean=("clean_acc", "mean"),
+                                              robust=(robust_col, "mean"))
+    l2 = fam[fam.norm.isin(["natural", "l2"])].sort_values("eps")
+    lines = []
+    if len(l2) >= 3:
+        rc = stats.spearmanr(l2.eps, l2.clean).statistic
+        rr = stats.spearmanr(l2.eps, l2.robust).statistic
+        steps = ", ".join(f"{r.label}: {100 * r.clean:.1f}% clean / {100 * r.robust:.1f}% robust"
+                          for r in l2.itertuples())
+        lines.append(
+            f"Across the L2 training ε ({steps}), the rank correlation of training ε with clean "
+            f"accuracy is {rc:+.2f} and with L2 ε=1 robust accuracy {rr:+.2f}: clean accuracy "
+            f"{'falls' if rc < 0 else 'does not fall'} and robust accuracy "
+            f"{'rises' if rr > 0 else 'does not rise'} with ε"
+            f"{' (as in the paper)' if rc < 0 and rr > 0 else ' (unlike the paper)'}.")
+    if len(l2):
+        nat, rob = l2.iloc[0], l2.iloc[-1]
+        p_drop = 100 * (PUBLISHED_CLEAN_ACC["paper/imagenet/natural"]
+                        - PUBLISHED_CLEAN_ACC["paper/imagenet/l2/3"])
+        drop = 100 * (nat.clean - rob.clean)
+        lines.append(f"The most robust L2 source ({rob.label}) {'loses' if drop > 0 else 'gains'} "
+                     f"{abs(drop):.1f} points of clean accuracy against {nat.label} training (the "
+                     f"paper's ImageNet L2 ε=3 source loses {p_drop:.1f}).")
+    noise, l2_1 = fam[fam.norm == "noise"], fam[(fam.norm == "l2") & (fam.eps == 1.0)]
+    if len(noise) and len(l2_1):
+        nz, rb = noise.iloc[0], l2_1.iloc[0]
+        lines.append(f"The Gaussian-noise control ({nz.label}) keeps {100 * nz.clean:.1f}% clean "
+                     f"accuracy and reaches {100 * nz.robust:.1f}% under the L2 ε=1 attack, against "
+                     f"{100 * rb.robust:.1f}% for {rb.label}: noise training "
+                     f"{'does not buy' if nz.robust < rb.robust else 'buys as much'} adversarial "
+                     f"robustness.")
+    spread = [f"{g.label.iloc[0]} {100 * g.clean_acc.min():.1f}-{100 * g.clean_acc.max():.1f}% "
+              f"({len(g)} seeds)" for _, g in t.groupby("family", sort=False) if len(g) > 1]
+    if spread:
+        lines.append("Sources differing only in their training seed span " + ", ".join(spread)
+                     + " clean accuracy.")
+    linf = fam[fam.norm == "linf"]
+    if len(linf) and "Linf 0.1" in t:
+        lf = linf.iloc[0]
+        lines.append(f"The L∞ source ({lf.label}) has {100 * lf.clean:.1f}% clean, "
+                     f"{100 * lf.robust:.1f}% L2 ε=1 robust and "
+                     f"{100 * t[t.family == linf.index[0]]['Linf 0.1'].mean():.1f}% L∞ ε=0.1 robust "
+                     f"accuracy.")
+    if alignment:
+        best = max(alignment, key=alignment.get)
+        adversarial = fam.set_index("label").norm.get(best) in ("l2", "linf")
+        lines.append(f"Perturbation edge alignment: "
+                     f"{', '.join(f'{k} {v:.2f}' for k, v in alignment.items())}; highest for "
+                     f"{best}, " + ("an adversarially trained source: robust models' perturbations "
+                                    "follow shapes more." if adversarial else
+                                    "not an adversarially trained source: here robust models' "
+                                    "perturbations do not follow shapes more."))
+    secs = t.train_seconds.dropna()
+    if len(secs):
+        lines.append(f"Training the {len(secs)} sources took {secs.sum() / 60:.1f} minutes in total "
+                     f"on this machine (when they were first trained).")
+    return " ".join(lines)
