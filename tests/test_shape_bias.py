@@ -266,7 +266,8 @@ def test_evaluate_sources_caches_per_source(monkeypatch, tmp_path):
         monkeypatch.setitem(sys.modules, f"robust_transfer.{name}", mod)
         monkeypatch.setattr(robust_transfer, name, mod, raising=False)
     cfg = types.SimpleNamespace(n_stimuli=12, blur_sigmas=(0.0, 1.0), allow_download=False,
-                                sources=("tiny/fmnist/natural/s0",))
+                                sources=("tiny/fmnist/natural/s0",),
+                                torch_device=lambda: torch.device("cpu"))
     first = sb.evaluate_sources(cfg, progress=False)
     files = list(tmp_path.rglob("*.json"))
     assert len(files) == 1 and "shape_bias" in str(files[0])

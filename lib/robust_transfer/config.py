@@ -60,6 +60,13 @@ class Config:
     damping: float = 1e-3
     loo_points: int = 40
 
+    def torch_device(self):
+        """The ``torch.device`` runs use: ``device``, with "auto" = CUDA when available."""
+        import torch
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
     def to_dict(self) -> dict:
         """Plain JSON-able dict of every field (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))

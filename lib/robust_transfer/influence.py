@@ -468,7 +468,8 @@ def transferred_head(source: str, target: str, n: int, seed: int, cfg, model=Non
     from . import data, transfer, zoo
     spec = zoo.spec(source)
     if model is None:
-        model, _ = zoo.load(source, allow_download=cfg.allow_download, progress=False)
+        model = zoo.load(source, allow_download=cfg.allow_download, progress=False)[0]
+        model = model.to(cfg.torch_device())
     x_tr, y_tr, x_te, y_te, num_classes, data_hash = transfer._target_arrays(
         target, spec.in_channels, spec.image_size, cfg.allow_download)
     labels, t_labels = y_tr.numpy(), y_te.numpy()
@@ -508,7 +509,8 @@ def influence_study(source: str, target: str, cfg, seed: int | None = None, mode
     from .config import config_hash
     seed = cfg.seeds[0] if seed is None else seed
     if model is None:
-        model, _ = zoo.load(source, allow_download=cfg.allow_download, progress=False)
+        model = zoo.load(source, allow_download=cfg.allow_download, progress=False)[0]
+        model = model.to(cfg.torch_device())
     key = config_hash(dict(v=3, source=source, weights=transfer._fingerprint(model), target=target,
                            n=cfg.influence_n, seed=seed, test=cfg.influence_test, l2=cfg.damping,
                            val=cfg.val_size, loo=cfg.loo_points, method=method))

@@ -462,6 +462,7 @@ def evaluate_sources(cfg, seed: int = 0, *, progress: bool = True, sources=None)
     for sid in tqdm(sources or cfg.sources, desc="shape-bias probes", disable=not progress):
         spec = zoo.spec(sid)
         model, meta = zoo.load(sid, allow_download=cfg.allow_download, progress=progress)
+        model = model.to(cfg.torch_device())
         key = config_hash(dict(params=dataclasses.asdict(p), seed=seed, source=sid,
                                sha256=meta.get("sha256"), version=_CACHE_VERSION))
         path = cache_dir("shape_bias", *sid.split("/")) / f"{key}.json"

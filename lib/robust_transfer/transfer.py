@@ -199,8 +199,7 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
         raise ValueError("fast=True needs augment=False and frozen_bn='eval' (the prefix must be "
                          "a fixed function of the image)")
     torch.manual_seed(seed)
-    dev = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
-                       else "cpu" if cfg.device == "auto" else cfg.device)
+    dev = cfg.torch_device()
     fingerprint = _fingerprint(model) if fast and feature_key is not None else None
     model = copy.deepcopy(model).to(dev)
     model.eval()
