@@ -1,6 +1,4 @@
 """Every notebook runs on the tiny preset with papermill, and the book builds strictly."""
-import os
-
 import pytest
 
 from robust_transfer import book
@@ -35,9 +33,36 @@ def test_book_builds_strictly_with_figures(built):
     assert data_page.count("<img") >= 2
 
 
-def test_bad_parameters_stop_before_compute(tmp_path):
+SECTION1 = "02_transfer_vs_sample_size"
+
+
+def _run(name, out, **parameters):
     import papermill as pm
-    nb = book.notebooks()[0]
-    with pytest.raises(pm.PapermillExecutionError, match="targets"):
-        pm.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), kernel_name="python3",
-                            parameters={"preset": "tiny", "targets": ["cifar11"]}, progress_bar=False)
+    nb = next(p for p in book.notebooks() if p.stem == name)
+    return pm.execute_notebook(str(nb), str(out), kernel_name="python3", progress_bar=False,
+                               parameters={"preset": "tiny", **parameters}, cwd=str(nb.parent))
+
+
+@pytest.mark.parametrize("name,parameters,message", [
+    ("00_data", dict(targets=["cifar11"]), "cifar11"),
+    (SECTION1, dict(targets=["cifar11"]), "cifar11"),
+    (SECTION1, dict(targets=["digits"], n_values=[5000]), "n_values=5000"),
+    (SECTION1, dict(sources=["tiny/fmnist/l2/3.0/s0"]), "not in the zoo"),
+    (SECTION1, dict(unfrozen_blocks=[7]), "unfrozen_blocks"),
+])
+def test_bad_parameters_stop_in_the_config_cell(tmp_path, name, parameters, message):
+    import papermill as pm
+    with pytest.raises(pm.PapermillExecutionError, match=message) as err:
+        _run(name, tmp_path / "out.ipynb", **parameters)
+    # it stopped in the cell that resolves the configuration, before any compute cell
+    assert "config.resolve(" in err.value.source and err.value.ename == "ValueError"
+
+
+def test_section1_reruns_with_other_parameters(tmp_path):
+    import nbformat
+    _run(SECTION1, tmp_path / "out.ipynb", targets=["digits"], seeds=[3], n_values=[10, 20],
+         unfrozen_blocks=[2])
+    nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", ""))
+                   for c in nb.cells for o in c.get("outputs", []))
+    assert "2 unfrozen block" in text and "digits" in text
