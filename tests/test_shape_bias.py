@@ -218,6 +218,9 @@ def test_edge_map_and_silhouette():
     x[0, 0, 3:7, 3:7] = 1
     e = sb.edge_map(x)
     assert e.max() == 1 and e[0, 0, 5, 5] == 0 and e[0, 0, 0, 0] == 0
+    # images are filtered one by one: a blank image beside the square has no edges
+    pair = sb.edge_map(torch.cat([x, torch.zeros_like(x)]))
+    assert torch.equal(pair[0], e[0]) and pair[1].abs().max() == 0
     ring = torch.zeros(1, 1, 10, 10)
     ring[0, 0, 2:8, 2:8] = 1
     ring[0, 0, 4:6, 4:6] = 0

@@ -99,10 +99,8 @@ def edge_alignment(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
     High values mean the attack changes the image along its object outlines ("shape-like"
     perturbations), values near 0 mean it spreads texture-like noise.
     """
-    grey = x.mean(1, keepdim=True)
-    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=x.dtype, device=x.device)
-    k = torch.stack([kx, kx.t()]).unsqueeze(1)
-    edges = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), k).norm(dim=1).flatten(1)
+    from .data import sobel_magnitude
+    edges = sobel_magnitude(x).to(x.dtype).flatten(1)
     pert = (x_adv - x).abs().sum(1).flatten(1)
     e, p = edges - edges.mean(1, keepdim=True), pert - pert.mean(1, keepdim=True)
     return (e * p).sum(1) / (e.norm(dim=1) * p.norm(dim=1)).clamp_min(1e-12)

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from .cache import cache_dir
 
 __all__ = ["DatasetInfo", "DATASETS", "info", "check_name", "load", "split_pool",
-           "class_covering_subset", "to_source_format", "lowres", "data_root", "summary",
+           "class_covering_subset", "to_source_format", "lowres", "sobel_magnitude", "data_root",
+           "summary",
            "DatasetUnavailable"]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -134,6 +135,15 @@ def lowres(images: torch.Tensor, size: int = LOWRES_SIZE) -> torch.Tensor:
     small = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
                           align_corners=False)
     return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def sobel_magnitude(images: torch.Tensor) -> torch.Tensor:
+    """Per-image Sobel gradient magnitude (N, H, W) of the grey (channel-mean) images, with
+    replicated borders; each image is filtered on its own."""
+    grey = torch.as_tensor(images, dtype=torch.float32).mean(1, keepdim=True)
+    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], device=grey.device)
+    k = torch.stack([kx, kx.t()]).unsqueeze(1)
+    return F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), k).norm(dim=1)
 
 
 def info(name: str) -> DatasetInfo:

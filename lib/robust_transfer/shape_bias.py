@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from .cache import atomic_path, atomic_write_text, cache_dir
-from .data import lowres
+from .data import lowres, sobel_magnitude
 
 __all__ = [
     "CATEGORIES_16", "IMAGENET_16_INDICES", "GEIRHOS_ARCHIVE_URL", "GEIRHOS_SUBDIR",
@@ -103,7 +103,7 @@ _CUE_NAME = re.compile(r"^([a-z]+)(\d+)-([a-z]+)(\d+)\.png$")
 
 # zoo SourceSpec.dataset -> robust_transfer.data name of the source's own dataset
 _SOURCE_DATA = {"fmnist": "fashion_mnist", "fashion_mnist": "fashion_mnist"}
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 
 #: targets whose classes are defined by shape (digits, characters) vs the texture-defined control
 SHAPE_TARGETS = ("mnist5k", "digits", "mnist", "kmnist", "svhn")
@@ -280,11 +280,10 @@ def patch_shuffle(images, grid: int, seed: int) -> torch.Tensor:
 
 def edge_map(images) -> torch.Tensor:
     """Sobel gradient magnitude of the grey image, scaled to max 1 per image, on every channel."""
-    x = _np(images)
-    g = x.mean(axis=1)
-    mag = np.hypot(ndimage.sobel(g, axis=1), ndimage.sobel(g, axis=2))
-    mag /= np.maximum(mag.max(axis=(1, 2), keepdims=True), 1e-12)
-    return torch.from_numpy(np.repeat(mag[:, None], x.shape[1], axis=1).astype(np.float32))
+    x = torch.as_tensor(_np(images))
+    mag = sobel_magnitude(x)
+    mag = mag / mag.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+    return mag[:, None].expand(-1, x.shape[1], -1, -1).contiguous()
 
 
 def lowpass(images, sigma: float) -> torch.Tensor:
