@@ -108,10 +108,22 @@ def test_import_plain_torchvision_state_dict(tmp_path):
     assert _same_outputs(model, net, models.IMAGENET_MEAN, models.IMAGENET_STD)
 
 
-def test_dill_pickle_needs_a_pin(tmp_path):
+def test_robustness_dill_file_loads_safely_without_a_pin(tmp_path):
     net, mean, std = _tv_resnet18(), [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     path = tmp_path / "madry.pt"
     obj = _robustness_dict(net, mean, std, {"args": argparse.Namespace(arch="resnet18", eps=3.0)})
+    torch.save(obj, path, pickle_module=dill)
+    loaded = checkpoints.read_torch_file(path)          # weights_only=True + argparse.Namespace
+    assert loaded["args"].eps == 3.0
+    model = checkpoints.import_torchvision_resnet(loaded, "resnet18")
+    assert _same_outputs(model, net, mean, std)
+
+
+def test_code_carrying_pickle_needs_a_pin(tmp_path):
+    from fractions import Fraction
+    net, mean, std = _tv_resnet18(), [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    path = tmp_path / "madry.pt"
+    obj = _robustness_dict(net, mean, std, {"args": Fraction(3)})  # not allowlisted
     torch.save(obj, path, pickle_module=dill)
     with pytest.raises(checkpoints.CheckpointError, match="not pinned"):
         checkpoints.read_torch_file(path)
@@ -119,9 +131,7 @@ def test_dill_pickle_needs_a_pin(tmp_path):
         checkpoints.read_torch_file(path, pinned_sha256="0" * 64)
     from robust_transfer.cache import sha256_file
     loaded = checkpoints.read_torch_file(path, pinned_sha256=sha256_file(path))
-    assert loaded["args"].eps == 3.0
-    model = checkpoints.import_torchvision_resnet(loaded, "resnet18")
-    assert _same_outputs(model, net, mean, std)
+    assert loaded["args"] == 3
 
 
 def test_strict_key_check():

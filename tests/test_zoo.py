@@ -112,13 +112,16 @@ def _standin_state():
     return torchvision.models.resnet18(weights=None, num_classes=10).state_dict()
 
 
-def _write_madry(dest, with_args=True):
+def _write_madry(dest, with_args=True, code=False):
     sd = {"module.model." + k: v for k, v in _standin_state().items()}
     sd["module.normalizer.new_mean"] = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
     sd["module.normalizer.new_std"] = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     obj = {"model": sd, "epoch": 90}
     if with_args:
-        obj["args"] = argparse.Namespace(eps=3.0)  # not loadable with weights_only=True
+        obj["args"] = argparse.Namespace(eps=3.0)  # allowlisted for the safe load
+    if code:
+        from fractions import Fraction
+        obj["extra"] = Fraction(1, 3)   # not allowlisted: needs a full unpickle
     torch.save(obj, dest, pickle_module=dill)
 
 
@@ -168,11 +171,11 @@ def test_download_pin_convert(cache, monkeypatch):
 def test_unpinned_pickle_placed_by_hand_is_refused(cache, monkeypatch):
     _small_spec(monkeypatch)
     (cache / "downloads").mkdir()
-    _write_madry(cache / "downloads" / "imagenet_linf_8.pt")
+    _write_madry(cache / "downloads" / "imagenet_linf_8.pt", code=True)
     with pytest.raises(checkpoints.CheckpointError, match="not pinned"):
         zoo.load("paper/imagenet/linf/8")
     # a weights-only-loadable file placed by hand is fine without a pin
-    _write_madry(cache / "downloads" / "imagenet_linf_8.pt", with_args=False)
+    _write_madry(cache / "downloads" / "imagenet_linf_8.pt")
     _, meta = zoo.load("paper/imagenet/linf/8")
     assert meta["eps"] == pytest.approx(8 / 255)
 
@@ -193,3 +196,15 @@ def test_torchvision_prefix_and_huggingface(cache, monkeypatch):
     zoo.load("salman2020/imagenet/linf/4", allow_download=True, progress=False)
     zoo.load("salman2020/imagenet/l2/3", allow_download=True, progress=False)
     assert names == ["resnet50_linf_eps4.0.ckpt", "resnet50_l2_eps3.ckpt"]
+
+
+def test_first_download_hash_does_not_unlock_a_full_unpickle(cache, monkeypatch):
+    _small_spec(monkeypatch)
+    monkeypatch.setattr(zoo, "_fetch_url", lambda url, dest, progress: _write_madry(dest, code=True))
+    with pytest.raises(checkpoints.CheckpointError, match="not pinned"):
+        zoo.load("paper/imagenet/linf/4", allow_download=True, progress=False)
+    # its hash was recorded (integrity), yet the next load still refuses to run its pickle
+    pins = json.loads((cache / "downloads" / "pins.json").read_text())
+    assert "imagenet_linf_4.pt" in pins
+    with pytest.raises(checkpoints.CheckpointError, match="not pinned"):
+        zoo.load("paper/imagenet/linf/4")

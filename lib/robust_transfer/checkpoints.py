@@ -18,6 +18,8 @@ when it has one, ImageNet's otherwise.
 """
 from __future__ import annotations
 
+import argparse
+
 import json
 import re
 from pathlib import Path
@@ -104,16 +106,24 @@ def load(path, map_location: str = "cpu") -> tuple[models.BlockNet, dict]:
     return model.to(map_location).eval(), meta
 
 
+#: plain containers that robustness-library checkpoints hold besides tensors; allowed in the
+#: safe (``weights_only=True``) load because rebuilding them runs no code from the file
+SAFE_GLOBALS = [argparse.Namespace]
+
+
 def read_torch_file(path, pinned_sha256: str | None = None):
-    """The object in a ``torch.save`` file: ``weights_only=True``, or a full unpickle if pinned.
+    """The object in a ``torch.save`` file: ``weights_only=True`` (plus :data:`SAFE_GLOBALS`),
+    or a full unpickle if the file's sha256 is pinned in the code.
 
     The full unpickle (``weights_only=False``, with ``dill`` when installed) is used only when
     the safe load fails and ``sha256(path) == pinned_sha256``; otherwise
-    :class:`CheckpointError` explains why the file is refused.
+    :class:`CheckpointError` explains why the file is refused. ``pinned_sha256`` must come from
+    a hash shipped with the code, never from one recorded on first download.
     """
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as safe_error:  # noqa: BLE001 -- any failure falls through to the pin check
         reason = f"{type(safe_error).__name__}: {str(safe_error).splitlines()[0][:200]}"
     digest = sha256_file(path)
