@@ -470,8 +470,7 @@ def transferred_head(source: str, target: str, n: int, seed: int, cfg, model=Non
     if model is None:
         model = zoo.load(source, allow_download=cfg.allow_download, progress=False)[0]
         model = model.to(cfg.torch_device())
-    x_tr, y_tr, x_te, y_te, num_classes, data_hash = transfer._target_arrays(
-        target, spec.in_channels, spec.image_size, cfg.allow_download)
+    x_tr, y_tr, x_te, y_te, num_classes, data_hash = transfer.target_arrays(target, cfg.allow_download)
     labels, t_labels = y_tr.numpy(), y_te.numpy()
     pool_idx, _ = data.split_pool(labels, cfg.val_size, seed)
     pool_idx = np.asarray(pool_idx)
@@ -511,7 +510,8 @@ def influence_study(source: str, target: str, cfg, seed: int | None = None, mode
     if model is None:
         model = zoo.load(source, allow_download=cfg.allow_download, progress=False)[0]
         model = model.to(cfg.torch_device())
-    key = config_hash(dict(v=3, source=source, weights=transfer._fingerprint(model), target=target,
+    key = config_hash(dict(v=3, source=source, weights=transfer.weights_fingerprint(model),
+                           target=target,
                            n=cfg.influence_n, seed=seed, test=cfg.influence_test, l2=cfg.damping,
                            val=cfg.val_size, loo=cfg.loo_points, method=method))
     path = cache_dir("influence") / f"{key}.npz"

@@ -34,6 +34,10 @@ class BlockNet(nn.Module):
 
     def __init__(self, stem: nn.Module, blocks, head: nn.Linear, mean, std):
         super().__init__()
+        #: (channels, size) the source expects, or None; when set, other images are converted
+        #: batch by batch on the way in (``data.to_source_format``), so a target never has to
+        #: be materialised at the source's resolution
+        self.input_format: tuple[int, int] | None = None
         self.normalize = Normalize(mean, std)
         self.stem = stem
         self.blocks = nn.ModuleList(blocks)
@@ -44,17 +48,15 @@ class BlockNet(nn.Module):
         """Number of residual blocks (the largest allowed ``unfrozen_blocks``)."""
         return len(self.blocks)
 
-    @property
-    def feature_dim(self) -> int:
-        """Width of the pooled penultimate features that feed the head."""
-        return self.head.in_features
-
     def prefix(self, x: torch.Tensor, unfrozen_blocks: int) -> torch.Tensor:
         """Activations entering the last ``unfrozen_blocks`` blocks (the frozen part's output).
 
-        For ``unfrozen_blocks == 0`` these are the pooled features, shape (N, feature_dim).
+        For ``unfrozen_blocks == 0`` these are the pooled features, shape (N, head.in_features).
         """
         self._check_k(unfrozen_blocks)
+        if self.input_format is not None:
+            from .data import to_source_format
+            x = to_source_format(x, *self.input_format)
         h = self.stem(self.normalize(x))
         for block in self.blocks[: self.num_blocks - unfrozen_blocks]:
             h = block(h)
@@ -70,7 +72,7 @@ class BlockNet(nn.Module):
         return self.head(h)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled penultimate features, shape (N, feature_dim)."""
+        """Pooled penultimate features, shape (N, head.in_features)."""
         return self.prefix(x, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,11 +82,6 @@ class BlockNet(nn.Module):
         """The modules that "k unfrozen blocks" trains: the last k blocks and the head."""
         self._check_k(unfrozen_blocks)
         return [*self.blocks[self.num_blocks - unfrozen_blocks:], self.head]
-
-    def replace_head(self, num_classes: int) -> nn.Linear:
-        """Put a fresh linear head for ``num_classes`` outputs and return it."""
-        self.head = nn.Linear(self.feature_dim, num_classes).to(self.head.weight.device)
-        return self.head
 
     @staticmethod
     def pool(h: torch.Tensor) -> torch.Tensor:
@@ -166,4 +163,7 @@ def build(arch: str, num_classes: int, in_channels: int = 3, **norm) -> BlockNet
     """
     if arch not in ARCHS:
         raise ValueError(f"arch={arch!r} is unknown; allowed: {sorted(ARCHS)}")
+    if arch in ("resnet18", "resnet50") and in_channels != 3:
+        raise ValueError(f"in_channels={in_channels} is not allowed for {arch}; allowed: 3 "
+                         f"(grey images are repeated to RGB by data.to_source_format)")
     return ARCHS[arch](num_classes, in_channels, **norm)

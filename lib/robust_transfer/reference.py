@@ -13,9 +13,8 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["paper_table", "paper_deltas", "paper_gain_table", "PAPER_UNFROZEN_BLOCKS", "PAPER_MAX_SUBSET"]
+__all__ = ["paper_table", "paper_deltas", "paper_gain_table", "PAPER_MAX_SUBSET"]
 
-PAPER_UNFROZEN_BLOCKS = 3  # the paper's main setting: layer4 + a new fc
 PAPER_MAX_SUBSET = 25600   # the paper's largest subset; larger n are the full training sets
 
 

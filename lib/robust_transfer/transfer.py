@@ -42,7 +42,8 @@ from torch import nn
 
 from .cache import atomic_path, cache_dir
 
-__all__ = ["run", "finetune", "prefix_features", "use_fast_path", "RECIPE_VERSION", "CLIP_NORM"]
+__all__ = ["run", "finetune", "prefix_features", "target_arrays", "weights_fingerprint", "use_fast_path",
+           "RECIPE_VERSION", "CLIP_NORM"]
 
 RECIPE_VERSION = 1   # bump when the fine-tuning algorithm changes (part of every result key)
 CLIP_NORM = 1.0      # max global gradient norm per step
@@ -58,13 +59,14 @@ def use_fast_path(cfg) -> bool:
 
 # ----------------------------------------------------------------------------- data plumbing
 @functools.lru_cache(maxsize=16)
-def _target_arrays(target: str, channels: int, size: int, allow_download: bool):
-    """(train images, train labels, test images, test labels, num_classes, content hash)."""
+def target_arrays(target: str, allow_download: bool):
+    """(train images, train labels, test images, test labels, num_classes, content hash).
+
+    Images stay in the target's own format: source models convert each batch to theirs
+    (``BlockNet.input_format``), so e.g. CIFAR-10 is never held at 224 px."""
     from . import data
     x_tr, y_tr, names = data.load(target, "train", allow_download=allow_download)
     x_te, y_te, _ = data.load(target, "test", allow_download=allow_download)
-    x_tr = data.to_source_format(x_tr, channels, size).float().contiguous()
-    x_te = data.to_source_format(x_te, channels, size).float().contiguous()
     h = hashlib.sha256()
     for t in (x_tr, y_tr, x_te, y_te):
         h.update(t.numpy().tobytes())
@@ -74,7 +76,7 @@ def _target_arrays(target: str, channels: int, size: int, allow_download: bool):
 _FINGERPRINTS: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
 
 
-def _fingerprint(model: nn.Module) -> str:
+def weights_fingerprint(model: nn.Module) -> str:
     """12-hex sha256 of the model's weights and buffers (memoised per model object)."""
     if model not in _FINGERPRINTS:
         h = hashlib.sha256()
@@ -113,7 +115,7 @@ def prefix_features(model, images: torch.Tensor, k: int, key: tuple[str, ...], *
     """
     from safetensors.torch import save_file
     *dirs, last = [str(p).replace("/", "_").replace(":", "_") for p in key]
-    fingerprint = fingerprint or _fingerprint(model)
+    fingerprint = fingerprint or weights_fingerprint(model)
     path = cache_dir("features", *dirs) / f"{last}-k{k}-{fingerprint}.safetensors"
     if not path.exists():
         feats = _prefix(model, images, k).contiguous()
@@ -135,10 +137,6 @@ class _StandardisedHead(nn.Module):
         with torch.no_grad():
             self.linear.weight.copy_(weight)
             self.linear.bias.copy_(bias)
-
-    @property
-    def in_features(self) -> int:
-        return self.linear.in_features
 
     def forward(self, h):
         return self.linear((h - self.mean) / self.std)
@@ -200,7 +198,7 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
                          "a fixed function of the image)")
     torch.manual_seed(seed)
     dev = cfg.torch_device()
-    fingerprint = _fingerprint(model) if fast and feature_key is not None else None
+    fingerprint = weights_fingerprint(model) if fast and feature_key is not None else None
     model = copy.deepcopy(model).to(dev)
     model.eval()
     train_idx = torch.as_tensor(np.asarray(train_idx), dtype=torch.long)
@@ -317,8 +315,7 @@ def run(source_id: str, target: str, n: int, unfrozen_blocks: int, seed: int, cf
     spec = zoo.spec(source_id)
     if model is None:
         model, _ = zoo.load(source_id, allow_download=cfg.allow_download, progress=False)
-    x_tr, y_tr, x_te, y_te, num_classes, data_hash = _target_arrays(
-        target, spec.in_channels, spec.image_size, cfg.allow_download)
+    x_tr, y_tr, x_te, y_te, num_classes, data_hash = target_arrays(target, cfg.allow_download)
     labels = y_tr.numpy()
     pool, val = data.split_pool(labels, cfg.val_size, seed)
     pool = np.asarray(pool)

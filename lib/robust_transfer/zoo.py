@@ -239,6 +239,8 @@ def load(source_id: str, *, allow_download: bool = False,
          progress: bool = True) -> tuple[models.BlockNet, dict]:
     """``(model in eval mode, metadata)`` of a source, training or downloading it if missing.
 
+    The model converts any image batch to its input format (channels, size) itself.
+
     metadata: id, arch, dataset, norm, eps (pixel units), seed, clean_acc (fraction),
     robust_acc ({L2 attack eps: accuracy}), robust_acc_linf ({L-inf attack eps: accuracy}),
     train_seconds, recipe, sha256 (of our weights file). For paper/salman2020 sources clean_acc
@@ -250,6 +252,7 @@ def load(source_id: str, *, allow_download: bool = False,
     if checkpoints.exists(path):
         try:
             model, meta = checkpoints.load(path)
+            model.input_format = (sp.in_channels, sp.image_size)
             return model, _float_keys(meta)
         except checkpoints.CheckpointError as e:
             warnings.warn(f"cached source {source_id} is unusable ({e}); re-making it")
@@ -260,6 +263,7 @@ def load(source_id: str, *, allow_download: bool = False,
     else:
         model, meta = _convert(sp, allow_download, progress)
     meta = checkpoints.save(path, model, meta)
+    model.input_format = (sp.in_channels, sp.image_size)
     return model.eval(), _float_keys(meta)
 
 
