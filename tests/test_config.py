@@ -51,6 +51,8 @@ BAD = [
     (dict(val_size=10_000), "val_size"),
     (dict(learning_rate=0.1), "unknown parameter"),
     (dict(blur_sigmas=[-1]), "blur_sigmas"),
+    (dict(damping=0), "damping=0"),
+    (dict(influence_n=5), "influence_n=5"),
 ]
 
 

@@ -258,7 +258,7 @@ def test_evaluate_sources_caches_per_source(monkeypatch, tmp_path):
     monkeypatch.setenv("RT_CACHE_DIR", str(tmp_path))
     torch.manual_seed(0)
     model = models.build("resnet8", 4, 1).eval()
-    spec = types.SimpleNamespace(dataset="fmnist", family="tiny/fmnist/natural", norm="natural",
+    spec = types.SimpleNamespace(dataset="fashion_mnist", family="tiny/fmnist/natural", norm="natural",
                                  eps=0.0, seed=0, label="natural", in_channels=1, image_size=28)
     fake_zoo = types.SimpleNamespace(spec=lambda sid: spec,
                                      load=lambda sid, **kw: (model, {"sha256": "abc"}))

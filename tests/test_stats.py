@@ -96,3 +96,12 @@ def test_reference_table():
     d = reference.paper_deltas()
     mnist = d[(d["target"] == "mnist") & (d["n"] == 100)].iloc[0]
     assert mnist["delta"] == pytest.approx(83.83 - 68.69)
+
+
+def test_natural_family_is_found_by_norm_not_by_name():
+    # salman2020's natural source is family ".../l2/0" with norm "natural"
+    norms = {"salman2020/imagenet/l2/0": "natural", "salman2020/imagenet/l2/3": "l2",
+             "paper/imagenet/natural": "natural"}
+    assert stats._natural_family("salman2020/imagenet/l2/3", norms) == "salman2020/imagenet/l2/0"
+    assert stats._natural_family("paper/imagenet/linf/4", norms) == "paper/imagenet/natural"
+    assert stats._natural_family("mini/fmnist/l2/1.0", norms) is None

@@ -161,8 +161,9 @@ def _validate(cfg: Config) -> None:
         v = getattr(cfg, name)
         if not isinstance(v, (int, float)) or not 0 < v <= 10:
             _fail(name, v, "must be a number in (0, 10]")
-    if not isinstance(cfg.damping, (int, float)) or cfg.damping < 0:
-        _fail("damping", cfg.damping, "must be a number >= 0")
+    if not isinstance(cfg.damping, (int, float)) or cfg.damping <= 0:
+        _fail("damping", cfg.damping, "must be a number > 0 (the influence head's L2 penalty, "
+              "which keeps its Hessian invertible)")
     for s in cfg.blur_sigmas:
         if not isinstance(s, (int, float)) or s < 0:
             _fail("blur_sigmas", cfg.blur_sigmas, "each sigma must be a number >= 0 (pixels)")
@@ -213,6 +214,9 @@ def _validate(cfg: Config) -> None:
         if info.train_size is not None and cfg.influence_n > info.train_size - cfg.val_size:
             _fail("influence_n", cfg.influence_n,
                   f"target {t!r} allows at most {info.train_size - cfg.val_size}")
+        if cfg.influence_n < info.num_classes:
+            _fail("influence_n", cfg.influence_n, f"target {t!r} has {info.num_classes} classes; "
+                  f"a class-covering subset needs influence_n >= {info.num_classes}")
 
 
 def resolve(preset: str = "mini", **overrides) -> Config:

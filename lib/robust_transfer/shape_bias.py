@@ -102,7 +102,7 @@ GEIRHOS_SUBDIR = "stimuli/style-transfer-preprocessed-512"
 _CUE_NAME = re.compile(r"^([a-z]+)(\d+)-([a-z]+)(\d+)\.png$")
 
 # zoo SourceSpec.dataset -> robust_transfer.data name of the source's own dataset
-_SOURCE_DATA = {"fmnist": "fashion_mnist", "fashion_mnist": "fashion_mnist"}
+_SOURCE_DATA = {"fashion_mnist": "fashion_mnist"}
 _CACHE_VERSION = 3
 
 #: targets whose classes are defined by shape (digits, characters) vs the texture-defined control

@@ -92,19 +92,21 @@ def summary(df: pd.DataFrame, metric: str = "test_acc", confidence: float = 0.95
     return pd.DataFrame(rows)
 
 
-def _natural_family(family: str, families) -> str | None:
-    """The natural family with the same ``scale/dataset`` prefix as ``family`` (or None)."""
-    natural = "/".join(family.split("/")[:2]) + "/natural"
-    return natural if natural in set(families) else None
+def _natural_family(family: str, norms: dict) -> str | None:
+    """The family with norm "natural" and the same ``scale/dataset`` prefix as ``family``
+    (``norms`` maps family -> norm), or None. (salman2020's natural source is ``.../l2/0``.)"""
+    prefix = family.split("/")[:2]
+    naturals = [f for f, nm in norms.items() if nm == "natural" and f.split("/")[:2] == prefix]
+    return naturals[0] if len(naturals) == 1 else None
 
 
 def _paired(df: pd.DataFrame, metric: str):
     """Yield (cell key, family, paired difference matrix) for every non-natural family."""
     df = df.assign(seed_index=_seed_index(df))
-    families = sorted(df["family"].unique())
+    norms = df.drop_duplicates("family").set_index("family")["norm"].to_dict()
     cells = {k: _matrix(g, metric) for k, g in df.groupby(CELL, sort=True)}
     for (target, family, k, n), m in cells.items():
-        nat = _natural_family(family, families)
+        nat = _natural_family(family, norms)
         if nat is None or nat == family or (target, nat, k, n) not in cells:
             continue
         d = m - cells[(target, nat, k, n)]  # aligned on (source-seed index, subset seed)

@@ -302,10 +302,18 @@ def _pins_path() -> Path:
 
 
 def _read_pins() -> dict:
-    try:
-        return json.loads(_pins_path().read_text())
-    except (OSError, ValueError):
+    """Hashes recorded on first download; an unreadable pins file is an error, not "empty"
+    (treating it as empty would silently drop every recorded pin)."""
+    path = _pins_path()
+    if not path.exists():
         return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise checkpoints.CheckpointError(
+            f"{path} (sha256 of downloaded checkpoints) is not valid JSON ({err}); fix it, or "
+            f"delete it together with the files in {path.parent} to download and record again"
+        ) from None
 
 
 def _fetch_url(url: str, dest: Path, progress: bool) -> None:
