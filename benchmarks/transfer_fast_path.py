@@ -48,8 +48,7 @@ def main() -> None:
     diffs = {k: 0.0 for k in ks}
     for r in runs:
         k, seed, n = r["unfrozen_blocks"], r["seed"], r["n"]
-        pool, val = data.split_pool(y_tr, cfg.val_size, seed)
-        sub = pool[data.class_covering_subset(y_tr[pool], n, seed)]
+        sub, val = data.train_subset(y_tr, n, cfg.val_size, seed)
         acc = {}
         for path in ("fast", "plain"):
             t0 = time.perf_counter()

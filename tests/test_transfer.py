@@ -27,8 +27,7 @@ def _cfg(**kw):
 
 
 def _split(y, n, seed=0, val_size=50):
-    pool, val = data.split_pool(y, val_size, seed)
-    return pool[data.class_covering_subset(y[pool], n, seed)], val
+    return data.train_subset(y, n, val_size, seed)
 
 
 def test_subsets_are_nested_class_covering_and_disjoint_from_validation(digits):

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from .cache import cache_dir
 
 __all__ = ["DatasetInfo", "DATASETS", "info", "check_name", "load", "split_pool",
-           "class_covering_subset", "to_source_format", "lowres", "sobel_magnitude", "data_root",
+           "class_covering_subset", "train_subset", "to_source_format", "lowres", "sobel_magnitude", "data_root",
            "summary",
            "DatasetUnavailable"]
 
@@ -480,6 +480,15 @@ def class_covering_subset(labels, n: int, seed: int) -> np.ndarray:
     head = perm[np.sort(first)]
     rest = perm[~np.isin(perm, head)]
     return np.concatenate([head, rest])[:n]
+
+
+def train_subset(labels, n: int, val_size: int, seed: int):
+    """``(train_idx, val_idx)`` into a TRAIN split for one run: ``val_size`` validation images
+    (:func:`split_pool`) and, from the rest, the class-covering nested subset of ``n``
+    (:func:`class_covering_subset`), both seeded by ``seed``."""
+    y = _as_numpy(labels)
+    pool, val = split_pool(y, val_size, seed)
+    return pool[class_covering_subset(y[pool], n, seed)], val
 
 
 def to_source_format(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:

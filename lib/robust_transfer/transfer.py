@@ -1,7 +1,7 @@
 """Transfer a source model to a target task: new head, last k blocks fine-tuned, rest frozen.
 
 One run = (source, target, n, unfrozen_blocks, seed). The target's training split is cut into a
-validation set (``data.split_pool``, never the test set) and a pool; the ``n`` training images
+validation set and a pool (``data.train_subset``; never the test set); the ``n`` training images
 are a class-covering subset of the pool (``data.class_covering_subset``, nested in n for a
 seed). The epoch is chosen on validation; the test accuracy is reported at that epoch.
 
@@ -316,10 +316,7 @@ def run(source_id: str, target: str, n: int, unfrozen_blocks: int, seed: int, cf
     if model is None:
         model, _ = zoo.load(source_id, allow_download=cfg.allow_download, progress=False)
     x_tr, y_tr, x_te, y_te, num_classes, data_hash = target_arrays(target, cfg.allow_download)
-    labels = y_tr.numpy()
-    pool, val = data.split_pool(labels, cfg.val_size, seed)
-    pool = np.asarray(pool)
-    sub = pool[np.asarray(data.class_covering_subset(labels[pool], n, seed))]
+    sub, val = data.train_subset(y_tr, n, cfg.val_size, seed)
     out = finetune(model, x_tr, y_tr, sub, val, x_te, y_te, unfrozen_blocks, cfg, seed,
                    num_classes=num_classes, fast=fast,
                    feature_key=(source_id, target, data_hash))
