@@ -100,8 +100,12 @@ def test_prefix_features_cached_float32_and_reused(digits, source, tmp_path, mon
     files = list((tmp_path / "features").rglob("*.safetensors"))
     assert len(files) == 1 and f1.dtype == torch.float32
     assert torch.equal(f1, source.prefix(x, 1))
+    transfer._read_features.cache_clear()            # read back from disk, not from memory
+    monkeypatch.setattr(transfer, "_prefix", lambda *a: pytest.fail("recomputed a cached prefix"))
     f2 = transfer.prefix_features(source, x, 1, ("src/a", "digits", "train"))
-    assert torch.equal(f1, f2)
+    assert torch.equal(f1, f2) and f2 is not f1
+    monkeypatch.undo()
+    monkeypatch.setenv("RT_CACHE_DIR", str(tmp_path))
     other = models.build("resnet8", 10, 1).eval()  # other weights -> other file
     transfer.prefix_features(other, x, 1, ("src/a", "digits", "train"))
     assert len(list((tmp_path / "features").rglob("*.safetensors"))) == 2
