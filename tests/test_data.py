@@ -266,3 +266,15 @@ def test_lowres_prefix_low_passes_the_images(tmp_path):
     data.check_name("lowres:digits")
     small, _, _ = data.load("lowres:digits", "test")          # 28 px <= 32 px: unchanged
     assert torch.equal(small, data.load("digits", "test")[0])
+
+
+def test_a_killed_download_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
+    def dies_half_way(name, root):
+        raw = root / "KMNIST" / "raw"
+        raw.mkdir(parents=True)
+        _write_idx(raw / "train-images-idx3-ubyte", _rng_images(10, 1, 28)[:, 0], gz=False)
+        raise KeyboardInterrupt  # killed after the first file
+    monkeypatch.setattr(data, "_download", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        data.load("kmnist", "train", root=tmp_path, allow_download=True)
+    assert not list(tmp_path.rglob("*ubyte*"))

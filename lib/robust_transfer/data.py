@@ -291,6 +291,24 @@ def _download(name: str, root: Path) -> None:
             tvd.SVHN(root, split=split, download=True)
 
 
+def _download_atomically(name: str, root: Path) -> None:
+    """Download into a staging folder under ``root``, then move the finished files into
+    place: a killed download never leaves files that look complete."""
+    import shutil
+    import tempfile
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".partial-{name}-", dir=root))
+    try:
+        _download(name, staging)
+        for f in _locate(name, staging):
+            f = f if f.exists() else f.with_name(f.name + ".gz")
+            dest = root / f.relative_to(staging)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _read_online(name: str, split: str, allow_download: bool, root: Path | None):
     root = Path(root) if root is not None else data_root()
     if not all(_exists(f) for f in _locate(name, root)):
@@ -298,7 +316,7 @@ def _read_online(name: str, split: str, allow_download: bool, root: Path | None)
             raise DatasetUnavailable(_missing_message(
                 name, root, "Call with allow_download=True (needs internet), or place the "
                 "torchvision-format files there (RT_DATA_DIR selects the folder)."))
-        _download(name, root)
+        _download_atomically(name, root)
     if name in _IDX_FAMILY:
         raw = root / _IDX_FAMILY[name] / "raw"
         x, y = (read_idx(raw / f) for f in _IDX_FILES[split])

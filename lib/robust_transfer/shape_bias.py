@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
+import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -890,17 +892,29 @@ def _download_stimuli(root: Path) -> None:
         with atomic_path(archive) as tmp, urllib.request.urlopen(GEIRHOS_ARCHIVE_URL) as resp, \
                 open(tmp, "wb") as fh:
             shutil.copyfileobj(resp, fh)
-    with zipfile.ZipFile(archive) as zf:
-        for member in zf.namelist():
-            rel = member.split("/", 1)[-1]
-            parts = rel.split("/")
-            if rel.startswith(GEIRHOS_SUBDIR + "/") and member.endswith(".png"):
-                # only <subdir>/<category>/<name>.png: no "..", no other folders
-                if len(parts) != GEIRHOS_SUBDIR.count("/") + 3 or parts[-2] not in CATEGORIES_16:
-                    raise ValueError(f"unexpected archive member {member!r}")
-                parse_cue_conflict_name(member)
-                with atomic_path(root / rel) as tmp:
-                    Path(tmp).write_bytes(zf.read(member))
+    # extract into a staging folder and rename it into place at the end, so a killed
+    # extraction never leaves a partial stimulus set that a later run would accept
+    final = root / GEIRHOS_SUBDIR
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=final.parent))
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for member in zf.namelist():
+                rel = member.split("/", 1)[-1]
+                parts = rel.split("/")
+                if rel.startswith(GEIRHOS_SUBDIR + "/") and member.endswith(".png"):
+                    # only <subdir>/<category>/<name>.png: no "..", no other folders
+                    if len(parts) != GEIRHOS_SUBDIR.count("/") + 3 or parts[-2] not in CATEGORIES_16:
+                        raise ValueError(f"unexpected archive member {member!r}")
+                    parse_cue_conflict_name(member)
+                    (staging / parts[-2]).mkdir(exist_ok=True)
+                    (staging / parts[-2] / parts[-1]).write_bytes(zf.read(member))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
 
 
 def load_cue_conflict(root=None, *, allow_download: bool = False, size: int = 224):
