@@ -79,3 +79,27 @@ def test_client_executor(tmp_path):
     with ThreadPoolExecutor(2) as ex:
         n = sweep.run(cfg, store, progress=False, client=ex, run_fn=Counter(), load_fn=load)
     assert n == len(store) == len(sweep.grid(cfg))
+
+
+def test_changed_target_data_gets_new_rows(tmp_path):
+    from PIL import Image
+    from robust_transfer import data, transfer
+
+    def write(value):
+        for split in ("train", "test"):
+            for c in ("a", "b"):
+                (tmp_path / split / c).mkdir(parents=True, exist_ok=True)
+                Image.new("L", (8, 8), value if c == "a" else 255 - value).save(
+                    tmp_path / split / c / "0.png")
+        data._load_cached.cache_clear()
+        transfer.target_arrays.cache_clear()
+
+    target = f"folder:{tmp_path}"
+    write(10)
+    before = {Store.key(r) for r in sweep.grid(_cfg(targets=(target,), n_values=(2,)))}
+    assert len(before) == 2 * 2 * 2   # sources x unfrozen_blocks x seeds
+    write(10)
+    assert {Store.key(r) for r in sweep.grid(_cfg(targets=(target,), n_values=(2,)))} == before
+    write(60)                           # same name, other pixels: other keys
+    after = {Store.key(r) for r in sweep.grid(_cfg(targets=(target,), n_values=(2,)))}
+    assert not before & after

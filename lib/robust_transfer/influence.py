@@ -509,7 +509,7 @@ def influence_study(source: str, target: str, cfg, seed: int | None = None, mode
         model = zoo.load(source, allow_download=cfg.allow_download, progress=False)[0]
         model = model.to(cfg.torch_device())
     key = config_hash(dict(v=3, source=source, weights=transfer.weights_fingerprint(model),
-                           target=target,
+                           target=target, data=transfer.target_arrays(target, cfg.allow_download)[5],
                            n=cfg.influence_n, seed=seed, test=cfg.influence_test, l2=cfg.damping,
                            val=cfg.val_size, loo=cfg.loo_points, method=method))
     path = cache_dir("influence") / f"{key}.npz"

@@ -32,8 +32,8 @@ def _wanted(cfg, source: str, k: int, n: int) -> bool:
 
 
 def grid(cfg) -> list[dict]:
-    """All runs of ``cfg`` (one dict per run: source, its weights' revision, target,
-    unfrozen_blocks, n, seed + recipe).
+    """All runs of ``cfg`` (one dict per run: source, its weights' revision, target, its data's
+    content hash, unfrozen_blocks, n, seed + recipe).
 
     sources x targets x unfrozen_blocks x n_values x seeds, except that runs with
     unfrozen_blocks > 0 are limited to ``cfg.finetune_sources`` and ``cfg.finetune_max_n``.
@@ -42,8 +42,11 @@ def grid(cfg) -> list[dict]:
     recipe = {f: getattr(cfg, f) for f in RECIPE_FIELDS}
     recipe["recipe_version"] = transfer.RECIPE_VERSION
     revisions = {s: zoo.revision(s) for s in cfg.sources}
-    return [dict(source=s, source_revision=revisions[s], target=t, unfrozen_blocks=k, n=n,
-                 seed=seed, **recipe)
+    # the content hash of each target's images and labels: a changed dataset (e.g. a
+    # folder:<path> whose files changed) never reuses old rows
+    data_hashes = {t: transfer.target_arrays(t, cfg.allow_download)[5] for t in cfg.targets}
+    return [dict(source=s, source_revision=revisions[s], target=t, target_revision=data_hashes[t],
+                 unfrozen_blocks=k, n=n, seed=seed, **recipe)
             for s in cfg.sources for t in cfg.targets for k in cfg.unfrozen_blocks
             for n in cfg.n_values for seed in cfg.seeds if _wanted(cfg, s, k, n)]
 
