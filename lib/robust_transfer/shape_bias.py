@@ -503,7 +503,7 @@ def summarize(rows, level: float = 0.95):
     DataFrame sorted by norm, eps.
     """
     import pandas as pd
-    from scipy import stats as st
+    from . import stats
 
     out = []
     keys = ["family", "norm", "eps", "probe", "param", "metric"]
@@ -512,9 +512,9 @@ def summarize(rows, level: float = 0.95):
         rec = dict(zip(keys, k), label=g["label"].iloc[0], value=float(np.mean(v)),
                    coverage=float(g["coverage"].mean()), n_seeds=len(g),
                    chance=float(g["chance"].mean()) if "chance" in g else float("nan"))
-        if len(g) >= 2:
-            half = st.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-            rec.update(ci_low=max(0.0, rec["value"] - half), ci_high=min(1.0, rec["value"] + half),
+        if len(g) >= 2:  # source seeds x one stimulus set: stats.ci's t-interval over seeds
+            c = stats.ci(v.reshape(-1, 1), level)
+            rec.update(ci_low=max(0.0, c["ci_low"]), ci_high=min(1.0, c["ci_high"]),
                        ci_kind="seeds")
         else:
             rec.update(ci_low=float(g["ci_low"].iloc[0]), ci_high=float(g["ci_high"].iloc[0]),
