@@ -328,12 +328,11 @@ def _read_online(name: str, split: str, allow_download: bool, root: Path | None)
 
 # ---------------------------------------------------------------- offline datasets
 
-def _fixed_split(y: np.ndarray, test_size: int, split: str, seed: int = 0) -> np.ndarray:
-    """Indices of a fixed, seeded, stratified train/test split."""
-    from sklearn.model_selection import train_test_split
-    train, test = train_test_split(np.arange(len(y)), test_size=test_size, stratify=y,
-                                   random_state=seed)
-    return np.sort(train if split == "train" else test)
+def _fixed_split(y: np.ndarray, test_size: int, split: str) -> np.ndarray:
+    """Indices of a fixed (seed 0), stratified train/test split: the same carving as
+    :func:`split_pool`, applied once to a dataset that ships without a test split."""
+    train, test = split_pool(y, test_size, seed=0)
+    return train if split == "train" else test
 
 
 def _read_fashion_mnist(split: str, allow_download: bool, root: Path | None):
