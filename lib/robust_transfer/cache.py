@@ -8,12 +8,22 @@ killed at any moment leaves either the old state or the new file, never a corrup
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["cache_dir", "atomic_path", "atomic_write_bytes", "atomic_write_text", "sha256_file"]
+__all__ = ["key", "cache_dir", "atomic_path", "atomic_write_bytes", "atomic_write_text", "sha256_file"]
+
+
+def key(obj) -> str:
+    """Stable 16-hex-digit sha256 of a JSON-able mapping, or of anything with ``to_dict()``
+    (a ``Config``); key order is ignored. Every cache file and result row is named by one."""
+    if hasattr(obj, "to_dict"):
+        obj = obj.to_dict()
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def cache_dir(*parts: str) -> Path:

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-__all__ = ["ci", "summary", "deltas", "shrinkage", "gain_table", "findings", "main_gains",
-           "paper_comparison", "CELL"]
+__all__ = ["ci", "wilson", "bootstrap_mean", "bootstrap_share", "summary", "deltas", "shrinkage",
+           "gain_table", "findings", "main_gains", "paper_comparison", "CELL"]
 
 CELL = ["target", "family", "unfrozen_blocks", "n"]
 
@@ -61,6 +61,53 @@ def ci(matrix, confidence: float = 0.95) -> dict:
     half = float(_st.t.ppf(0.5 + confidence / 2, df) * np.sqrt(se2)) if np.isfinite(se2) else np.nan
     return dict(mean=mean, ci_low=mean - half, ci_high=mean + half, half_width=half,
                 df=float(df), n_source_seeds=S, n_subset_seeds=J, ci_basis=basis)
+
+
+def wilson(correct, level: float = 0.95) -> dict:
+    """Share of True in ``correct`` with its Wilson score interval: dict(value, ci_low, ci_high, n).
+
+    For a proportion over independent trials (accuracy on n stimuli); fractions, not percent."""
+    correct = np.asarray(correct, dtype=bool)
+    n = correct.size
+    if n == 0:
+        return dict(value=float("nan"), ci_low=float("nan"), ci_high=float("nan"), n=0)
+    p, z = correct.mean(), _st.norm.ppf(0.5 + level / 2)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return dict(value=float(p), ci_low=float(centre - half), ci_high=float(centre + half), n=n)
+
+
+def bootstrap_mean(values, n_boot: int = 2000, level: float = 0.95,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, low, high) over axis 0 of ``values`` with a percentile bootstrap CI that resamples
+    rows (e.g. test images). For a paired comparison pass the per-row difference.
+
+    Hand-rolled rather than ``scipy.stats.bootstrap`` because it resamples every column of a
+    (rows x k) array with the same draws in one matrix product (k = 100 top-k curves at once)."""
+    v = np.asarray(values, dtype=np.float64)
+    n = v.shape[0]
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot)
+    means = (counts @ v.reshape(n, -1) / n).reshape((n_boot,) + v.shape[1:])
+    q = (1 - level) / 2
+    return v.mean(axis=0), np.quantile(means, q, axis=0), np.quantile(means, 1 - q, axis=0)
+
+
+def bootstrap_share(hits_a, hits_b, n_boot: int = 1000, level: float = 0.95,
+                    seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI (low, high) of ``sum(a) / (sum(a) + sum(b))`` resampling the
+    paired boolean rows (e.g. the Geirhos shape bias: a = shape hits, b = texture hits);
+    resamples where neither hits are dropped. NaNs when there is nothing to resample."""
+    a, b = np.asarray(hits_a, dtype=bool), np.asarray(hits_b, dtype=bool)
+    n = a.size
+    if not n or not (a.sum() + b.sum()) or n_boot <= 0:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    ba, bb = a[idx].sum(1), b[idx].sum(1)
+    ok = ba + bb > 0
+    ratios = ba[ok] / (ba[ok] + bb[ok])
+    alpha = (1 - level) / 2
+    low, high = np.quantile(ratios, [alpha, 1 - alpha])
+    return float(low), float(high)
 
 
 def _seed_index(df: pd.DataFrame) -> pd.Series:

@@ -1,0 +1,101 @@
+"""Shared by the chapter modules: the figure style, colours, image tiles, CI bands and text,
+glue, and whether a live (interactive) kernel is running."""
+from __future__ import annotations
+
+import os
+import sys
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = ["STYLE", "use_style", "colours", "family_colours", "log2_axis", "band", "show_image",
+           "fmt_ci", "verdict", "is_interactive", "glue"]
+
+#: readable at the book's page width (figures are drawn about 10 in wide and shown ~7 in)
+STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
+         "ytick.labelsize": 9, "legend.fontsize": 9, "figure.dpi": 100, "savefig.dpi": 110}
+
+
+def use_style() -> None:
+    """Apply :data:`STYLE` to matplotlib (each chapter's notebook calls it once)."""
+    plt.rcParams.update(STYLE)
+
+
+def colours(labels) -> dict:
+    """tab10 colours keyed by label, "natural..." first so it is always blue."""
+    cmap = plt.get_cmap("tab10")
+    order = sorted(labels, key=lambda s: (not str(s).lower().startswith("natural"), str(s)))
+    return {lab: cmap(i % 10) for i, lab in enumerate(order)}
+
+
+def family_colours(order) -> dict:
+    """tab10 colours in the given order (families already sorted natural first)."""
+    cmap = plt.get_cmap("tab10")
+    return {f: cmap(i % 10) for i, f in enumerate(order)}
+
+
+def log2_axis(ax, ns) -> None:
+    """A log2 x axis with a tick at each n."""
+    ns = sorted(set(int(n) for n in ns))
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ns)
+    ax.set_xticklabels([str(n) for n in ns])
+    ax.minorticks_off()
+    ax.grid(alpha=0.3)
+
+
+def band(ax, g, label, colour, x: str = "n", clip: tuple[float, float] | None = None) -> None:
+    """Mean line with its CI band (columns ``mean``, ``ci_low``, ``ci_high``); ``clip`` bounds the
+    band to a valid range (accuracies: (0, 100))."""
+    g = g.sort_values(x)
+    lo, hi = g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float)
+    if clip is not None:
+        lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
+    ax.plot(g[x], g["mean"], "o-", ms=3, lw=1.4, color=colour, label=label)
+    ax.fill_between(g[x], lo, hi, color=colour, alpha=0.2, lw=0)
+
+
+def show_image(ax, img, title=None, color="black") -> None:
+    """Draw one CHW image in [0, 1] (tensor or array) without axes, with an optional title."""
+    img = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
+    ax.imshow(img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0)),
+              cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8, color=color)
+
+
+def fmt_ci(value, low, high, pct: bool = False, signed: bool = False, digits: int = 1) -> str:
+    """``"v [low, high]"``; ``pct`` multiplies fractions by 100 and adds %, ``signed`` shows +."""
+    sign = "+" if signed else ""
+    if pct:
+        f = lambda v: f"{100 * v:{sign}.{digits}f}%"  # noqa: E731
+    else:
+        f = lambda v: f"{v:{sign}.{digits}f}"  # noqa: E731
+    return f"{f(value)} [{f(low)}, {f(high)}]"
+
+
+def verdict(low, high, what: str) -> str:
+    """Words for a paired difference's CI: an advantage for ``what``, for natural, or none."""
+    if low > 0:
+        return f"a significant advantage for the {what}"
+    if high < 0:
+        return "a significant advantage for the natural source"
+    return "not significant (the 95% CI includes 0)"
+
+
+def is_interactive() -> bool:
+    """True in a live Jupyter server session (Jupyter, Binder) or Colab; False when executed
+    headless (papermill, nbclient, the book build), where widgets would only leave dead output."""
+    return "google.colab" in sys.modules or "JPY_SESSION_NAME" in os.environ
+
+
+def glue(name: str, value, display: bool = False):
+    """``myst_nb.glue`` a headline value under ``name`` (hidden unless ``display``) and return it;
+    numbers are stored as plain floats so tests and the introduction can read them back."""
+    from myst_nb import glue as _glue
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
+    _glue(name, value, display=display)
+    return value
