@@ -2,11 +2,10 @@
 glue, and whether a live (interactive) kernel is running."""
 from __future__ import annotations
 
-import os
-import sys
-
 import matplotlib.pyplot as plt
 import numpy as np
+
+from ..progress import is_interactive
 
 __all__ = ["STYLE", "use_style", "colours", "family_colours", "log2_axis", "band", "show_image",
            "fmt_ci", "verdict", "is_interactive", "glue"]
@@ -83,12 +82,6 @@ def verdict(low, high, what: str) -> str:
     if high < 0:
         return "a significant advantage for the natural source"
     return "not significant (the 95% CI includes 0)"
-
-
-def is_interactive() -> bool:
-    """True in a live Jupyter server session (Jupyter, Binder) or Colab; False when executed
-    headless (papermill, nbclient, the book build), where widgets would only leave dead output."""
-    return "google.colab" in sys.modules or "JPY_SESSION_NAME" in os.environ
 
 
 def glue(name: str, value, display: bool = False):

@@ -1,0 +1,130 @@
+"""Build the book: stage the sources, execute every notebook with papermill, run Jupyter Book.
+
+``python -m robust_transfer.book --preset mini --out _build`` (what ``make book`` runs) trains or
+fetches the preset's sources in the terminal (with progress bars), executes each notebook with
+papermill into ``<out>/src/notebooks/`` (never into the committed notebooks, which stay
+output-free; kernels run with ``RT_PROGRESS=0`` so the executed notebooks hold no progress
+bars) and builds the HTML into ``<out>/html``. The build is strict (``-W -n --keep-going``): any
+Sphinx warning fails it.
+
+The repository's own ``_config.yml`` executes notebooks itself (``execute_notebooks: auto``), so
+a plain ``jupyter-book build .`` (what hosting actions run) also gives a complete mini book; the
+staged copy here turns that execution off, since papermill has already run every notebook, and
+points the launch buttons (Colab, Binder) at the commit being built.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from . import zoo
+from .config import resolve
+
+ROOT = Path(__file__).resolve().parents[2]   # the repository (editable install)
+BOOK_FILES = ("_config.yml", "_toc.yml", "book")
+
+
+def notebooks(root: Path = ROOT) -> list[Path]:
+    """The section notebooks in book order."""
+    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def commit(root: Path = ROOT) -> str | None:
+    """The git commit the book is built from (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
+                             capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def staged_config(root: Path = ROOT) -> dict:
+    """``_config.yml`` for a papermill-executed build: execution off, launch buttons at
+    :func:`commit` (so Colab and Binder open, and Binder installs, exactly this version)."""
+    cfg = yaml.safe_load((root / "_config.yml").read_text())
+    cfg.setdefault("execute", {})["execute_notebooks"] = "off"
+    sha = commit(root)
+    if sha:
+        cfg.setdefault("repository", {})["branch"] = sha
+    return cfg
+
+
+def stage(out: Path, root: Path = ROOT) -> Path:
+    """Copy the book's config and prose into ``<out>/src`` (fresh copies; notebooks executed
+    by an earlier run stay, so ``--only`` can re-run a few) and return that folder."""
+    src = out / "src"
+    (src / "notebooks").mkdir(parents=True, exist_ok=True)
+    for name in BOOK_FILES:
+        path, dest = root / name, src / name
+        if dest.is_dir():
+            shutil.rmtree(dest)
+        (shutil.copytree if path.is_dir() else shutil.copy2)(path, dest)
+    (src / "_config.yml").write_text(yaml.safe_dump(staged_config(root), sort_keys=False))
+    return src
+
+
+def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = ROOT) -> dict:
+    """Run each notebook with papermill (``preset`` parameter) into ``src/notebooks``;
+    returns seconds per notebook. Stops at the first failing notebook."""
+    import papermill as pm
+    times = {}
+    old = os.environ.get("RT_PROGRESS")
+    os.environ["RT_PROGRESS"] = "0"   # inherited by the kernels: no progress bars in the book
+    try:
+        for nb in notebooks(root):
+            if only and nb.stem not in only:
+                continue
+            t0 = time.perf_counter()
+            print(f"[book] executing {nb.name} (preset={preset})", flush=True)
+            pm.execute_notebook(str(nb), str(src / "notebooks" / nb.name),
+                                parameters={"preset": preset}, kernel_name="python3",
+                                cwd=str(nb.parent), progress_bar=False)
+            times[nb.name] = time.perf_counter() - t0
+            print(f"[book] {nb.name}: {times[nb.name]:.1f} s", flush=True)
+    finally:
+        if old is None:
+            os.environ.pop("RT_PROGRESS", None)
+        else:
+            os.environ["RT_PROGRESS"] = old
+    return times
+
+
+def build(src: Path, out: Path) -> Path:
+    """Strict Jupyter Book HTML build of ``src``; returns ``<out>/html``."""
+    exe = Path(sys.executable).with_name("jupyter-book")
+    work = out / "jb"
+    subprocess.run([str(exe), "build", str(src), "--path-output", str(work), "-W", "-n",
+                    "--keep-going", "--quiet"], check=True)
+    html = out / "html"
+    if html.exists():
+        shutil.rmtree(html)
+    shutil.move(str(work / "_build" / "html"), str(html))
+    return html
+
+
+def main(argv=None) -> None:
+    """``make book``: sources, then every notebook, then the strict HTML build."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="mini")
+    parser.add_argument("--out", default="_build", type=Path)
+    parser.add_argument("--only", nargs="*", help="notebook stems to execute (default: all)")
+    args = parser.parse_args(argv)
+    cfg = resolve(args.preset)  # a bad preset stops here, before any notebook runs
+    t0 = time.perf_counter()
+    # the sources are the long part of a cold build: train / fetch them here, with progress
+    # bars in the terminal; the notebooks then load them from the cache
+    zoo.load_grid(cfg.sources, allow_download=cfg.allow_download, progress=True)
+    print(f"[book] sources ready in {time.perf_counter() - t0:.1f} s", flush=True)
+    src = stage(args.out.resolve())
+    execute(src, args.preset, args.only)
+    html = build(src, args.out.resolve())
+    print(f"[book] built {html / 'index.html'} in {time.perf_counter() - t0:.1f} s", flush=True)
