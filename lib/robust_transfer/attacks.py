@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["pgd", "edge_alignment", "NORMS"]
+__all__ = ["pgd", "edge_alignment", "attack_and_align", "NORMS"]
 
 NORMS = ("l2", "linf")
 
@@ -104,3 +104,15 @@ def edge_alignment(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
     pert = (x_adv - x).abs().sum(1).flatten(1)
     e, p = edges - edges.mean(1, keepdim=True), pert - pert.mean(1, keepdim=True)
     return (e * p).sum(1) / (e.norm(dim=1) * p.norm(dim=1)).clamp_min(1e-12)
+
+
+def attack_and_align(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
+                     eps: float, steps: int, seed: int = 0):
+    """``(x_adv, pred, alignment)``: PGD adversarial images of ``x`` (drawn after
+    ``torch.manual_seed(seed)``, so the same call gives the same images), the model's predicted
+    classes (N,) on them, and each perturbation's :func:`edge_alignment` (N,)."""
+    torch.manual_seed(seed)
+    x_adv = pgd(model, x, y, norm, eps, steps=steps)
+    with torch.no_grad():
+        pred = model(x_adv).argmax(1)
+    return x_adv, pred, edge_alignment(x, x_adv)
