@@ -1,4 +1,5 @@
-"""CI maths against hand-computed cases; paired deltas; reference table."""
+"""CI maths against hand-computed cases; paired deltas; reference table; chapter 2's findings
+text, gain table and headline verdict."""
 import math
 
 import numpy as np
@@ -6,6 +7,7 @@ import pandas as pd
 import pytest
 
 from robust_transfer import reference, stats
+from robust_transfer.chapters import ch02_transfer as ch02
 
 
 def test_ci_crossed_source_and_subset_seeds_by_hand():
@@ -79,7 +81,7 @@ def test_deltas_are_paired_on_seed_index_and_subset():
     assert bool(small["significant"]) and bool(large["significant"])
     sh = stats.shrinkage(_frame())
     assert sh.iloc[0]["drop_mean"] == pytest.approx(5.0) and bool(sh.iloc[0]["shrinks"])
-    text = stats.findings(d, sh)
+    text = ch02.findings(d, sh)
     assert "digits" in text and "shrinks" in text
 
 
@@ -105,3 +107,74 @@ def test_natural_family_is_found_by_norm_not_by_name():
     assert stats._natural_family("salman2020/imagenet/l2/3", norms) == "salman2020/imagenet/l2/0"
     assert stats._natural_family("paper/imagenet/linf/4", norms) == "paper/imagenet/natural"
     assert stats._natural_family("mini/fmnist/l2/1.0", norms) is None
+
+
+def test_findings_text_and_gain_table_exactly():
+    d, sh = stats.deltas(_frame()), stats.shrinkage(_frame())
+    assert ch02.findings(d, sh) == (
+        "- **digits, 0 unfrozen block(s), l2 vs natural**: gain significantly > 0 at 2 of 2 "
+        "sample sizes (n = 10, 80); largest mean gain +6.0 points [+3.5, +8.5] at n = 10; "
+        "from n = 10 to n = 80 the gain shrinks (+6.0 -> +1.0, difference [+2.5, +7.5]).")
+    t = ch02.gain_table(d)
+    assert t.loc[("digits", 0, "l2"), 10] == "+6.0 [+3.5, +8.5]*"
+    assert t.loc[("digits", 0, "l2"), 80] == "+1.0 [+1.0, +1.0]*"
+    assert ch02.findings(d.iloc[:0], sh) == "No paired robust-vs-natural comparison in these results."
+
+
+def test_display_functions_left_the_engine():
+    for name in ("gain_table", "findings", "paper_comparison"):
+        assert not hasattr(stats, name), name
+    assert "main_gains" in stats.__all__
+
+
+def _gain_frame(small, large, textures=True):
+    """Natural and L2 families (3 source seeds x 3 subset seeds) on digits (+ textures with no
+    gain); the L2 gain is ``small(s)`` at n = 10 and ``large(s)`` at n = 80 for source seed s."""
+    rows = []
+    for target in ("digits", "textures") if textures else ("digits",):
+        for fam, norm in (("mini/fmnist/natural", "natural"), ("mini/fmnist/l2/1.0", "l2")):
+            for s in (0, 1, 2):
+                for seed in (0, 1, 2):
+                    for n in (10, 80):
+                        gain = (small(s) if n == 10 else large(s)) * (norm == "l2") * (target == "digits")
+                        rows.append(dict(target=target, family=fam, norm=norm, eps=0.0,
+                                         source_label=norm, source_seed=s, seed=seed, n=n,
+                                         unfrozen_blocks=0,
+                                         test_acc=50 + 10 * s + seed + 30 * (n == 80) + gain))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("small,large,verdict", [
+    (lambda s: 5 + s, lambda s: 1.0, "reproduced"),          # significant at small n, shrinks
+    (lambda s: 2.0, lambda s: 2.0, "partly"),                # significant but does not shrink
+    (lambda s: 3 * (s - 1), lambda s: -10 + s, "partly"),    # not significant, but shrinks
+    (lambda s: 3 * (s - 1), lambda s: 3 * (s - 1), "not reproduced"),
+])
+def test_headline_verdict_rule(small, large, verdict):
+    df = _gain_frame(small, large)
+    h = ch02.headline(stats.deltas(df), stats.shrinkage(df))
+    assert h["verdict"] == verdict
+    assert h["shape_targets"] == "digits"   # the texture control is not a shape target
+    assert all(isinstance(v, (str, int, float)) and not hasattr(v, "dtype") for v in h.values())
+
+
+def test_headline_values():
+    df = _gain_frame(lambda s: 5 + s, lambda s: 1.0)
+    h = ch02.headline(stats.deltas(df), stats.shrinkage(df))
+    assert h["digits_gain"] == pytest.approx(6.0)
+    assert h["digits_gain_low"] == pytest.approx(6.0 - 4.302653 * math.sqrt(1 / 3), rel=1e-6)
+    assert h["digits_gain_n"] == 10 and h["small_n_max"] == 10 and h["unfrozen_blocks"] == 0
+    assert (h["digits_significant_cells"], h["digits_cells"]) == (2, 2)
+    assert h["digits_shrinks"] == "yes" and h["digits_gain_large"] == pytest.approx(1.0)
+    assert h["digits_gain_text"] == "+6.0 [+3.5, +8.5] at n = 10"
+    assert "textures_gain" not in h
+    assert ch02.headline(stats.deltas(df).iloc[:0], stats.shrinkage(df))["verdict"] == "not tested"
+
+
+def test_paper_comparison_states_both_sides():
+    d = stats.deltas(_frame())
+    text = ch02.paper_comparison(stats.main_gains(d), reference.paper_deltas())
+    assert text.startswith("**Paper.** The paper's robust source (l2_3) gains +9.9 points")
+    assert ("**Ours** (l2 vs natural, 0 unfrozen block(s)): the gain is significantly positive in 2 "
+            "and significantly negative in 0 of 2 (target, n) cells") in text
+    assert text.endswith("(per target: digits +6.0 -> +1.0).")

@@ -103,3 +103,23 @@ def test_changed_target_data_gets_new_rows(tmp_path):
     write(60)                           # same name, other pixels: other keys
     after = {Store.key(r) for r in sweep.grid(_cfg(targets=(target,), n_values=(2,)))}
     assert not before & after
+
+
+def test_progress_bar_follows_the_progress_switch(tmp_path, monkeypatch, capsys):
+    """The bar comes from robust_transfer.progress: text on stderr, none when RT_PROGRESS=0."""
+    monkeypatch.setenv("RT_PROGRESS", "0")
+    sweep.run(_cfg(), Store(tmp_path / "a"), run_fn=Counter(), load_fn=load)
+    assert "transfer runs" not in capsys.readouterr().err
+    monkeypatch.setenv("RT_PROGRESS", "1")
+    sweep.run(_cfg(), Store(tmp_path / "b"), run_fn=Counter(), load_fn=load)
+    assert "transfer runs" in capsys.readouterr().err
+
+
+def test_engine_imports_no_plotting_or_widgets():
+    import subprocess
+    import sys
+    code = ("import sys; import robust_transfer.sweep, robust_transfer.train, "
+            "robust_transfer.stats, robust_transfer.transfer; "
+            "print([m for m in ('matplotlib', 'ipywidgets', 'IPython') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

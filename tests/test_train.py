@@ -86,3 +86,13 @@ def test_bad_arguments(data, kwargs, match):
         train.train_source(_model(0), x, y, progress=False, **kwargs)
     with pytest.raises(ValueError, match="norm"):
         train.evaluate(_model(0), x, y, norm="l1", eps=1.0)
+
+
+def test_progress_bar_follows_the_progress_switch(monkeypatch, capsys):
+    x, y = _data(64, 0)
+    monkeypatch.setenv("RT_PROGRESS", "0")
+    train.train_source(_model(0), x, y, epochs=1, batch_size=32, seed=0)
+    assert "train natural" not in capsys.readouterr().err
+    monkeypatch.setenv("RT_PROGRESS", "1")
+    train.train_source(_model(0), x, y, epochs=1, batch_size=32, seed=0)
+    assert "train natural" in capsys.readouterr().err

@@ -32,7 +32,7 @@ import pandas as pd
 from scipy import stats as _st
 
 __all__ = ["ci", "wilson", "bootstrap_mean", "bootstrap_share", "summary", "deltas", "shrinkage",
-           "gain_table", "findings", "main_gains", "paper_comparison", "CELL"]
+           "main_gains", "CELL"]
 
 CELL = ["target", "family", "unfrozen_blocks", "n"]
 
@@ -200,60 +200,12 @@ def shrinkage(df: pd.DataFrame, metric: str = "test_acc", confidence: float = 0.
     return pd.DataFrame(rows)
 
 
-def gain_table(delta_table: pd.DataFrame) -> pd.DataFrame:
-    """Gains as text "mean [low, high]" (points; ``*`` = CI excludes 0), one line per
-    (target, unfrozen_blocks, source), one column per n."""
-    if delta_table.empty:
-        return pd.DataFrame()
-    t = delta_table.assign(
-        cell=[f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}]" + ("*" if sig else "")
-              for m, lo, hi, sig in zip(delta_table["mean"], delta_table["ci_low"],
-                                        delta_table["ci_high"], delta_table["significant"])])
-    label = "source_label" if "source_label" in t else "family"
-    return t.pivot_table(index=["target", "unfrozen_blocks", label], columns="n", values="cell",
-                         aggfunc="first")
-
-
-def findings(delta_table: pd.DataFrame, shrink_table: pd.DataFrame, families=None) -> str:
-    """Markdown sentences computed from :func:`deltas` and :func:`shrinkage` tables."""
-    if delta_table.empty:
-        return "No paired robust-vs-natural comparison in these results."
-    lines = []
-    families = families or list(dict.fromkeys(delta_table["family"]))
-    for (target, k), g in delta_table.groupby(["target", "unfrozen_blocks"], sort=False):
-        for family in families:
-            f = g[g["family"] == family].sort_values("n")
-            if f.empty:
-                continue
-            label = f["source_label"].iloc[0] if "source_label" in f else family
-            up = f.loc[f["direction"] > 0, "n"].tolist()
-            down = f.loc[f["direction"] < 0, "n"].tolist()
-            best = f.loc[f["mean"].idxmax()]
-            s = (f"- **{target}, {k} unfrozen block(s), {label} vs natural**: gain significantly "
-                 f"> 0 at {len(up)} of {len(f)} sample sizes"
-                 + (f" (n = {', '.join(map(str, up))})" if up else "")
-                 + (f", significantly < 0 at n = {', '.join(map(str, down))}" if down else "")
-                 + f"; largest mean gain {best['mean']:+.1f} points "
-                 f"[{best['ci_low']:+.1f}, {best['ci_high']:+.1f}] at n = {int(best['n'])}")
-            if (f["ci_basis"] == "subset seeds only").any():
-                s += (" (one source seed: these CIs cover subset seeds only, miss the "
-                      "source-seed variance and are too narrow)")
-            sh = shrink_table[(shrink_table["target"] == target) & (shrink_table["family"] == family)
-                              & (shrink_table["unfrozen_blocks"] == k)] if len(shrink_table) else []
-            if len(sh):
-                r = sh.iloc[0]
-                verdict = ("shrinks" if r["shrinks"] else
-                           "grows" if r["drop_ci_high"] < 0 else "does not change significantly")
-                s += (f"; from n = {r['n_small']} to n = {r['n_large']} the gain {verdict} "
-                      f"({r['gain_small']:+.1f} -> {r['gain_large']:+.1f}, difference "
-                      f"[{r['drop_ci_low']:+.1f}, {r['drop_ci_high']:+.1f}])")
-            lines.append(s + ".")
-    return "\n".join(lines)
-
-
 def main_gains(delta_table: pd.DataFrame, norm: str = "l2") -> pd.DataFrame:
     """The gains of the ``norm`` family with the most source seeds (then the most cells), at its
-    largest unfrozen_blocks: the comparison closest to the paper's main figure."""
+    largest unfrozen_blocks: the comparison closest to the paper's main figure.
+
+    A pre-specified analysis choice (which cells the claim is tested on), not presentation, so it
+    lives here; the chapter's text, figure and verdict all read it."""
     d = delta_table[delta_table["norm"] == norm] if len(delta_table) else delta_table
     if d.empty:
         return d
@@ -261,29 +213,3 @@ def main_gains(delta_table: pd.DataFrame, norm: str = "l2") -> pd.DataFrame:
     family = rank.sort_values(["seeds", "cells"], ascending=False).index[0]
     d = d[d["family"] == family]
     return d[d["unfrozen_blocks"] == d["unfrozen_blocks"].max()]
-
-
-def paper_comparison(main: pd.DataFrame, paper: pd.DataFrame) -> str:
-    """Markdown comparing the paper's gain trend (``reference.paper_deltas()``) with ours
-    (``main_gains``): sizes of the gains at small and large n, and how many are significant."""
-    sub = paper[~paper["full"]] if "full" in paper else paper
-    ends = sub.sort_values("n").groupby("target")["delta"].agg(
-        small=lambda v: v.iloc[:3].mean(), large=lambda v: v.iloc[-3:].mean())
-    text = (f"**Paper.** The paper's robust source ({paper.attrs.get('robust', 'robust')}) gains "
-            f"{ends['small'].mean():+.1f} points on average over its three smallest n and "
-            f"{ends['large'].mean():+.1f} over its three largest subsets; the gain is larger at "
-            f"small n on {int((ends['small'] > ends['large']).sum())} of {len(ends)} targets. ")
-    if main.empty:
-        return text + "**Ours.** This configuration has no robust family paired with a natural one."
-    label, k = main["source_label"].iloc[0], main["unfrozen_blocks"].iloc[0]
-    lo, hi = main[main["n"] == main["n"].min()], main[main["n"] == main["n"].max()]
-    return text + (
-        f"**Ours** ({label} vs natural, {k} unfrozen block(s)): the gain is significantly positive "
-        f"in {int((main['direction'] > 0).sum())} and significantly negative in "
-        f"{int((main['direction'] < 0).sum())} of {len(main)} (target, n) cells; averaged over "
-        f"targets it is {lo['mean'].mean():+.1f} points at n = {lo['n'].iloc[0]} and "
-        f"{hi['mean'].mean():+.1f} at n = {hi['n'].iloc[0]}"
-        + (" (per target: " + "; ".join(
-            f"{t} {a:+.1f} -> {b:+.1f}" for t, a, b in zip(
-                lo["target"], lo["mean"], hi.set_index("target").loc[lo["target"], "mean"]))
-           + ")." if set(lo["target"]) == set(hi["target"]) else "."))

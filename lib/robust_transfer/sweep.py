@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import time
 
-from tqdm.auto import tqdm
-
 from . import transfer
+from .progress import bar
 
 __all__ = ["RECIPE_FIELDS", "grid", "run"]
 
@@ -52,7 +51,7 @@ def grid(cfg) -> list[dict]:
 
 
 def _run_source(source: str, runs: list[dict], cfg, store_path: str, run_fn=None, load_fn=None,
-                bar=None, threads: int | None = None) -> int:
+                pbar=None, threads: int | None = None) -> int:
     """Run ``runs`` (all of one source) and write their rows; returns how many were written."""
     from .store import Store
     if threads is not None:
@@ -68,8 +67,8 @@ def _run_source(source: str, runs: list[dict], cfg, store_path: str, run_fn=None
         metrics = run_fn(r["source"], r["target"], r["n"], r["unfrozen_blocks"], r["seed"], cfg,
                          model=model)
         store.add(r, metrics, time.perf_counter() - t0)
-        if bar is not None:
-            bar.update()
+        if pbar is not None:
+            pbar.update()
     return len(runs)
 
 
@@ -88,7 +87,7 @@ def run(cfg, store, *, progress: bool = True, workers: int = 1, client=None, run
     for r in todo:
         tasks.setdefault((r["source"], r["unfrozen_blocks"]), []).append(r)
     order = sorted(tasks, key=lambda t: (-t[1], -sum(r["n"] for r in tasks[t])))
-    bar = tqdm(total=len(todo), desc="transfer runs", disable=not progress or not todo)
+    pbar = bar(total=len(todo), desc="transfer runs", disable=not progress or not todo)
     pool = None
     if client is None and workers > 1 and len(tasks) > 1:
         import multiprocessing
@@ -97,8 +96,8 @@ def run(cfg, store, *, progress: bool = True, workers: int = 1, client=None, run
     try:
         if client is None:
             for t in order:
-                bar.set_postfix_str(f"{t[0]} k={t[1]}")
-                _run_source(t[0], tasks[t], cfg, str(store.path), run_fn, load_fn, bar)
+                pbar.set_postfix_str(f"{t[0]} k={t[1]}")
+                _run_source(t[0], tasks[t], cfg, str(store.path), run_fn, load_fn, pbar)
         else:
             futures = [client.submit(_run_source, t[0], tasks[t], cfg, str(store.path), run_fn,
                                      load_fn, None, 1) for t in order]
@@ -106,10 +105,10 @@ def run(cfg, store, *, progress: bool = True, workers: int = 1, client=None, run
                 for fut in [f for f in futures if f.done()]:
                     fut.result()  # re-raises a worker's error here
                     futures.remove(fut)
-                bar.update(len(todo) - len(store.missing(todo)) - bar.n)
+                pbar.update(len(todo) - len(store.missing(todo)) - pbar.n)
                 time.sleep(0.5)
     finally:
-        bar.close()
+        pbar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return len(todo)

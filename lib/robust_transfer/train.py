@@ -21,9 +21,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
-
 from . import attacks
+from .progress import bar
 
 __all__ = ["TRAIN_NORMS", "train_source", "evaluate", "robust_accuracies"]
 
@@ -64,7 +63,7 @@ def train_source(model: torch.nn.Module, images: torch.Tensor, labels: torch.Ten
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * batches,
                                                 pct_start=0.25)
     start, cpu_start = time.perf_counter(), time.process_time()
-    bar = tqdm(total=epochs * batches, desc=f"train {norm} eps={eps:g} seed={seed}",
+    pbar = bar(total=epochs * batches, desc=f"train {norm} eps={eps:g} seed={seed}",
                disable=not progress, leave=False)
     model.train()
     for _ in range(epochs):
@@ -81,8 +80,8 @@ def train_source(model: torch.nn.Module, images: torch.Tensor, labels: torch.Ten
             loss.backward()
             opt.step()
             sched.step()
-            bar.update()
-    bar.close()
+            pbar.update()
+    pbar.close()
     model.eval()
     return dict(norm=norm, eps=float(eps), steps=steps if norm in attacks.NORMS else 0,
                 epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -128,7 +127,7 @@ def robust_accuracies(model: torch.nn.Module, images: torch.Tensor, labels: torc
     """
     out = {"clean_acc": evaluate(model, images, labels), "robust_acc": {}}
     todo = [(nm, e) for nm, es in attack_eps.items() for e in es]
-    for nm, e in tqdm(todo, desc="robust eval", disable=not progress, leave=False):
+    for nm, e in bar(todo, desc="robust eval", disable=not progress, leave=False):
         out["robust_acc"].setdefault(nm, {})[float(e)] = evaluate(
             model, images, labels, norm=nm, eps=float(e), steps=steps)
     return out
