@@ -118,7 +118,7 @@ def main(argv=None):
         theta = inf.fit_head(X, y, args.l2, num_classes=args.classes)
         t_auto, I_auto = _best_time(lambda: authors_pipeline(X, y, Xt, yt, theta, args.l2, 1e-12), 1)
         t_ours, I_ours = _best_time(lambda: inf.influence(X, y, Xt, yt, theta, args.l2,
-                                                          method="exact"), 3)
+                                                          solver="exact"), 3)
         print(f"{d:>5} {t_auto:>10.2f} {t_ours:>8.3f} {t_auto / t_ours:>7.0f}x "
               f"{np.abs(I_auto - I_ours).max() / np.abs(I_ours).max():>19.1e}")
 

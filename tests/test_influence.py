@@ -1,4 +1,8 @@
-"""Influence functions: closed-form derivatives vs autograd, solvers, sign vs leave-one-out, metrics."""
+"""Influence functions: closed-form derivatives vs autograd, solvers, sign vs leave-one-out,
+metrics, the cached study and its on-disk format, the chapter's headline verdict."""
+import inspect
+import json
+import subprocess
 import sys
 import types
 
@@ -7,6 +11,8 @@ import pytest
 import torch
 
 from robust_transfer import influence as inf
+from robust_transfer import influence_study as ist
+from robust_transfer import stats
 
 torch.set_num_threads(1)
 
@@ -80,9 +86,9 @@ def test_fit_head_reaches_the_optimum():
 def test_cg_and_pinv_equal_the_exact_solve():
     X, y, Xt, yt = _problem(2, d=6, C=4)
     theta = inf.fit_head(X, y, 0.02)
-    I_exact = inf.influence(X, y, Xt, yt, theta, 0.02, method="exact")
-    I_cg = inf.influence(X, y, Xt, yt, theta, 0.02, method="cg")
-    I_pinv0 = inf.influence(X, y, Xt, yt, theta, 0.02, method="pinv", rcond=0.0)
+    I_exact = inf.influence(X, y, Xt, yt, theta, 0.02, solver="exact")
+    I_cg = inf.influence(X, y, Xt, yt, theta, 0.02, solver="cg")
+    I_pinv0 = inf.influence(X, y, Xt, yt, theta, 0.02, solver=inf.PseudoInverse(rcond=0.0))
     scale = np.abs(I_exact).max()
     assert np.abs(I_cg - I_exact).max() < 1e-7 * scale
     assert np.abs(I_pinv0 - I_exact).max() < 1e-9 * scale
@@ -91,7 +97,7 @@ def test_cg_and_pinv_equal_the_exact_solve():
     # eigenvalue l2, changes nothing: every per-example gradient sums to zero over classes.)
     eig = np.linalg.eigvalsh(inf.hessian(X, theta, 0.02))
     assert ((eig > 0.021) & (eig < 0.3 * eig.max())).any()
-    I_cut = inf.influence(X, y, Xt, yt, theta, 0.02, method="pinv", rcond=0.3)
+    I_cut = inf.influence(X, y, Xt, yt, theta, 0.02, solver=inf.PseudoInverse(rcond=0.3))
     assert np.abs(I_cut - I_exact).max() > 1e-3 * scale
     # the factored influence equals the textbook (1/n) G_test H^-1 G_train^T
     H = inf.hessian(X, theta, 0.02)
@@ -100,14 +106,50 @@ def test_cg_and_pinv_equal_the_exact_solve():
                                atol=1e-10 * scale)
 
 
+def test_solvers_share_one_signature_and_agree():
+    """Every solver takes (X, theta, G, l2, damping); exact and cg (and auto, pinv with no cut)
+    give the same H^-1 g, with and without damping; a name and the object give the same result."""
+    X, y, Xt, yt = _problem(6, d=5, C=3)
+    theta = inf.fit_head(X, y, 0.05)
+    G = inf.per_example_grads(Xt, yt, theta)
+    signatures = {name: [(p.name, p.kind) for p in inspect.signature(s).parameters.values()]
+                  for name, s in inf.SOLVERS.items()}
+    assert set(signatures) == {"auto", "exact", "cg", "pinv"}
+    assert all(sig == signatures["exact"] for sig in signatures.values()), signatures
+    assert [n for n, _ in signatures["exact"]] == ["X", "theta", "G", "l2", "damping"]
+    for damping in (0.0, 0.1):
+        S = {name: s(X, theta, G, 0.05, damping) for name, s in inf.SOLVERS.items()}
+        H = inf.hessian(X, theta, 0.05, damping)
+        np.testing.assert_allclose(S["exact"] @ H, G, atol=1e-10)
+        np.testing.assert_allclose(S["cg"], S["exact"], rtol=0, atol=1e-8 * np.abs(S["exact"]).max())
+        np.testing.assert_array_equal(S["auto"], S["exact"])       # small head: auto = exact
+        np.testing.assert_allclose(inf.PseudoInverse(rcond=0.0)(X, theta, G, 0.05, damping),
+                                   S["exact"], atol=1e-9 * np.abs(S["exact"]).max())
+        np.testing.assert_array_equal(inf.inverse_hvp(X, theta, G, 0.05, damping, "cg"), S["cg"])
+        np.testing.assert_array_equal(inf.inverse_hvp(X, theta, G, 0.05, damping, inf.cg), S["cg"])
+    # auto switches to cg above its parameter limit; any callable is accepted
+    assert inf.Auto(max_params=theta.size - 1).choose(theta.size) is inf.cg
+    assert inf.auto.choose(theta.size) is inf.exact
+    calls = []
+
+    def mine(X_, theta_, G_, l2, damping):
+        calls.append((l2, damping))
+        return inf.exact(X_, theta_, G_, l2, damping)
+    I = inf.influence(X, y, Xt, yt, theta, 0.05, 0.0, solver=mine)
+    np.testing.assert_array_equal(I, inf.influence(X, y, Xt, yt, theta, 0.05, solver="exact"))
+    assert calls == [(0.05, 0.0)]
+
+
 def test_solver_errors_name_the_problem():
     X, y, Xt, yt = _problem(3)
     theta = inf.fit_head(X, y, 0.1)
-    with pytest.raises(ValueError, match="method='newton'"):
-        inf.influence(X, y, Xt, yt, theta, 0.1, method="newton")
+    with pytest.raises(ValueError, match="solver='newton'"):
+        inf.influence(X, y, Xt, yt, theta, 0.1, solver="newton")
+    with pytest.raises(ValueError, match="solver=42"):
+        inf.inverse_hvp(X, theta, np.ones((1, theta.size)), 0.1, solver=42)
     with pytest.raises(ValueError, match="positive definite"):
         # l2 = 0: the softmax Hessian is singular (adding a constant to every logit changes nothing)
-        inf.inverse_hvp(X, theta, np.ones((1, theta.size)), l2=0.0, method="exact")
+        inf.inverse_hvp(X, theta, np.ones((1, theta.size)), l2=0.0, solver="exact")
     with pytest.raises(RuntimeError, match="did not converge"):
         inf.cg_solve(lambda V: V * np.array([1.0, 10.0, 100.0]), np.ones((1, 3)), maxiter=2)
     s = inf.cg_solve(lambda V: V * np.array([1.0, 10.0, 100.0]), np.ones((2, 3)), maxiter=3)
@@ -174,42 +216,128 @@ def test_topk_metrics_on_hand_made_matrices():
     np.testing.assert_array_equal(S[0], [3.0, -1.0, 2.0, 1.0])
 
 
-def test_bootstrap_ci():
+def test_bootstrap_ci_of_the_shares():
+    """The study's CIs (stats.bootstrap_mean over test images)."""
     rng = np.random.default_rng(0)
     v = rng.binomial(1, 0.6, size=(400, 2)).astype(float)
-    mean, lo, hi = inf.bootstrap_ci(v, n_boot=500)
+    mean, lo, hi = stats.bootstrap_mean(v, n_boot=500)
     np.testing.assert_allclose(mean, v.mean(0))
     assert (lo < mean).all() and (mean < hi).all() and (hi - lo < 0.15).all()
-    m, l, h = inf.bootstrap_ci(np.ones(50))
+    m, l, h = stats.bootstrap_mean(np.ones(50))
     assert m == l == h == 1.0
-    small = inf.bootstrap_ci(v[:40, 0], n_boot=500)
+    small = stats.bootstrap_mean(v[:40, 0], n_boot=500)
     assert small[2] - small[1] > hi[0] - lo[0]   # fewer test images, wider interval
 
 
 def test_transferred_head_and_cached_study(tmp_path, monkeypatch):
     """End to end on a stand-in source (random ResNet-8) and the offline digits target."""
     monkeypatch.setenv("RT_CACHE_DIR", str(tmp_path))
-    import robust_transfer
-    from robust_transfer import models
-    try:
-        from robust_transfer import zoo
-    except ImportError:   # the zoo is optional here: only its spec() is used, and it is faked
-        zoo = types.ModuleType("robust_transfer.zoo")
-        monkeypatch.setitem(sys.modules, "robust_transfer.zoo", zoo)
-        monkeypatch.setattr(robust_transfer, "zoo", zoo, raising=False)
-    monkeypatch.setattr(zoo, "spec", lambda sid: types.SimpleNamespace(in_channels=1, image_size=28),
-                        raising=False)
+    from robust_transfer import models, zoo
+    monkeypatch.setattr(zoo, "spec", lambda sid: types.SimpleNamespace(in_channels=1, image_size=28))
     torch.manual_seed(0)
     model = models.build("resnet8", 10, 1).eval()
     cfg = types.SimpleNamespace(allow_download=False, val_size=50, influence_test=30, damping=0.01,
                                 influence_n=60, loo_points=3, seeds=(0,))
-    out = inf.influence_study("stand-in", "digits", cfg, model=model, progress=False)
-    assert out["I"].shape == (30, 60)
-    assert len(set(out["y_train"])) == 10 and out["loo_actual"].shape == (30, 3)
-    assert out["I_authors"].shape == (30, 60)
-    assert out["images_train"].shape == (60, 1, 28, 28) and out["images_test"].dtype == np.uint8
-    assert inf.loo_correlation(out["loo_pred"], out["loo_actual"])["pearson"] > 0.9
-    monkeypatch.setattr(inf, "fit_head", lambda *a, **k: pytest.fail("cache not used"))
-    again = inf.influence_study("stand-in", "digits", cfg, model=model, progress=False)
-    np.testing.assert_array_equal(again["I"], out["I"])
-    assert again["meta"]["target"] == "digits"
+    out = ist.study("stand-in", "digits", cfg, model=model, progress=False)
+    assert isinstance(out, ist.Study)
+    assert out.I.shape == (30, 60)
+    assert len(set(out.y_train)) == 10 and out.loo_actual.shape == (30, 3)
+    assert out.I_authors.shape == (30, 60)
+    assert out.images_train.shape == (60, 1, 28, 28) and out.images_test.dtype == np.uint8
+    assert inf.loo_correlation(out.loo_pred, out.loo_actual)["pearson"] > 0.9
+    assert isinstance(out.test_acc, float) and isinstance(out.loo_test, int)
+    files = list((tmp_path / "influence").glob("*.npz"))
+    assert len(files) == 1
+    monkeypatch.setattr(ist, "fit_head", lambda *a, **k: pytest.fail("cache not used"))
+    again = ist.study("stand-in", "digits", cfg, model=model, progress=False)
+    np.testing.assert_array_equal(again.I, out.I)
+    assert again.meta == out.meta and again.meta["target"] == "digits"
+    assert (again.test_acc, again.loo_test) == (out.test_acc, out.loo_test)
+    # the cache key names the solver: another solver is another study
+    with pytest.raises(ValueError, match="solver"):
+        ist.study("stand-in", "digits", cfg, model=model, solver=inf.cg, progress=False)
+    with pytest.raises(pytest.fail.Exception, match="cache not used"):
+        ist.study("stand-in", "digits", cfg, model=model, solver="cg", progress=False)
+
+
+def test_study_reads_the_dict_format_of_older_caches(tmp_path):
+    """A study file as the dict-based code wrote it (np.savez of 14 keys, meta as JSON) loads as a
+    Study, and saving it again writes the same keys, values and dtypes."""
+    rng = np.random.default_rng(0)
+    old = dict(I=rng.normal(size=(4, 6)), I_authors=rng.normal(size=(4, 6)),
+               images_train=rng.integers(0, 255, (6, 1, 3, 3)).astype(np.uint8),
+               images_test=rng.integers(0, 255, (4, 1, 3, 3)).astype(np.uint8),
+               y_train=np.arange(6) % 2, y_test=np.arange(4) % 2, train_idx=np.arange(6),
+               test_idx=np.arange(4), test_acc=np.float64(0.75), loo_test=np.int64(2),
+               loo_train=np.array([1, 3]), loo_actual=rng.normal(size=(4, 2)),
+               loo_pred=rng.normal(size=(4, 2)),
+               meta=json.dumps(dict(source="s", target="t", class_names=["a", "b"], l2=0.01,
+                                    n=6, seed=0)))
+    with open(tmp_path / "old.npz", "wb") as fh:
+        np.savez(fh, **old)
+    s = ist.Study.load(tmp_path / "old.npz")
+    assert s.test_acc == 0.75 and s.loo_test == 2 and s.class_names == ["a", "b"]
+    assert s.source == "s"
+    np.testing.assert_array_equal(s.I, old["I"])
+    s.save(tmp_path / "new.npz")
+    with np.load(tmp_path / "new.npz") as z:
+        assert sorted(z.files) == sorted(old)
+        for k, v in old.items():
+            assert z[k].dtype == np.asarray(v).dtype, k
+            np.testing.assert_array_equal(z[k], v)
+
+
+def _fake_study(I, y_train, y_test, source):
+    n_test, n = I.shape
+    return ist.Study(I=I, I_authors=I, images_train=np.zeros((n, 1, 2, 2), np.uint8),
+                     images_test=np.zeros((n_test, 1, 2, 2), np.uint8), y_train=y_train,
+                     y_test=y_test, train_idx=np.arange(n), test_idx=np.arange(n_test),
+                     test_acc=0.5, loo_test=0, loo_train=np.arange(3),
+                     loo_actual=I[:, :3], loo_pred=I[:, :3],
+                     meta=dict(source=source, target="t", class_names=["a", "b"], l2=0.1, n=n,
+                               seed=0))
+
+
+def _fake_target(rng, robust_same, natural_same, n_test=60, n=40):
+    """Studies where the top-1 training image shares the test label with the given rates."""
+    y_train, y_test = np.arange(n) % 2, np.arange(n_test) % 2
+    out = {}
+    for kind, rate in (("natural", natural_same), ("robust", robust_same)):
+        I = rng.normal(size=(n_test, n))
+        same = rng.random(n_test) < rate
+        for t in range(n_test):
+            cols = np.flatnonzero((y_train == y_test[t]) == same[t])
+            I[t, cols[0]] = 10.0
+        out[kind] = [_fake_study(I, y_train, y_test, f"{kind}/s0")]
+    return out
+
+
+def test_summary_and_headline_verdict_rule():
+    from robust_transfer.chapters import ch04_influence as ch
+    rng = np.random.default_rng(0)
+    good, bad = _fake_target(rng, 0.95, 0.3), _fake_target(rng, 0.5, 0.5)
+    studies = {("natural", "A"): good["natural"], ("robust", "A"): good["robust"]}
+    table = ist.summary(studies, n_boot=500).set_index("kind")
+    assert table.loc["robust", "top1"] > 85 and table.loc["natural", "top1"] < 45
+    assert table.loc["robust", "paper_top1"] == 78.61
+    h = ch.headline(studies, n_boot=500)
+    assert h["verdict"] == "reproduced" and h["target"] == "A"
+    assert h["top1_diff_lo"] > 0 and h["paper_top1_robust"] == 78.61
+    assert h["paper_top1_natural"] == 55.08
+    assert h["top1_robust"] == pytest.approx(table.loc["robust", "top1"])
+    assert h["top1_diff"] == pytest.approx(h["top1_robust"] - h["top1_natural"])
+    assert all(isinstance(v, (float, str)) for v in h.values()), h
+    studies.update({("natural", "B"): bad["natural"], ("robust", "B"): bad["robust"]})
+    assert ch.headline(studies, n_boot=500)["verdict"] == "partly"
+    assert "1 of 2" in ch.headline(studies, n_boot=500)["verdict_detail"]
+    only_b = {k: v for k, v in studies.items() if k[1] == "B"}
+    assert ch.headline(only_b, n_boot=500)["verdict"] == "not reproduced"
+
+
+def test_engine_imports_no_plotting_or_widgets():
+    code = ("import sys, robust_transfer.influence_study, robust_transfer.influence; "
+            "bad = [m for m in ('matplotlib', 'ipywidgets', 'IPython') if m in sys.modules]; "
+            "chap = [m for m in sys.modules if 'chapters' in m]; assert not bad and not chap, bad + chap")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    src = inf.__file__
+    assert "from ." not in open(src).read() and "import robust_transfer" not in open(src).read()

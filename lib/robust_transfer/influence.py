@@ -1,5 +1,9 @@
 """Exact influence functions for a transferred model's last layer (a linear softmax head).
 
+The maths only (numpy / scipy): the objective, its closed-form derivatives, the solvers, fitting
+and leave-one-out retraining, and the ranking metrics. The study (features, caching, summaries)
+is :mod:`robust_transfer.influence_study`.
+
 The head is multinomial logistic regression on frozen features ``X`` (n x d, float64) with
 labels ``y``. Its parameters are one array ``theta`` of shape (C, d + 1): row c is
 ``[W[c], b[c]]``; flat vectors are ``theta.ravel()`` (row-major), so flat index ``c*(d+1)+k``.
@@ -18,6 +22,11 @@ on weights *and* bias (it makes L strongly convex, so the minimiser is unique).
 with x~ = [x, 1] and p_i the softmax probabilities. ``damping`` (default 0) is an *extra*
 ridge added to the Hessian only; with damping = 0, H is the exact Hessian of L.
 
+**Solvers** (H^{-1} g, one call signature ``solver(X, theta, G, l2, damping)``, by name in
+:data:`SOLVERS`): :data:`exact` (Cholesky), :data:`cg` (conjugate gradients on Hessian-vector
+products), :data:`pinv` (the authors' pseudo-inverse, cut at :data:`AUTHORS_RCOND`) and
+:data:`auto` (exact up to :data:`EXACT_MAX_PARAMS` parameters, else cg).
+
 **Sign convention** (everywhere in this library, the chapter and its captions)::
 
     influence[t, j] = +(1/n) g_t^T H^{-1} g_j        (g = gradient of one example's CE)
@@ -30,7 +39,6 @@ image t's loss (nats) when training image j is removed and the head retrained.
 from __future__ import annotations
 
 import functools
-import json
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -41,17 +49,14 @@ import scipy.stats
 
 __all__ = [
     "augment", "probabilities", "losses", "objective", "per_example_grads", "hessian", "hvp",
-    "cg_solve", "inverse_hvp", "influence", "fit_head", "leave_one_out", "loo_correlation",
-    "top_training", "topk_same_class", "at_least_m_of_top_k", "bootstrap_ci", "class_mean_matrix",
-    "class_sorted", "loo_slope", "families", "run_studies", "per_test", "chance",
-    "summary", "robust_minus_natural", "plot_topk", "plot_class_matrices", "plot_examples",
-    "plot_loo", "explorer", "is_interactive", "findings", "PAPER", "HeadProblem", "standardise",
-    "transferred_head", "influence_study", "EXACT_MAX_PARAMS", "AUTHORS_RCOND", "METHODS",
+    "cg_solve", "Exact", "CG", "PseudoInverse", "Auto", "exact", "cg", "pinv", "auto", "SOLVERS",
+    "get_solver", "inverse_hvp", "influence", "fit_head", "leave_one_out", "loo_correlation",
+    "loo_slope", "top_training", "topk_same_class", "at_least_m_of_top_k", "class_mean_matrix",
+    "class_sorted", "EXACT_MAX_PARAMS", "AUTHORS_RCOND",
 ]
 
 EXACT_MAX_PARAMS = 5000   # above this many head parameters, "auto" uses conjugate gradients
 AUTHORS_RCOND = 0.05      # the authors' pseudo-inverse cut: eigenvalues below 5% of the largest
-METHODS = ("auto", "exact", "cg", "pinv")
 
 
 def _one_blas_thread(fn):
@@ -209,54 +214,122 @@ def cg_solve(matvec, B: np.ndarray, tol: float = 1e-10, maxiter: int | None = No
     return S
 
 
-def _check_method(method, n_params):
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is unknown; allowed: {list(METHODS)}")
-    if method == "auto":
-        return "exact" if n_params <= EXACT_MAX_PARAMS else "cg"
-    return method
+# ---------------------------------------------------------------- solvers: S = G H^{-1}
+# A solver is any callable ``solver(X, theta, G, l2, damping) -> S`` returning H^{-1} g for each
+# row g of G (m x C(d+1)), H = the module docstring's Hessian of the head ``theta`` on the
+# training features X. The three below hold their options (tolerance, cut) as fields.
+@dataclass(frozen=True)
+class Exact:
+    """Cholesky factorisation of the explicit closed-form Hessian; needs H positive definite
+    (l2 > 0 or damping > 0), else ValueError."""
+
+    name = "exact"
+
+    def __call__(self, X: np.ndarray, theta: np.ndarray, G: np.ndarray, l2: float,
+                 damping: float = 0.0) -> np.ndarray:
+        H = hessian(X, theta, l2, damping)
+        try:
+            factor = scipy.linalg.cho_factor(H)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"the Hessian is not positive definite (l2={l2}, damping={damping}); "
+                             f"use l2 > 0 or damping > 0, or solver='pinv'") from None
+        return scipy.linalg.cho_solve(factor, G.T).T
+
+
+@dataclass(frozen=True)
+class CG:
+    """Conjugate gradients on closed-form Hessian-vector products (H never formed), each row to
+    residual ``tol`` x ||g||; RuntimeError if not converged."""
+
+    tol: float = 1e-10
+    name = "cg"
+
+    def __call__(self, X: np.ndarray, theta: np.ndarray, G: np.ndarray, l2: float,
+                 damping: float = 0.0) -> np.ndarray:
+        P = probabilities(X, theta)
+        return cg_solve(lambda V: hvp(X, theta, V, l2, damping, P=P), G, tol=self.tol)
+
+
+@dataclass(frozen=True)
+class PseudoInverse:
+    """The authors' pseudo-inverse of the explicit Hessian: eigenvalues below ``rcond`` x the
+    largest are cut (the authors: ``AUTHORS_RCOND`` = 5%, with l2 = damping = 0)."""
+
+    rcond: float = AUTHORS_RCOND
+    name = "pinv"
+
+    def __call__(self, X: np.ndarray, theta: np.ndarray, G: np.ndarray, l2: float,
+                 damping: float = 0.0) -> np.ndarray:
+        H = hessian(X, theta, l2, damping)
+        return G @ scipy.linalg.pinvh(H, rtol=self.rcond).T
+
+
+@dataclass(frozen=True)
+class Auto:
+    """:data:`exact` up to ``max_params`` head parameters (default :data:`EXACT_MAX_PARAMS`,
+    read at call time), :data:`cg` above."""
+
+    max_params: int | None = None
+    name = "auto"
+
+    def choose(self, n_params: int):
+        """The solver used for a head of ``n_params`` parameters."""
+        limit = EXACT_MAX_PARAMS if self.max_params is None else self.max_params
+        return exact if n_params <= limit else cg
+
+    def __call__(self, X: np.ndarray, theta: np.ndarray, G: np.ndarray, l2: float,
+                 damping: float = 0.0) -> np.ndarray:
+        return self.choose(G.shape[1])(X, theta, G, l2, damping)
+
+
+exact, cg, pinv, auto = Exact(), CG(), PseudoInverse(), Auto()
+#: the solvers by name (``solver=`` of :func:`influence` and :func:`inverse_hvp`)
+SOLVERS = {"auto": auto, "exact": exact, "cg": cg, "pinv": pinv}
+
+
+def get_solver(solver):
+    """The solver callable for a name in :data:`SOLVERS` or a callable (returned as is);
+    ValueError otherwise."""
+    if isinstance(solver, str):
+        if solver not in SOLVERS:
+            raise ValueError(f"solver={solver!r} is unknown; allowed: {list(SOLVERS)} "
+                             f"or a callable (X, theta, G, l2, damping) -> S")
+        return SOLVERS[solver]
+    if callable(solver):
+        return solver
+    raise ValueError(f"solver={solver!r} must be one of {list(SOLVERS)} or a callable "
+                     f"(X, theta, G, l2, damping) -> S")
 
 
 def inverse_hvp(X: np.ndarray, theta: np.ndarray, G: np.ndarray, l2: float, damping: float = 0.0,
-                method: str = "auto", rcond: float = 0.05, tol: float = 1e-10) -> np.ndarray:
+                solver="auto") -> np.ndarray:
     """H^{-1} g for each row g of G (m x C(d+1)), H = the module docstring's Hessian.
 
-    ``method``: "exact" (Cholesky of the explicit Hessian; needs H positive definite),
-    "cg" (conjugate gradients on closed-form Hessian-vector products; H never formed),
-    "pinv" (the authors' pseudo-inverse: singular values below ``rcond`` x the largest are cut),
-    "auto" (exact up to EXACT_MAX_PARAMS parameters, else cg).
+    ``solver``: a name in :data:`SOLVERS` -- "exact" (Cholesky of the explicit Hessian),
+    "cg" (conjugate gradients, H never formed), "pinv" (the authors' pseudo-inverse, cut at
+    AUTHORS_RCOND), "auto" (exact up to EXACT_MAX_PARAMS parameters, else cg) -- or a solver
+    object / callable ``(X, theta, G, l2, damping) -> S``, e.g. ``PseudoInverse(rcond=0.3)``
+    or ``CG(tol=1e-8)``.
     """
     G = np.atleast_2d(G)
-    method = _check_method(method, G.shape[1])
-    if method == "cg":
-        P = probabilities(X, theta)
-        return cg_solve(lambda V: hvp(X, theta, V, l2, damping, P=P), G, tol=tol)
-    H = hessian(X, theta, l2, damping)
-    if method == "pinv":
-        return G @ scipy.linalg.pinvh(H, rtol=rcond).T
-    try:
-        factor = scipy.linalg.cho_factor(H)
-    except np.linalg.LinAlgError:
-        raise ValueError(f"the Hessian is not positive definite (l2={l2}, damping={damping}); "
-                         f"use l2 > 0 or damping > 0, or method='pinv'") from None
-    return scipy.linalg.cho_solve(factor, G.T).T
+    return get_solver(solver)(X, theta, G, l2, damping)
 
 
 @_one_blas_thread
 def influence(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
-              theta: np.ndarray, l2: float, damping: float = 0.0, method: str = "auto",
-              rcond: float = 0.05) -> np.ndarray:
+              theta: np.ndarray, l2: float, damping: float = 0.0, solver="auto") -> np.ndarray:
     """Influence matrix (n_test x n_train), nats: ``+(1/n) g_test^T H^{-1} g_train``.
 
     Entry [t, j] predicts loss_t(head retrained without training image j) - loss_t(head).
     **Positive = helpful** (removing j would raise test image t's loss), negative = harmful.
-    ``theta`` must be the minimiser of the objective with this ``l2`` (see :func:`fit_head`).
-    Per-example training gradients are never materialised: g_j = r_j kron x~_j is used in
-    factored form, so this scales to ResNet-50 heads (2048 x 100) with ``method="cg"``.
+    ``theta`` must be the minimiser of the objective with this ``l2`` (see :func:`fit_head`);
+    ``solver`` as in :func:`inverse_hvp`. Per-example training gradients are never
+    materialised: g_j = r_j kron x~_j is used in factored form, so this scales to ResNet-50
+    heads (2048 x 100) with ``solver="cg"``.
     """
     n = len(y_train)
     G_test = per_example_grads(X_test, y_test, theta)
-    S = inverse_hvp(X_train, theta, G_test, l2, damping, method, rcond)      # (n_test, C*D)
+    S = inverse_hvp(X_train, theta, G_test, l2, damping, solver)               # (n_test, C*D)
     C, D = theta.shape
     S = S.reshape(len(y_test), C, D)
     R = _residuals(X_train, y_train, theta)                                     # (n, C)
@@ -328,19 +401,25 @@ def fit_head(X: np.ndarray, y: np.ndarray, l2: float, num_classes: int | None = 
 @_one_blas_thread
 def leave_one_out(X: np.ndarray, y: np.ndarray, theta: np.ndarray, l2: float,
                   train_idx, X_test: np.ndarray, y_test: np.ndarray, tol: float = 1e-10,
-                  progress: bool = True) -> np.ndarray:
+                  progress=True) -> np.ndarray:
     """Actual test-loss changes (n_test x len(train_idx)), nats, from retraining without each point.
 
     For each j in ``train_idx`` the head is refitted with w_j = 0 (the 1/n normalisation is kept,
     exactly the perturbation :func:`influence` linearises), warm-started from ``theta``, to
     ``tol``. Entry [t, k] = loss_t(theta without train_idx[k]) - loss_t(theta): compare it with
     ``influence(...)[t, train_idx[k]]`` (same sign convention: positive = removal hurts).
+    ``progress``: True (a ``tqdm.auto`` bar), False, or a callable wrapping the loop's iterable
+    with tqdm's arguments (e.g. ``robust_transfer.progress.bar``).
     """
-    from tqdm.auto import tqdm
     train_idx = np.asarray(train_idx, dtype=np.int64)
+    if callable(progress):
+        steps = progress(train_idx, desc="leave-one-out")
+    else:
+        from tqdm.auto import tqdm
+        steps = tqdm(train_idx, desc="leave-one-out", disable=not progress)
     base = losses(X_test, y_test, theta)
     out = np.empty((len(y_test), len(train_idx)))
-    for k, j in enumerate(tqdm(train_idx, desc="leave-one-out", disable=not progress)):
+    for k, j in enumerate(steps):
         w = np.ones(len(y))
         w[j] = 0.0
         th = fit_head(X, y, l2, theta.shape[0], sample_weight=w, init=theta, tol=tol)
@@ -390,18 +469,6 @@ def at_least_m_of_top_k(I: np.ndarray, y_test, y_train, m: int = 3, k: int = 5) 
     return (_ranked_same(I, y_test, y_train, k).sum(axis=1) >= m).astype(float)
 
 
-def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, level: float = 0.95,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean, low, high) over axis 0 of ``values`` (test images first) with a percentile
-    bootstrap CI resampling test images. For paired comparisons pass the per-image difference."""
-    v = np.asarray(values, dtype=np.float64)
-    n = v.shape[0]
-    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot)
-    means = (counts @ v.reshape(n, -1) / n).reshape((n_boot,) + v.shape[1:])
-    q = (1 - level) / 2
-    return v.mean(axis=0), np.quantile(means, q, axis=0), np.quantile(means, 1 - q, axis=0)
-
-
 def class_mean_matrix(I: np.ndarray, y_test, y_train, num_classes: int) -> np.ndarray:
     """Mean influence (nats) per (test class, train class): array (C x C), NaN for empty cells."""
     y_test, y_train = np.asarray(y_test), np.asarray(y_train)
@@ -421,423 +488,3 @@ def class_sorted(I: np.ndarray, y_test, y_train) -> tuple[np.ndarray, np.ndarray
     return I[np.ix_(to, tr)], to, tr
 
 
-# ---------------------------------------------------------------- the transferred head
-def standardise(X_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """Features standardised with the training mean and std (constant features: std 1)."""
-    mu = X_train.mean(axis=0)
-    sd = X_train.std(axis=0)
-    sd[sd < 1e-8] = 1.0
-    return [(A - mu) / sd for A in (X_train, *others)]
-
-
-@dataclass
-class HeadProblem:
-    """A transferred head-only model: standardised features, labels, indices into the target's
-    train / test splits, the fitted head ``theta`` (C x (d+1)), its L2 penalty, class names and
-    the images themselves (uint8, in the source's format) for figures."""
-
-    source: str
-    target: str
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    train_idx: np.ndarray
-    test_idx: np.ndarray
-    theta: np.ndarray
-    l2: float
-    class_names: list
-    images_train: np.ndarray   # uint8 (n, C, H, W): the training images, for figures
-    images_test: np.ndarray    # uint8 (n_test, C, H, W)
-
-    def test_accuracy(self) -> float:
-        """Accuracy (fraction) of the head on its test images."""
-        return float((probabilities(self.X_test, self.theta).argmax(1) == self.y_test).mean())
-
-
-def transferred_head(source: str, target: str, n: int, seed: int, cfg, model=None) -> HeadProblem:
-    """The paper's "last layer" setting on ``target``: frozen source features, a class-covering
-    subset of n images from the training pool (validation split carved off exactly as in
-    ``transfer.run``), ``cfg.influence_test`` class-covering test images, features standardised
-    with the training statistics, and the head fitted to optimum with l2 = ``cfg.damping``.
-
-    Pooled features come from ``transfer.prefix_features`` (k = 0) under the same cache key as
-    the transfer engine's head-only runs, so they are computed once for both sections.
-    """
-    import torch
-    from . import data, transfer, zoo
-    spec = zoo.spec(source)
-    if model is None:
-        model = zoo.load(source, allow_download=cfg.allow_download, progress=False)[0]
-        model = model.to(cfg.torch_device())
-    x_tr, y_tr, x_te, y_te, num_classes, data_hash = transfer.target_arrays(target, cfg.allow_download)
-    labels, t_labels = y_tr.numpy(), y_te.numpy()
-    train_idx, _ = data.train_subset(labels, n, cfg.val_size, seed)
-    n_test = min(cfg.influence_test, len(t_labels))
-    test_idx = np.asarray(data.class_covering_subset(t_labels, n_test, seed))
-    key = (source, target, data_hash)
-    F_tr = transfer.prefix_features(model, x_tr, 0, (*key, "train")).double().numpy()[train_idx]
-    F_te = transfer.prefix_features(model, x_te, 0, (*key, "test")).double().numpy()[test_idx]
-    X_tr, X_te = standardise(F_tr, F_te)
-    y_train, y_test = labels[train_idx], t_labels[test_idx]
-    theta = fit_head(X_tr, y_train, cfg.damping, num_classes=num_classes)
-    class_names = data.load(target, "train", allow_download=cfg.allow_download)[2]
-    u8 = lambda x: (x * 255).round().to(torch.uint8).numpy()  # noqa: E731
-    return HeadProblem(source, target, X_tr, y_train, X_te, y_test, train_idx, test_idx, theta,
-                       float(cfg.damping), list(class_names), u8(x_tr[train_idx]),
-                       u8(x_te[test_idx]))
-
-
-def influence_study(source: str, target: str, cfg, seed: int | None = None, model=None,
-                    method: str = "auto", progress: bool = True) -> dict:
-    """Influence matrix and leave-one-out check: ``source`` transferred (head only) to ``target``.
-
-    Returns a dict: ``I`` (n_test x n_train, nats, positive = helpful), ``y_train``, ``y_test``,
-    ``train_idx``, ``test_idx`` (indices into the target's train / test splits), ``images_train``,
-    ``images_test`` (uint8, for figures), ``test_acc``,
-    and the leave-one-out check (``cfg.loo_points`` training images with the largest |influence|
-    on the test image with the highest loss, Koh & Liang's protocol): ``loo_test`` (its index
-    into the rows), ``loo_train`` (columns), ``loo_actual`` (n_test x loo_points actual changes
-    for every test image), ``loo_pred`` (the matching influences). Cached in
-    ``cache_dir("influence")`` keyed by everything that changes the numbers.
-    """
-    from . import transfer, zoo
-    from .cache import atomic_path, cache_dir
-    from .config import config_hash
-    seed = cfg.seeds[0] if seed is None else seed
-    if model is None:
-        model = zoo.load(source, allow_download=cfg.allow_download, progress=False)[0]
-        model = model.to(cfg.torch_device())
-    key = config_hash(dict(v=3, source=source, weights=transfer.weights_fingerprint(model),
-                           target=target, data=transfer.target_arrays(target, cfg.allow_download)[5],
-                           n=cfg.influence_n, seed=seed, test=cfg.influence_test, l2=cfg.damping,
-                           val=cfg.val_size, loo=cfg.loo_points, method=method))
-    path = cache_dir("influence") / f"{key}.npz"
-    if path.exists():
-        with np.load(path) as z:
-            out = {k: z[k] for k in z.files}
-        out["meta"] = json.loads(str(out["meta"]))
-        return out
-    prob = transferred_head(source, target, cfg.influence_n, seed, cfg, model=model)
-    I = influence(prob.X_train, prob.y_train, prob.X_test, prob.y_test, prob.theta, prob.l2,
-                  method=method)
-    I_authors = influence(prob.X_train, prob.y_train, prob.X_test, prob.y_test, prob.theta, 0.0,
-                          method="pinv", rcond=AUTHORS_RCOND)
-    t = int(np.argmax(losses(prob.X_test, prob.y_test, prob.theta)))
-    cols = np.argsort(-np.abs(I[t]), kind="stable")[: cfg.loo_points]
-    actual = leave_one_out(prob.X_train, prob.y_train, prob.theta, prob.l2, cols, prob.X_test,
-                           prob.y_test, progress=progress)
-    out = dict(I=I, I_authors=I_authors, images_train=prob.images_train,
-               images_test=prob.images_test, y_train=prob.y_train, y_test=prob.y_test,
-               train_idx=prob.train_idx,
-               test_idx=prob.test_idx, test_acc=np.float64(prob.test_accuracy()),
-               loo_test=np.int64(t), loo_train=cols, loo_actual=actual, loo_pred=I[:, cols],
-               meta=json.dumps(dict(source=source, target=target, class_names=prob.class_names,
-                                    l2=prob.l2, n=cfg.influence_n, seed=seed)))
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **out)
-    out["meta"] = json.loads(out["meta"])
-    return out
-
-
-# ---------------------------------------------------------------- natural vs robust, per target
-# The paper's numbers (Utrera et al., ICLR 2021, Sec. 5): CIFAR-10, n = 3200, ImageNet ResNet-50
-# sources natural vs L2 eps=3, 10,000 test images; percentages of test images.
-PAPER = {"top1": {"natural": 55.08, "robust": 78.61}, "3of5": {"natural": 53.79, "robust": 77.33}}
-
-
-def families(sources) -> dict[str, list[str]]:
-    """``{"natural": ids, "robust": ids}``: the natural family and the L2 family whose eps is
-    closest to 1.0 (all their seeds) among ``sources``. ValueError if either is missing."""
-    from . import zoo
-    specs = {sid: zoo.spec(sid) for sid in sources}
-    nat = [s for s, sp in specs.items() if sp.norm == "natural"]
-    l2 = [s for s, sp in specs.items() if sp.norm == "l2"]
-    if not nat or not l2:
-        raise ValueError(f"sources={list(sources)!r} must contain a natural and an L2-robust source "
-                         f"(the comparison of this section)")
-    nat_family = specs[nat[0]].family
-    eps = min({specs[s].eps for s in l2}, key=lambda e: (abs(e - 1.0), -e))
-    return {"natural": [s for s in nat if specs[s].family == nat_family],
-            "robust": [s for s in l2 if specs[s].eps == eps]}
-
-
-def run_studies(fams: dict, cfg, progress: bool = True) -> dict:
-    """``{(kind, target): [study per source id]}`` over ``cfg.influence_targets`` for the
-    families of :func:`families` (see :func:`influence_study`; cached)."""
-    from tqdm.auto import tqdm
-    jobs = [(kind, t, sid) for t in cfg.influence_targets for kind, ids in fams.items()
-            for sid in ids]
-    out = {}
-    for kind, t, sid in tqdm(jobs, desc="influence", disable=not progress):
-        out.setdefault((kind, t), []).append(influence_study(sid, t, cfg, progress=False))
-    return out
-
-
-def per_test(studies: list, metric: str, k: int = 1, matrix: str = "I") -> np.ndarray:
-    """Per test image, ``metric`` averaged over a family's source seeds (same test images):
-    "topk" = fraction of the top-k helpful training images sharing the label (k=1: top-1 same
-    class), "3of5" = at least 3 of the top 5 share it; ``matrix`` "I" (ours) or "I_authors".
-    Values in [0, 1], shape (n_test,)."""
-    y_test = studies[0]["y_test"]
-    vals = []
-    for s in studies:
-        if not np.array_equal(s["y_test"], y_test):
-            raise ValueError("studies of one family must share their test images (same seed)")
-        if metric == "topk":
-            vals.append(topk_same_class(s[matrix], s["y_test"], s["y_train"], [k])[:, 0])
-        elif metric == "3of5":
-            vals.append(at_least_m_of_top_k(s[matrix], s["y_test"], s["y_train"], 3, 5))
-        else:
-            raise ValueError(f"metric={metric!r} is unknown; allowed: ['topk', '3of5']")
-    return np.mean(vals, axis=0)
-
-
-def chance(study: dict) -> float:
-    """Top-k same-class share a random ranking would give: mean share of each test label among
-    the training labels (fraction)."""
-    y_train = study["y_train"]
-    return float(np.mean([(y_train == c).mean() for c in study["y_test"]]))
-
-
-def summary(studies: dict, n_boot: int = 2000) -> "pandas.DataFrame":
-    """One row per (target, kind): sources, head test accuracy, top-1 same-class and >=3-of-top-5
-    shares (percent) with 95% bootstrap CIs over test images, the paper's numbers, the top-1
-    share with the authors' estimator (``top1_authors``), chance level, and the leave-one-out
-    Pearson / Spearman / slope (median over sources)."""
-    import pandas as pd
-    rows = []
-    for (kind, target), ss in studies.items():
-        r = dict(target=target, kind=kind, sources=len(ss),
-                 test_acc=100 * float(np.mean([s["test_acc"] for s in ss])))
-        for name, vals in (("top1", per_test(ss, "topk", 1)), ("3of5", per_test(ss, "3of5"))):
-            m, lo, hi = bootstrap_ci(vals, n_boot)
-            r.update({name: 100 * m, f"{name}_lo": 100 * lo, f"{name}_hi": 100 * hi,
-                      f"paper_{name}": PAPER[name][kind]})
-        r["top1_authors"] = 100 * float(per_test(ss, "topk", 1, "I_authors").mean())
-        r["chance"] = 100 * chance(ss[0])
-        cors = [loo_correlation(s["loo_pred"], s["loo_actual"]) for s in ss
-                if s["loo_pred"].size > 2]          # loo_points = 0: no check
-        r["loo_pearson"] = float(np.median([c["pearson"] for c in cors])) if cors else np.nan
-        r["loo_spearman"] = float(np.median([c["spearman"] for c in cors])) if cors else np.nan
-        r["loo_slope"] = float(np.median([loo_slope(s["loo_pred"], s["loo_actual"])
-                                          for s in ss])) if cors else np.nan
-        rows.append(r)
-    return pd.DataFrame(rows)
-
-
-def robust_minus_natural(studies: dict, target: str, metric: str = "topk", k: int = 1,
-                         n_boot: int = 2000) -> tuple[float, float, float]:
-    """Paired robust-minus-natural difference of a per-test metric (percentage points) on the
-    same test images: (mean, CI low, CI high), bootstrap over test images."""
-    d = per_test(studies[("robust", target)], metric, k) - per_test(studies[("natural", target)],
-                                                                      metric, k)
-    m, lo, hi = bootstrap_ci(d, n_boot)
-    return 100 * float(m), 100 * float(lo), 100 * float(hi)
-
-
-# ---------------------------------------------------------------- figures
-def _labels(studies):
-    from . import zoo
-    return {kind: zoo.spec(ss[0]["meta"]["source"]).label for (kind, _), ss in studies.items()}
-
-
-def plot_topk(studies: dict, ks=range(1, 101), n_boot: int = 1000):
-    """Figure: per target, mean fraction of the top-k most helpful training images that share
-    the test image's label vs k, one line per source family, 95% bootstrap bands, chance line."""
-    import matplotlib.pyplot as plt
-    targets = sorted({t for _, t in studies})
-    labels = _labels(studies)
-    fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 3.6), squeeze=False)
-    for ax, t in zip(axes[0], targets):
-        for kind in ("natural", "robust"):
-            ss = studies.get((kind, t))
-            if not ss:
-                continue
-            kk = [k for k in ks if k <= ss[0]["I"].shape[1]]
-            vals = np.mean([topk_same_class(s["I"], s["y_test"], s["y_train"], kk) for s in ss], 0)
-            m, lo, hi = bootstrap_ci(vals, n_boot)
-            ax.plot(kk, 100 * m, label=f"{labels[kind]} ({len(ss)} seeds)")
-            ax.fill_between(kk, 100 * lo, 100 * hi, alpha=0.25)
-        ax.axhline(100 * chance(studies[next(k for k in studies if k[1] == t)][0]), color="grey",
-                   ls=":", label="chance")
-        ax.set(xscale="log", xlabel="k (top-k most helpful training images)",
-               ylabel="same class as test image (%)", title=t)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_class_matrices(studies: dict, target: str):
-    """Figure: for the first source of each family, the class-sorted influence matrix (test
-    rows x train columns, red = helpful, each row scaled by its largest |influence|) and the
-    mean influence per (test class, training class) pair in nats."""
-    import matplotlib.pyplot as plt
-    kinds = [k for k in ("natural", "robust") if (k, target) in studies]
-    labels = _labels(studies)
-    fig, axes = plt.subplots(2, len(kinds), figsize=(5 * len(kinds), 9), squeeze=False)
-    for col, kind in enumerate(kinds):
-        s = studies[(kind, target)][0]
-        S, to, tr = class_sorted(s["I"], s["y_test"], s["y_train"])
-        S = S / np.maximum(np.abs(S).max(axis=1, keepdims=True), 1e-300)
-        axes[0, col].imshow(S, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto",
-                            interpolation="nearest")
-        axes[0, col].set(title=f"{target}, {labels[kind]}: influence sorted by class\n"
-                               f"(each test row scaled by its max |influence|)",
-                         xlabel="training images (by class)", ylabel="test images (by class)")
-        C = len(s["meta"]["class_names"])
-        M = class_mean_matrix(s["I"], s["y_test"], s["y_train"], C)
-        v = np.nanmax(np.abs(M))
-        im = axes[1, col].imshow(M, cmap="RdBu_r", vmin=-v, vmax=v)
-        axes[1, col].set(title="mean influence per class pair", xlabel="training class",
-                         ylabel="test class", xticks=range(C), yticks=range(C))
-        fig.colorbar(im, ax=axes[1, col], shrink=0.8, label="nats (+ = helpful)")
-    fig.tight_layout()
-    return fig
-
-
-def _show(ax, img, title=None, color="black"):
-    img = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
-    ax.imshow(img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0)),
-              cmap="gray", vmin=0, vmax=1)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=7, color=color)
-
-
-def plot_examples(studies: dict, target: str, test_rows, k: int = 3):
-    """Figure: for each test image (row index into the studies' test set) and each family's first
-    source, the test image, its k most helpful and k most harmful training images (titles:
-    label and influence in nats; green = same class as the test image)."""
-    import matplotlib.pyplot as plt
-    kinds = [kd for kd in ("natural", "robust") if (kd, target) in studies]
-    labels = _labels(studies)
-    rows = [(t, kd) for t in test_rows for kd in kinds]
-    fig, axes = plt.subplots(len(rows), 1 + 2 * k, figsize=(1.2 * (1 + 2 * k), 1.35 * len(rows)),
-                             squeeze=False)
-    for (t, kd), ax in zip(rows, axes):
-        s = studies[(kd, target)][0]
-        y_t = int(s["y_test"][t])
-        names = s["meta"]["class_names"]
-        _show(ax[0], s["images_test"][t] / 255, f"test: {names[y_t]}")
-        ax[0].set_ylabel(labels[kd], fontsize=7)
-        for i, (j, helpful) in enumerate([(j, True) for j in top_training(s["I"], t, k)]
-                                         + [(j, False) for j in top_training(s["I"], t, k, False)]):
-            y_j = int(s["y_train"][j])
-            _show(ax[1 + i], s["images_train"][j] / 255,
-                  f"{'+' if helpful else '-'} {names[y_j]} {s['I'][t, j]:.1e}",
-                  "green" if y_j == y_t else "black")
-    fig.suptitle(f"{target}: test image | {k} most helpful (+) | {k} most harmful (-)", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def plot_loo(studies: dict, target: str):
-    """Figure: predicted (influence) vs actual leave-one-out test-loss change (nats) for the
-    first source of each family, all test images x the retrained points, Pearson / Spearman."""
-    import matplotlib.pyplot as plt
-    kinds = [kd for kd in ("natural", "robust") if (kd, target) in studies]
-    labels = _labels(studies)
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 4), squeeze=False)
-    for ax, kd in zip(axes[0], kinds):
-        s = studies[(kd, target)][0]
-        p, a = s["loo_pred"], s["loo_actual"]
-        t = int(s["loo_test"])
-        if p.size <= 2:
-            ax.set_title(f"{target}, {labels[kd]}: no leave-one-out points (loo_points)")
-            continue
-        ax.scatter(p.ravel(), a.ravel(), s=3, alpha=0.3, label="all test images")
-        ax.scatter(p[t], a[t], s=14, color="C3", label="highest-loss test image")
-        lim = np.abs(np.concatenate([p.ravel(), a.ravel()])).max() * 1.05
-        ax.plot([-lim, lim], [-lim, lim], color="grey", lw=0.8)
-        r, r1 = loo_correlation(p, a), loo_correlation(p[t], a[t])
-        ax.set(xlabel="predicted by influence (nats)", ylabel="actual, retrained (nats)",
-               title=f"{target}, {labels[kd]}: Pearson {r['pearson']:.3f}, Spearman {r['spearman']:.3f}\n"
-                     f"(highest-loss image: {r1['pearson']:.3f} / {r1['spearman']:.3f})")
-        ax.title.set_fontsize(8)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def explorer(studies: dict, target: str, k: int = 5):
-    """An ipywidgets explorer: a slider over test images -> per source family, the k most
-    helpful and k most harmful training images. Returns the widget (Jupyter, Colab, Binder)."""
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-    n_test = len(next(ss for (_, t), ss in studies.items() if t == target)[0]["y_test"])
-    out = widgets.Output()
-
-    def draw(t):
-        out.clear_output(wait=True)
-        with out:
-            plot_examples(studies, target, [t], k=k)
-            plt.show()
-    slider = widgets.IntSlider(0, 0, n_test - 1, description="test image")
-    slider.observe(lambda ch: draw(ch["new"]), names="value")
-    draw(0)
-    return widgets.VBox([slider, out])
-
-
-def is_interactive() -> bool:
-    """True in a live Jupyter server session (Jupyter, Binder) or Colab; False when executed
-    headless (papermill, nbclient, the book build), where widgets would only leave dead output."""
-    import os
-    import sys
-    return "google.colab" in sys.modules or "JPY_SESSION_NAME" in os.environ
-
-
-def _verdict(lo, hi, what):
-    if lo > 0:
-        return f"a significant advantage for the {what}"
-    if hi < 0:
-        return "a significant advantage for the natural source"
-    return "not significant (the 95% CI includes 0)"
-
-
-def findings(studies: dict, n_boot: int = 2000) -> str:
-    """Markdown findings computed from the studies: per target the robust and natural shares
-    with CIs, the paired difference and its verdict, the paper's numbers, and the LOO check."""
-    table = summary(studies, n_boot).set_index(["target", "kind"])
-    labels = _labels(studies)
-    out = []
-    for t in sorted({t for _, t in studies}):
-        if (t, "robust") not in table.index or (t, "natural") not in table.index:
-            continue
-        r, nat = table.loc[(t, "robust")], table.loc[(t, "natural")]
-        s0 = studies[("robust", t)][0]
-        n, n_test = s0["I"].shape[1], s0["I"].shape[0]
-        parts = [f"**{t}** (n = {n} training images, {n_test} test images, head-only, "
-                 f"{int(r['sources'])} robust / {int(nat['sources'])} natural source seeds; head test "
-                 f"accuracy {r['test_acc']:.1f}% vs {nat['test_acc']:.1f}%)."]
-        for key, name in (("top1", "the most helpful training image shares the test image's class"),
-                          ("3of5", "at least 3 of the 5 most helpful training images share it")):
-            m, lo, hi = robust_minus_natural(studies, t, "topk" if key == "top1" else "3of5",
-                                             n_boot=n_boot)
-            same_dir = (m > 0) == (PAPER[key]["robust"] > PAPER[key]["natural"]) and lo > 0
-            parts.append(
-                f"For {r[key]:.1f}% [{r[key + '_lo']:.1f}, {r[key + '_hi']:.1f}] of test images with "
-                f"the robust source ({labels['robust']}) and {nat[key]:.1f}% "
-                f"[{nat[key + '_lo']:.1f}, {nat[key + '_hi']:.1f}] with the natural one, {name}; "
-                f"the paired difference is {m:+.1f} points [{lo:+.1f}, {hi:+.1f}], "
-                f"{_verdict(lo, hi, 'robust source')}. The paper reports {PAPER[key]['robust']:.2f}% "
-                f"vs {PAPER[key]['natural']:.2f}% (CIFAR-10, n = 3200): "
-                + ("this run reproduces the direction." if same_dir else
-                   "this run does **not** reproduce a significant robust advantage."))
-        parts.append(f"A random ranking would give {r['chance']:.1f}% for the top-1 share.")
-        parts.append("" if np.isnan(r["loo_pearson"]) else
-                     f"Influence vs actual leave-one-out retraining: Pearson {r['loo_pearson']:.3f} "
-                     f"(robust) and {nat['loo_pearson']:.3f} (natural), Spearman "
-                     f"{r['loo_spearman']:.3f} and {nat['loo_spearman']:.3f} (median over sources, "
-                     f"all test images x the retrained points; Koh & Liang report about 0.99 for "
-                     f"convex models); the actual changes are {r['loo_slope']:.2f} and "
-                     f"{nat['loo_slope']:.2f} times the predicted ones (least-squares slope; 1 = "
-                     f"right scale, > 1 = influence underestimates the effect of a removal).")
-        parts.append(f"With the authors' estimator instead (Hessian without the L2 term, "
-                     f"pseudo-inverse cutting eigenvalues below 5% of the largest), the top-1 "
-                     f"same-class share would be {r['top1_authors']:.1f}% (robust) vs "
-                     f"{nat['top1_authors']:.1f}% (natural).")
-        out.append(" ".join(p for p in parts if p))
-    return "\n\n".join(out)
