@@ -139,3 +139,19 @@ def test_edge_alignment():
     noise = x + 0.05 * torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
     assert (attacks.edge_alignment(x, on_outline) > 0.5).all()
     assert (attacks.edge_alignment(x, noise).abs() < 0.25).all()
+
+
+def test_attack_and_align_is_seeded_and_matches_its_parts(cnn_batch):
+    model, x, y = cnn_batch
+    x_adv, pred, align = attacks.attack_and_align(model, x, y, "l2", 1.0, steps=2, seed=0)
+    torch.rand(3)  # the global generator moves on; the call reseeds itself
+    again = attacks.attack_and_align(model, x, y, "l2", 1.0, steps=2, seed=0)
+    assert torch.equal(x_adv, again[0]) and torch.equal(pred, again[1]) and torch.equal(align, again[2])
+    torch.manual_seed(0)
+    by_hand = attacks.pgd(model, x, y, "l2", 1.0, steps=2)
+    assert torch.equal(x_adv, by_hand)
+    with torch.no_grad():
+        assert torch.equal(pred, model(by_hand).argmax(1))
+    assert torch.equal(align, attacks.edge_alignment(x, by_hand)) and align.shape == (len(x),)
+    other = attacks.attack_and_align(model, x, y, "l2", 1.0, steps=2, seed=1)[0]
+    assert not torch.equal(x_adv, other)

@@ -1,7 +1,7 @@
 """Presets and validation: every bad parameter stops with a message naming it."""
 import pytest
 
-from robust_transfer import config
+from robust_transfer import cache, config, zoo
 
 
 @pytest.mark.parametrize("preset", ["tiny", "mini"])
@@ -27,9 +27,79 @@ def test_overrides_and_papermill_lists():
 
 def test_hash_is_stable_and_sensitive():
     a, b = config.resolve("mini"), config.resolve("mini")
-    assert config.config_hash(a) == config.config_hash(b)
-    assert config.config_hash(a) != config.config_hash(config.resolve("mini", seeds=[0, 1]))
-    assert config.config_hash({"x": 1, "y": 2}) == config.config_hash({"y": 2, "x": 1})
+    assert cache.key(a) == cache.key(b) == cache.key(a.to_dict())
+    assert cache.key(a) != cache.key(config.resolve("mini", seeds=[0, 1]))
+    assert cache.key({"x": 1, "y": 2}) == cache.key({"y": 2, "x": 1})
+    assert not hasattr(config, "config_hash")
+
+
+def test_source_presets_read_the_zoo_registry():
+    """The mini grid is defined once, in the zoo; the presets list its ids in its order."""
+    mini = config.resolve("mini")
+    assert mini.sources == tuple(zoo.list_sources("mini"))
+    assert mini.finetune_sources == tuple(zoo.main_sources("mini")) == mini.sources[:6]
+    assert {zoo.spec(s).family.split("/", 2)[2] for s in mini.finetune_sources} == \
+        set(zoo.MAIN_FAMILIES)
+    for preset in ("tiny", "paper"):
+        assert set(config.resolve(preset).sources) <= set(zoo.list_sources())
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    # papermill -p hands these strings; -y / -f give the lists
+    (dict(targets='["digits"]'), dict(targets=("digits",))),
+    (dict(targets='["digits", "textures"]'), dict(targets=("digits", "textures"))),
+    (dict(targets="digits"), dict(targets=("digits",))),
+    (dict(targets=" [digits, textures] "), dict(targets=("digits", "textures"))),
+    (dict(seeds="[3, 4]"), dict(seeds=(3, 4))),
+    (dict(seeds="3"), dict(seeds=(3,))),
+    (dict(seeds=3), dict(seeds=(3,))),
+    (dict(n_values="[10, 20]"), dict(n_values=(10, 20))),
+    (dict(n_values=["10", "20"]), dict(n_values=(10, 20))),
+    (dict(blur_sigmas="[0, 0.5, 1e-1]"), dict(blur_sigmas=(0, 0.5, 0.1))),
+    (dict(unfrozen_blocks="[0, 2]"), dict(unfrozen_blocks=(0, 2))),
+    (dict(sources='["mini/fmnist/l2/1.0/s0"]', finetune_sources="[]"),
+     dict(sources=("mini/fmnist/l2/1.0/s0",), finetune_sources=())),
+    (dict(sources="mini/fmnist/l2/1.0/s0"), dict(sources=("mini/fmnist/l2/1.0/s0",))),
+    (dict(targets="null"), dict(targets=("mnist5k", "digits", "textures"))),  # null = default
+    (dict(epochs="5", lr="1e-3", head_lr="0.01", loo_points="0"),
+     dict(epochs=5, lr=1e-3, head_lr=0.01, loo_points=0)),
+    (dict(allow_download="False", augment="true"), dict(allow_download=False, augment=True)),
+    (dict(allow_download=False, epochs=5), dict(allow_download=False, epochs=5)),
+    (dict(device="cpu", frozen_bn="train"), dict(device="cpu", frozen_bn="train")),
+])
+def test_papermill_string_forms(overrides, expected):
+    cfg = config.resolve("mini", **overrides)
+    for name, value in expected.items():
+        got = getattr(cfg, name)
+        assert got == value and type(got) is type(value), (name, got)
+        if isinstance(value, tuple):
+            assert [type(v) for v in got] == [type(v) for v in value], (name, got)
+    assert cache.key(config.resolve("mini", targets='["digits"]')) == \
+        cache.key(config.resolve("mini", targets=["digits"]))
+
+
+@pytest.mark.parametrize("name,value", [
+    ("lr", float("nan")), ("lr", float("inf")), ("lr", "nan"), ("head_lr", "inf"),
+    ("damping", float("inf")), ("damping", "nan"), ("blur_sigmas", [0.0, float("inf")]),
+    ("blur_sigmas", "[0, .nan]"), ("epochs", float("nan")), ("n_values", [float("inf")]),
+    ("lr", True), ("damping", True), ("epochs", True), ("loo_points", True), ("seeds", [True]),
+    ("unfrozen_blocks", [True]), ("finetune_max_n", False), ("blur_sigmas", [True]),
+    ("epochs", "5.0"), ("epochs", "five"), ("allow_download", "maybe"), ("augment", 1),
+    ("targets", "[1]"), ("targets", "{a: 1}"), ("seeds", "[3, 4"),
+])
+def test_non_finite_bool_and_unparsable_values_are_rejected(name, value):
+    with pytest.raises(ValueError, match=rf"^{name}=.* is not allowed; "):
+        config.resolve("mini", **{name: value})
+
+
+def test_cuda_device_without_cuda_is_rejected(monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"^device='cuda' is not allowed; .*no CUDA"):
+        config.resolve("mini", device="cuda")
+    assert config.resolve("mini", device="auto").torch_device().type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert config.resolve("mini", device="cuda").device == "cuda"
 
 
 BAD = [

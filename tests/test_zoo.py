@@ -1,14 +1,18 @@
 """The source zoo: ids, training + caching, corrupt-cache recovery, download/pin/convert path."""
 import argparse
 import dataclasses
+import gzip
 import json
+from pathlib import Path
 
 import dill
+import numpy as np
 import pytest
 import torch
 import torchvision
 
-from robust_transfer import checkpoints, config, train, zoo
+from robust_transfer import attacks, checkpoints, data, reference, train, zoo
+from robust_transfer.chapters import ch01_source_models as ch01
 
 torch.set_num_threads(1)
 
@@ -23,11 +27,30 @@ def cache(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_ids_match_config_and_specs():
-    assert zoo.list_sources("mini") == list(config._mini_sources("mini"))
-    for preset in ("tiny", "mini", "paper"):
-        assert set(config.PRESETS[preset].get("sources", config.Config.sources)) <= set(zoo.list_sources())
+def test_registry_records_and_specs():
+    assert list(zoo.REGISTRY) == zoo.list_sources()
+    assert all(zoo.spec(i) is r and r.id == i for i, r in zoo.REGISTRY.items())
+    mini = [f"mini/fmnist/natural/s{s}" for s in (0, 1, 2)] + \
+        [f"mini/fmnist/l2/1.0/s{s}" for s in (0, 1, 2)] + \
+        ["mini/fmnist/l2/0.5/s0", "mini/fmnist/l2/2.0/s0", "mini/fmnist/linf/0.1/s0",
+         "mini/fmnist/noise/0.1/s0"]
+    assert zoo.list_sources("mini") == mini
+    assert zoo.list_sources("tiny") == [i.replace("mini/", "tiny/", 1) for i in mini]
+    assert zoo.main_sources("mini") == mini[:6]
     assert len(zoo.list_sources("salman2020")) == 15
+    assert len(zoo.list_sources()) == 10 + 10 + 4 + 15
+    # downloaded sources: file, URL, pin and published accuracy live in their record
+    p = zoo.spec("paper/imagenet/l2/3")
+    assert (p.url, p.file) == zoo.PAPER_FILES["paper/imagenet/l2/3"]
+    assert p.published_clean_acc == reference.PUBLISHED_CLEAN_ACC["paper/imagenet/l2/3"]
+    assert p.sha256 is None and zoo.PINNED_SHA256[p.file] is None
+    h = zoo.spec("salman2020/imagenet/linf/4")
+    assert h.file == "resnet50_linf_eps4.0.ckpt" and h.url.endswith("/main/resnet50_linf_eps4.0.ckpt")
+    assert h.published_clean_acc is None
+    assert set(zoo.PINNED_SHA256) == {r.file for r in zoo.REGISTRY.values() if r.file}
+    t = zoo.spec("tiny/fmnist/linf/0.1/s0")
+    assert t.url is t.file is t.sha256 is t.published_clean_acc is None
+    assert not hasattr(zoo, "PUBLISHED_CLEAN_ACC")
     for sid in zoo.list_sources():
         zoo.check_id(sid)
     s = zoo.spec("mini/fmnist/l2/1.0/s2")
@@ -52,10 +75,15 @@ def test_ids_match_config_and_specs():
     ("mini/fmnist/l2/1.0", "allowed forms"),
     ("paper/imagenet/l2/5", "not a paper source"),
     (3, "string"),
+    (["mini"], "string"),
+    ("mini/fmnist/l2/3.0/s0", r"eps 3 \(l2\) is not in the zoo.*_TRAINED_GRID"),
+    ("tiny/fmnist/l2/1.0/s7", r"seed 7 of tiny/fmnist/l2/1.0 is not in the zoo; its seeds are \[0, 1, 2\]"),
 ])
 def test_bad_ids(bad, match):
     with pytest.raises(ValueError, match=match):
         zoo.check_id(bad)
+    with pytest.raises(ValueError, match=match):  # a lookup: the same explanation
+        zoo.spec(bad)
 
 
 def test_train_cache_and_corrupt_recovery(cache, monkeypatch):
@@ -91,12 +119,146 @@ def test_grid_table_curves(cache):
     df = zoo.table(ids, grid=grid)
     assert list(df["id"]) == ids
     assert {"clean_acc", "L2 0.25", "L2 2", "Linf 0.1", "train_seconds"} <= set(df.columns)
-    curves = zoo.accuracy_curves(df)
+    curves = ch01.accuracy_curves(df)
     nat = curves[(curves.family == "tiny/fmnist/natural") & (curves.attack == "L2")]
     assert list(nat.attack_eps) == [0.0, 0.25, 0.5, 1.0, 2.0] and (nat.seeds == 2).all()
     row = nat[nat.attack_eps == 0.0].iloc[0]
     assert row["mean"] == pytest.approx(df.clean_acc[:2].mean())
     assert row["min"] == df.clean_acc[:2].min() and row["max"] == df.clean_acc[:2].max()
+
+    # Figure 1.2's numbers come from the engine: deterministic, the same as a seeded PGD by hand
+    reps = zoo.family_representatives(ids)
+    assert reps == ["tiny/fmnist/natural/s0", "tiny/fmnist/noise/0.1/s0"]
+    x, y, names = zoo.source_data("tiny", "test")
+    x, y = x[:8], y[:8]
+    ex = zoo.adversarial_examples(grid, reps, x, y, eps=1.0, steps=2)
+    again = zoo.adversarial_examples(grid, reps, x, y, eps=1.0, steps=2)
+    assert list(ex) == reps and [e["label"] for e in ex.values()] == ["natural", "noise σ=0.1"]
+    for sid, e in ex.items():
+        assert torch.equal(e["x_adv"], again[sid]["x_adv"]) and e["alignment"].shape == (8,)
+        assert (e["alignment"].abs() <= 1).all() and e["pred"].shape == (8,)
+        assert e["mean_alignment"] == pytest.approx(e["alignment"].mean().item())
+    torch.manual_seed(0)
+    by_hand = attacks.pgd(grid[reps[1]][0], x, y, "l2", 1.0, steps=2)
+    assert torch.equal(by_hand, ex[reps[1]]["x_adv"])
+    assert attacks.edge_alignment(x, by_hand).mean().item() == ex[reps[1]]["mean_alignment"]
+    alignment = zoo.edge_alignment_by_source(ex)
+    assert alignment == {e["label"]: e["mean_alignment"] for e in ex.values()}
+
+    # the chapter only draws and words them
+    fig = ch01.adversarial_examples(dict(x=x, class_names=names, examples=ex), show=(0, 3))
+    assert len(fig.axes) == 2 * 3 * 2
+    ch01.attack_curves(curves)
+    assert "edge alignment" in ch01.findings(df, alignment)
+    h = ch01.headline(df, alignment)
+    assert h["alignment_natural"] == alignment["natural"] and h["natural_label"] == "natural"
+    import matplotlib.pyplot as plt
+    plt.close("all")
+
+
+def _table(rows):
+    import pandas as pd
+    out = []
+    for family, label, norm, eps, clean, robust, seeds in rows:
+        for s in range(seeds):
+            out.append({"id": f"{family}/s{s}", "family": family, "label": label, "norm": norm,
+                        "eps": eps, "seed": s, "clean_acc": clean + 0.01 * s, "L2 0.25": robust,
+                        "L2 1": robust, "Linf 0.1": robust / 2, "train_seconds": 60.0})
+    return pd.DataFrame(out)
+
+
+def test_chapter_findings_and_headline():
+    t = _table([("m/natural", "natural", "natural", 0.0, 0.90, 0.10, 3),
+                ("m/l2/1.0", "L2 ε=1", "l2", 1.0, 0.80, 0.50, 3),
+                ("m/l2/0.5", "L2 ε=0.5", "l2", 0.5, 0.85, 0.40, 1),
+                ("m/l2/2.0", "L2 ε=2", "l2", 2.0, 0.70, 0.60, 1),
+                ("m/linf", "L∞ ε=0.1", "linf", 0.1, 0.75, 0.45, 1),
+                ("m/noise", "noise σ=0.1", "noise", 0.1, 0.88, 0.15, 1)])
+    alignment = {"natural": 0.1, "L2 ε=1": 0.4, "L∞ ε=0.1": 0.3, "noise σ=0.1": 0.05}
+    h = ch01.headline(t, alignment)
+    assert h == pytest.approx(dict(
+        natural_label="natural", robust_label="L2 ε=2", clean_natural_pct=91.0,
+        clean_robust_pct=70.0, l2_robust_natural_pct=10.0, l2_robust_robust_pct=60.0,
+        spearman_eps_clean=-1.0, spearman_eps_robust=1.0, alignment_natural=0.1,
+        alignment_robust=float("nan")), nan_ok=True)
+    assert all(type(v) in (float, str) for v in h.values())
+    text = ch01.findings(t, alignment)
+    assert text.startswith("Across the L2 training ε (natural: 91.0% clean / 10.0% robust, ")
+    assert "rank correlation of training ε with clean accuracy is -1.00 and with L2 ε=1 robust " \
+        "accuracy +1.00: clean accuracy falls and robust accuracy rises with ε (as in the paper)" in text
+    assert "The most robust L2 source (L2 ε=2) loses 21.0 points of clean accuracy against natural " \
+        "training (the paper's ImageNet L2 ε=3 source loses 18.2)." in text
+    assert "noise training does not buy adversarial robustness" in text
+    assert "highest for L2 ε=1, an adversarially trained source" in text
+    assert text.endswith("Training the 10 sources took 10.0 minutes in total on this machine (when "
+                         "they were first trained).")
+    # downloaded sources: no robust accuracy measured -> NaN, never the clean accuracy
+    paper = t.drop(columns=["L2 0.25", "L2 1", "Linf 0.1"])
+    hp = ch01.headline(paper)
+    assert np.isnan(hp["l2_robust_robust_pct"]) and np.isnan(hp["spearman_eps_robust"])
+    assert hp["spearman_eps_clean"] == -1.0 and np.isnan(hp["alignment_robust"])
+    assert list(ch01.published_table()["id"]) == list(reference.PUBLISHED_CLEAN_ACC)
+
+
+# ------------------------------------------- Fashion-MNIST download for trained sources (no network)
+
+def _write_idx(path, arr):
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + arr.astype(np.uint8).tobytes())
+
+
+class _StandInFashionMNIST:
+    """Stands in for ``torchvision.datasets.FashionMNIST(root, train=..., download=True)``:
+    writes small IDX ``.gz`` files in torchvision's ``FashionMNIST/raw`` layout."""
+
+    calls: list = []
+
+    def __init__(self, root, train=True, download=False, **kwargs):
+        assert download
+        raw = Path(root) / "FashionMNIST" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        n, prefix = (120, "train") if train else (80, "t10k")
+        rng = np.random.default_rng(n)
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+        type(self).calls.append(train)
+
+
+@pytest.fixture
+def no_fashion_mnist(cache, tmp_path, monkeypatch):
+    """No Debian files, an empty torchvision root, and a local stand-in for the download."""
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-files")
+    monkeypatch.setenv("RT_DATA_DIR", str(tmp_path / "datasets"))
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", _StandInFashionMNIST)
+    monkeypatch.setattr(_StandInFashionMNIST, "calls", [])
+    data._load_cached.cache_clear()
+    yield tmp_path / "datasets"
+    data._load_cached.cache_clear()  # later tests must not see the stand-in images
+
+
+def test_trained_source_fetches_fashion_mnist_only_when_allowed(no_fashion_mnist):
+    sid = "tiny/fmnist/natural/s0"
+    clear = r"'fashion_mnist' is not on this machine.*allow_download=True.*dataset-fashion-mnist"
+    with pytest.raises(data.DatasetUnavailable, match=clear):
+        zoo.load(sid, progress=False)
+    with pytest.raises(data.DatasetUnavailable, match=clear):
+        zoo.load_grid([sid], progress=False)
+    with pytest.raises(data.DatasetUnavailable, match=clear):
+        zoo.source_data("tiny", "test")
+    assert _StandInFashionMNIST.calls == []
+
+    model, meta = zoo.load(sid, allow_download=True, progress=False)
+    assert _StandInFashionMNIST.calls == [True, False]   # one fetch: train and test files
+    assert meta["clean_images"] == FAST["clean_images"] and 0 <= meta["clean_acc"] <= 1
+    raw = no_fashion_mnist / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(
+        f + ".gz" for split in ("train", "test") for f in data._IDX_FILES[split])
+    # now on this machine: no download needed, none made
+    x, y, names = zoo.source_data("tiny", "train")
+    assert x.shape == (FAST["train_images"], 1, 28, 28) and len(names) == 10
+    assert zoo.load_grid([sid, "tiny/fmnist/noise/0.1/s0"], progress=False)[sid][1] == meta
+    assert _StandInFashionMNIST.calls == [True, False]
 
 
 # ----------------------------------------------------------------- download path (no network)
@@ -139,7 +301,7 @@ def test_download_pin_convert(cache, monkeypatch):
 
     monkeypatch.setattr(zoo, "_fetch_url", fake_fetch)
     model, meta = zoo.load(sid, allow_download=True, progress=False)
-    assert fetched and meta["clean_acc"] == zoo.PUBLISHED_CLEAN_ACC[sid]
+    assert fetched and meta["clean_acc"] == reference.PUBLISHED_CLEAN_ACC[sid]
     assert meta["norm"] == "l2" and meta["eps"] == 3.0 and model.num_blocks == 8
     pins = json.loads((cache / "downloads" / "pins.json").read_text())
     assert pins["imagenet_l2_3_0.pt"] == meta["recipe"]["download_sha256"]

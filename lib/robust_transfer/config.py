@@ -4,23 +4,25 @@
 papermill parameters through it, so a bad value (unknown dataset, n larger than a target's
 pool, an eps not in the zoo, ...) stops with a ``ValueError`` naming the parameter, the value
 and what is allowed, before any data is loaded or model trained.
+
+Papermill's command line hands strings: ``-p targets '["digits"]'`` arrives as the text
+``'["digits"]'`` and ``-r epochs 5`` as ``'5'``. Such strings are parsed (YAML, a superset of
+JSON) into the field's type before validation; ``-y`` / ``-f params.yaml`` give real values.
+Cache and result keys are :func:`robust_transfer.cache.key` of a configuration.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
+import math
+import typing
 from dataclasses import dataclass
 
-__all__ = ["Config", "PRESETS", "resolve", "config_hash", "describe"]
+import yaml
 
+from . import data, zoo
 
-def _mini_sources(scale: str, seeds_main=(0, 1, 2)) -> tuple[str, ...]:
-    ids = [f"{scale}/fmnist/natural/s{s}" for s in seeds_main]
-    ids += [f"{scale}/fmnist/l2/1.0/s{s}" for s in seeds_main]
-    ids += [f"{scale}/fmnist/l2/0.5/s0", f"{scale}/fmnist/l2/2.0/s0",
-            f"{scale}/fmnist/linf/0.1/s0", f"{scale}/fmnist/noise/0.1/s0"]
-    return tuple(ids)
+__all__ = ["Config", "PRESETS", "resolve", "describe"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Config:
     device: str = "cpu"                 # "cpu", "cuda", or "auto"
     allow_download: bool = False        # torchvision datasets / paper checkpoints may be fetched
     # --- sources (zoo ids, see robust_transfer.zoo.list_sources())
-    sources: tuple[str, ...] = _mini_sources("mini")
+    sources: tuple[str, ...] = tuple(zoo.list_sources("mini"))
     # --- targets and target sampling
     targets: tuple[str, ...] = ("mnist5k", "digits", "textures")
     n_values: tuple[int, ...] = (10, 20, 40, 80, 160, 320, 640, 1280)
@@ -45,7 +47,7 @@ class Config:
     head_lr: float = 1e-3               # Adam lr for the head
     # runs with unfrozen_blocks > 0 only for these sources (() = all) and n <= finetune_max_n
     # (0 = all n): the mini budget fine-tunes the main families only (see notebook 02)
-    finetune_sources: tuple[str, ...] = _mini_sources("mini")[:6]
+    finetune_sources: tuple[str, ...] = tuple(zoo.main_sources("mini"))
     finetune_max_n: int = 640
     batch_size: int = 128
     frozen_bn: str = "eval"             # "eval" (ours) or "train" (the authors' code)
@@ -124,53 +126,106 @@ PRESETS: dict[str, dict] = {
 
 _CHOICES = {"device": ("cpu", "cuda", "auto"), "frozen_bn": ("eval", "train")}
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_TYPES = typing.get_type_hints(Config)
+_STR_TUPLES = ("sources", "finetune_sources", "targets", "influence_targets")
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _scalar(value, typ):
+    """``value`` as a ``typ`` (bool, int, float) when it is a string of one (papermill's ``-r`` /
+    ``-p`` forms) or a numpy scalar; anything else is returned unchanged for validation."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()
+    if not isinstance(value, str) or typ is str:
+        return value
+    text = value.strip()
+    if typ is bool:
+        low = text.lower()
+        return True if low in _TRUE else False if low in _FALSE else value
+    try:
+        return typ(text) if typ in (int, float) else value
+    except ValueError:
+        return value
 
 
 def _coerce(name: str, value):
-    """Papermill hands lists (and sometimes scalars) for tuple fields: normalise them."""
-    default = _FIELDS[name].default
-    if isinstance(default, tuple):
-        if isinstance(value, (str, int, float)):
-            value = (value,)
+    """Normalise an override to its field's type: papermill hands lists (and sometimes scalars)
+    for tuple fields, and strings from the command line (``'["digits"]'``, ``'[3, 4]'``,
+    ``'digits'``, ``'5'``, ``'True'``), which are parsed as YAML/JSON. ``None`` (a string that
+    parses to null included) means the preset's default."""
+    typ = _TYPES[name]
+    if typing.get_origin(typ) is not tuple:
+        return _scalar(value, typ)
+    elem = typing.get_args(typ)[0]
+    if isinstance(value, str):
         try:
-            return tuple(value)
-        except TypeError:
-            raise ValueError(f"{name}={value!r} must be a list") from None
-    return value
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            _fail(name, value, f"must be a list, e.g. '[1, 2]' or '[\"a\", \"b\"]' (YAML/JSON), "
+                  f"or one value ({getattr(err, 'problem', err)})")
+        if parsed is None:
+            return None
+        if isinstance(parsed, dict):
+            _fail(name, value, "must be a list (YAML/JSON) or one value, not a mapping")
+        # a single word stays as typed ("yes", "1.0" are ids / names, not YAML scalars)
+        value = parsed if isinstance(parsed, list) or elem is not str else value
+    if isinstance(value, (str, int, float)) or type(value).__module__ == "numpy":
+        value = (value,)
+    try:
+        return tuple(_scalar(v, elem) for v in value)
+    except TypeError:
+        _fail(name, value, "must be a list or one value")
 
 
 def _fail(name, value, allowed):
     raise ValueError(f"{name}={value!r} is not allowed; {allowed}")
 
 
-def _validate(cfg: Config) -> None:
-    # imported here: data and zoo are heavier modules and zoo may itself read presets
-    from . import data, zoo
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
+
+def _is_number(v) -> bool:
+    """A finite int or float; bools are not numbers."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _validate(cfg: Config) -> None:
     for name, choices in _CHOICES.items():
         if getattr(cfg, name) not in choices:
             _fail(name, getattr(cfg, name), f"allowed: {list(choices)}")
+    if cfg.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            _fail("device", cfg.device, "this machine has no CUDA device; allowed here: "
+                  "['cpu', 'auto'] ('auto' uses CUDA where there is one)")
+    for name in ("allow_download", "augment"):
+        if not isinstance(getattr(cfg, name), bool):
+            _fail(name, getattr(cfg, name), "must be True or False")
     for name in ("epochs", "batch_size", "val_size", "n_stimuli", "influence_n",
                  "influence_test"):
         v = getattr(cfg, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        if not _is_int(v) or v < 1:
             _fail(name, v, "must be a positive integer")
-    if not isinstance(cfg.loo_points, int) or cfg.loo_points < 0:
+    if not _is_int(cfg.loo_points) or cfg.loo_points < 0:
         _fail("loo_points", cfg.loo_points, "must be an integer >= 0")
     for name in ("lr", "head_lr"):
         v = getattr(cfg, name)
-        if not isinstance(v, (int, float)) or not 0 < v <= 10:
-            _fail(name, v, "must be a number in (0, 10]")
-    if not isinstance(cfg.damping, (int, float)) or cfg.damping <= 0:
-        _fail("damping", cfg.damping, "must be a number > 0 (the influence head's L2 penalty, "
-              "which keeps its Hessian invertible)")
+        if not _is_number(v) or not 0 < v <= 10:
+            _fail(name, v, "must be a finite number in (0, 10]")
+    if not _is_number(cfg.damping) or cfg.damping <= 0:
+        _fail("damping", cfg.damping, "must be a finite number > 0 (the influence head's L2 "
+              "penalty, which keeps its Hessian invertible)")
     for s in cfg.blur_sigmas:
-        if not isinstance(s, (int, float)) or s < 0:
-            _fail("blur_sigmas", cfg.blur_sigmas, "each sigma must be a number >= 0 (pixels)")
-    for name in ("seeds",):
-        for s in getattr(cfg, name):
-            if not isinstance(s, int) or isinstance(s, bool) or s < 0:
-                _fail(name, getattr(cfg, name), "each seed must be an integer >= 0")
+        if not _is_number(s) or s < 0:
+            _fail("blur_sigmas", cfg.blur_sigmas, "each sigma must be a finite number >= 0 (pixels)")
+    for s in cfg.seeds:
+        if not _is_int(s) or s < 0:
+            _fail("seeds", cfg.seeds, "each seed must be an integer >= 0")
+    for name in _STR_TUPLES:
+        for v in getattr(cfg, name):
+            if not isinstance(v, str):
+                _fail(name, getattr(cfg, name), "each entry must be a string (a name or id)")
     if not cfg.sources:
         _fail("sources", cfg.sources, "give at least one zoo id")
     for name in ("sources", "finetune_sources"):
@@ -179,11 +234,11 @@ def _validate(cfg: Config) -> None:
                 zoo.check_id(sid)
             except ValueError as err:  # names the bad part (scale, norm, eps, seed)
                 raise ValueError(f"{name}: {err}") from None
-    if not isinstance(cfg.finetune_max_n, int) or cfg.finetune_max_n < 0:
+    if not _is_int(cfg.finetune_max_n) or cfg.finetune_max_n < 0:
         _fail("finetune_max_n", cfg.finetune_max_n, "must be an integer >= 0 (0 = every n)")
     arch_blocks = min(zoo.spec(sid).num_blocks for sid in cfg.sources)
     for k in cfg.unfrozen_blocks:
-        if not isinstance(k, int) or not 0 <= k <= arch_blocks:
+        if not _is_int(k) or not 0 <= k <= arch_blocks:
             _fail("unfrozen_blocks", cfg.unfrozen_blocks,
                   f"each must be an integer in 0..{arch_blocks} for these sources")
     for name in ("targets", "influence_targets"):
@@ -192,7 +247,7 @@ def _validate(cfg: Config) -> None:
         for t in getattr(cfg, name):
             data.check_name(t, allow_download=cfg.allow_download, parameter=name)
     for n in cfg.n_values:
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        if not _is_int(n) or n < 1:
             _fail("n_values", cfg.n_values, "each n must be a positive integer (total images)")
     for t in cfg.targets:
         info = data.info(t)
@@ -228,18 +283,11 @@ def resolve(preset: str = "mini", **overrides) -> Config:
         raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(set(_FIELDS) - {'preset'})}")
     if "preset" in overrides:
         raise ValueError("preset must be given as the first argument, not as an override")
-    values = {**PRESETS[preset], **{k: _coerce(k, v) for k, v in overrides.items() if v is not None}}
+    given = {k: _coerce(k, v) for k, v in overrides.items() if v is not None}
+    values = {**PRESETS[preset], **{k: v for k, v in given.items() if v is not None}}
     cfg = Config(**values)
     _validate(cfg)
     return cfg
-
-
-def config_hash(obj) -> str:
-    """Stable 16-hex-digit sha256 of a Config or any JSON-able mapping (key order ignored)."""
-    if isinstance(obj, Config):
-        obj = obj.to_dict()
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def describe(cfg: Config, fields=None) -> "pandas.DataFrame":

@@ -1,7 +1,7 @@
 """Append-only results store: one JSON file per finished run.
 
 A row is written only when a run has finished, in one atomic rename (``cache.atomic_path``), as
-``<dir>/<key>.json`` where ``key = config.config_hash(run)`` and ``run`` is the run's full
+``<dir>/<key>.json`` where ``key = cache.key(run)`` and ``run`` is the run's full
 configuration (source, target, n, unfrozen_blocks, seed and every recipe field). A run killed
 between its start and its write therefore leaves no row, a row is never half-written, rows are
 never rewritten, and :meth:`Store.missing` tells a resumed sweep exactly what is left to do.
@@ -16,8 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .cache import atomic_write_text, cache_dir
-from .config import config_hash
+from .cache import atomic_write_text, cache_dir, key as cache_key
 
 __all__ = ["Store"]
 
@@ -40,7 +39,7 @@ class Store:
     @staticmethod
     def key(run: dict) -> str:
         """The row key of a run configuration (16 hex digits, order of fields ignored)."""
-        return config_hash(run)
+        return cache_key(run)
 
     def keys(self) -> set[str]:
         """Keys of all finished rows."""

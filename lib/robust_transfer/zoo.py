@@ -6,12 +6,17 @@ Ids (``list_sources()`` lists them):
   trained here on Fashion-MNIST (the first 20,000 training images), natural, PGD-adversarial
   (L2 / L-inf, eps in [0, 1] pixel units) or Gaussian-noise augmented (eps = noise sigma).
   ``tiny/...``: the same families on 1,000 images (seconds; for tests). The grid is
-  ``_TRAINED_GRID``; a listed source is trained on first use; eps is written canonically (``1.0``).
+  ``_TRAINED_GRID`` (its first families, :data:`MAIN_FAMILIES`, have three seeds); a listed
+  source is trained on first use; eps is written canonically (``1.0``).
 - ``paper/imagenet/{natural,l2/3,linf/4,linf/8}``: the paper's ResNet-50 sources (L-inf eps in
   /255 units in the id): torchvision's ImageNet weights and the MadryLab ``robustness``
   checkpoints the authors used (Dropbox).
 - ``salman2020/imagenet/{l2,linf}/{eps}``: the Salman et al. 2020 ResNet-50 grid from the
   Hugging Face repo ``madrylab/robust-imagenet-models`` (revision ``main``).
+
+The registry (:data:`REGISTRY`) holds one :class:`SourceSpec` per id, built once at import:
+architecture, eps, norm, file / URL, sha256 pin and published accuracy. :func:`spec` looks an
+id up, :func:`list_sources` filters the registry, :func:`check_id` says why an id is not in it.
 
 Cache (under ``cache_dir()``): ``sources/<id>-<recipe hash>.{safetensors,json}`` in our
 checkpoint format; raw downloads in ``downloads/`` with ``downloads/pins.json`` holding the
@@ -25,20 +30,22 @@ from __future__ import annotations
 import json
 import re
 import time
+import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from . import checkpoints, config, data, models, train
-from .cache import atomic_path, atomic_write_text, cache_dir, sha256_file
+from . import attacks, checkpoints, data, models, reference, train
+from .cache import atomic_path, atomic_write_text, cache_dir, key, sha256_file
+from .progress import bar
 
-__all__ = ["SourceSpec", "list_sources", "check_id", "spec", "revision", "load", "load_grid", "table",
-           "accuracy_curves", "findings", "source_data", "ATTACK_EPS", "TRAINED_SCALES", "PINNED_SHA256",
-           "PUBLISHED_CLEAN_ACC", "SourceUnavailable"]
+__all__ = ["SourceSpec", "REGISTRY", "list_sources", "main_sources", "check_id", "spec",
+           "revision", "load", "load_grid", "table", "family_representatives",
+           "adversarial_examples", "edge_alignment_by_source", "source_data", "ATTACK_EPS",
+           "TRAINED_SCALES", "MAIN_FAMILIES", "PINNED_SHA256", "PAPER_FILES", "SourceUnavailable"]
 
 # ------------------------------------------------------------------------------- registry
 
@@ -56,9 +63,13 @@ TRAINED_SCALES = {
 ATTACK_EPS = {"l2": (0.25, 0.5, 1.0, 2.0), "linf": (0.05, 0.1)}
 _RECIPE_VERSION = 1  # bump when train.py's recipe changes so cached sources are re-trained
 
+#: the trained grid of every trained scale, in listing order: (norm, eps as written, seed)
 _TRAINED_GRID = ([("natural", None, s) for s in (0, 1, 2)]
                  + [("l2", "1.0", s) for s in (0, 1, 2)]
                  + [("l2", "0.5", 0), ("l2", "2.0", 0), ("linf", "0.1", 0), ("noise", "0.1", 0)])
+#: the trained families with three seeds (family id without ``<scale>/fmnist/``): the mini
+#: budget fine-tunes these only (``config``'s ``finetune_sources``)
+MAIN_FAMILIES = ("natural", "l2/1.0")
 
 _TV_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
 _DROPBOX = "https://www.dropbox.com/s/{}?dl=1"
@@ -73,15 +84,9 @@ _SHA_PREFIX = {"resnet50-0676ba61.pth": "0676ba61"}
 HF_REPO, HF_REVISION = "madrylab/robust-imagenet-models", "main"
 SALMAN_EPS = {"l2": ("0", "0.01", "0.03", "0.05", "0.1", "0.25", "0.5", "1", "3", "5"),
               "linf": ("0.5", "1", "2", "4", "8")}
-#: full sha256 of downloadable files known in advance (None: recorded on first download)
-PINNED_SHA256: dict[str, str | None] = {
-    **{name: None for _, name in PAPER_FILES.values()},
-    **{f"resnet50_l2_eps{e}.ckpt": None for e in SALMAN_EPS["l2"]},
-    **{f"resnet50_linf_eps{float(e):.1f}.ckpt": None for e in SALMAN_EPS["linf"]},
-}
-#: ImageNet top-1 (fraction) of the paper's sources as reported in the paper
-PUBLISHED_CLEAN_ACC = {"paper/imagenet/natural": 0.7613, "paper/imagenet/l2/3": 0.5790,
-                       "paper/imagenet/linf/4": 0.6242, "paper/imagenet/linf/8": 0.4791}
+#: full sha256 of downloadable files known in advance, by file name (absent: not known here,
+#: recorded on first download)
+_KNOWN_SHA256: dict[str, str] = {}
 
 
 class SourceUnavailable(ValueError):
@@ -90,7 +95,10 @@ class SourceUnavailable(ValueError):
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """What a source id means. eps in [0, 1] pixel units (noise: sigma; natural: 0)."""
+    """One registry record: what a source id means. eps in [0, 1] pixel units (noise: sigma;
+    natural: 0). Downloaded sources have a ``file`` name, its ``url``, the ``sha256`` pinned in
+    advance (None: recorded on first download) and the ``published_clean_acc`` (ImageNet top-1,
+    fraction; None if not published); trained sources have None there."""
 
     id: str
     scale: str
@@ -104,43 +112,14 @@ class SourceSpec:
     image_size: int
     num_blocks: int
     label: str
-
-
-def list_sources(scale: str | None = None) -> list[str]:
-    """All registered source ids, or those of one ``scale`` (tiny, mini, paper, salman2020)."""
-    ids = []
-    for sc in ("tiny", "mini"):
-        ids += [f"{sc}/fmnist/natural/s{s}" if norm == "natural" else f"{sc}/fmnist/{norm}/{e}/s{s}"
-                for norm, e, s in _TRAINED_GRID]
-    ids += list(PAPER_FILES)
-    ids += [f"salman2020/imagenet/{nm}/{e}" for nm, es in SALMAN_EPS.items() for e in es]
-    if scale is None:
-        return ids
-    if scale not in _SCALES:
-        raise ValueError(f"scale={scale!r} is not allowed; allowed: {list(_SCALES)}")
-    return [i for i in ids if i.split("/")[0] == scale]
+    url: str | None = None
+    file: str | None = None
+    sha256: str | None = None
+    published_clean_acc: float | None = None
 
 
 _SCALES = ("tiny", "mini", "paper", "salman2020")
 _TRAINED_RE = re.compile(r"^(tiny|mini)/fmnist/(?:(natural)|(l2|linf|noise)/([^/]+))/s(\d+)$")
-
-
-def check_id(source_id: str) -> None:
-    """Raise ``ValueError`` naming what is wrong with ``source_id`` (scale, norm, eps, seed),
-    including a well-formed id that is not in the zoo (e.g. an eps that was never trained)."""
-    sp = spec(source_id)
-    listed = list_sources(sp.scale)
-    if source_id not in listed:
-        same_norm = sorted({i.rsplit("/", 1)[0] for i in listed if spec(i).norm == sp.norm})
-        seeds = sorted({spec(i).seed for i in listed if spec(i).family == sp.family})
-        what = (f"seed {sp.seed} of {sp.family} is not in the zoo; its seeds are {seeds}" if seeds
-                else f"eps {sp.eps:g} ({sp.norm}) is not in the zoo; {sp.scale} {sp.norm} sources: "
-                     f"{same_norm}")
-        _bad(source_id, what + " (add it to zoo._TRAINED_GRID to train it)")
-
-
-def _bad(source_id, what):
-    raise ValueError(f"source id {source_id!r}: {what}; see robust_transfer.zoo.list_sources()")
 
 
 def _label(norm: str, eps: float, linf_255: bool = False) -> str:
@@ -153,27 +132,90 @@ def _label(norm: str, eps: float, linf_255: bool = False) -> str:
     return f"{'L2' if norm == 'l2' else 'L∞'} ε={eps:g}"
 
 
+def _trained_record(scale: str, norm: str, eps_text: str | None, seed: int) -> SourceSpec:
+    sid = (f"{scale}/fmnist/natural/s{seed}" if norm == "natural"
+           else f"{scale}/fmnist/{norm}/{eps_text}/s{seed}")
+    eps = 0.0 if norm == "natural" else float(eps_text)
+    return SourceSpec(sid, scale, "fashion_mnist", "resnet8", norm, eps, seed,
+                      sid.rsplit("/", 1)[0], 1, 28, 3, _label(norm, eps))
+
+
+def _imagenet_record(sid: str, url: str, file: str) -> SourceSpec:
+    scale, _, norm, *rest = sid.split("/")
+    eps = 0.0 if norm == "natural" else float(rest[0]) / (255 if norm == "linf" else 1)
+    if scale == "salman2020" and eps == 0:
+        norm = "natural"
+    return SourceSpec(sid, scale, "imagenet", "resnet50", norm, eps, 0, sid, 3, 224, 16,
+                      _label(norm, eps, linf_255=True), url=url, file=file,
+                      sha256=_KNOWN_SHA256.get(file),
+                      published_clean_acc=reference.PUBLISHED_CLEAN_ACC.get(sid))
+
+
+def _salman_file(norm: str, e: str) -> str:
+    return f"resnet50_l2_eps{e}.ckpt" if norm == "l2" else f"resnet50_linf_eps{float(e):.1f}.ckpt"
+
+
+def _build_registry() -> dict[str, SourceSpec]:
+    records = [_trained_record(sc, norm, e, s) for sc in ("tiny", "mini")
+               for norm, e, s in _TRAINED_GRID]
+    records += [_imagenet_record(sid, url, name) for sid, (url, name) in PAPER_FILES.items()]
+    records += [_imagenet_record(f"salman2020/imagenet/{nm}/{e}",
+                                 f"https://huggingface.co/{HF_REPO}/resolve/{HF_REVISION}/"
+                                 f"{_salman_file(nm, e)}", _salman_file(nm, e))
+                for nm, es in SALMAN_EPS.items() for e in es]
+    return {r.id: r for r in records}
+
+
+#: every source id -> its record, in listing order (read-only)
+REGISTRY = types.MappingProxyType(_build_registry())
+#: full sha256 of downloadable files known in advance (None = not known here: the first
+#: download is recorded)
+PINNED_SHA256: dict[str, str | None] = {r.file: r.sha256 for r in REGISTRY.values() if r.file}
+
+
+def list_sources(scale: str | None = None) -> list[str]:
+    """All registered source ids, or those of one ``scale`` (tiny, mini, paper, salman2020)."""
+    if scale is None:
+        return list(REGISTRY)
+    if scale not in _SCALES:
+        raise ValueError(f"scale={scale!r} is not allowed; allowed: {list(_SCALES)}")
+    return [i for i, r in REGISTRY.items() if r.scale == scale]
+
+
+def main_sources(scale: str) -> list[str]:
+    """The ids of ``scale`` in the :data:`MAIN_FAMILIES` (every seed), in listing order."""
+    families = {f"{scale}/fmnist/{f}" for f in MAIN_FAMILIES}
+    return [i for i in list_sources(scale) if REGISTRY[i].family in families]
+
+
 def spec(source_id: str) -> SourceSpec:
-    """The :class:`SourceSpec` of ``source_id``; ``ValueError`` if the id is not valid."""
+    """The registry record of ``source_id``; ``ValueError`` saying what is wrong if it has none."""
+    try:
+        return REGISTRY[source_id]
+    except (KeyError, TypeError):
+        _explain(source_id)
+
+
+def check_id(source_id: str) -> None:
+    """Raise ``ValueError`` naming what is wrong with ``source_id`` (scale, norm, eps, seed),
+    including a well-formed id that is not in the zoo (e.g. an eps that was never trained)."""
+    if not isinstance(source_id, str) or source_id not in REGISTRY:
+        _explain(source_id)
+
+
+def _bad(source_id, what):
+    raise ValueError(f"source id {source_id!r}: {what}; see robust_transfer.zoo.list_sources()")
+
+
+def _explain(source_id) -> None:
+    """Raise the ``ValueError`` saying why ``source_id`` (not in the registry) is wrong."""
     if not isinstance(source_id, str):
         raise ValueError(f"source id {source_id!r} must be a string like 'mini/fmnist/l2/1.0/s0'")
     scale = source_id.split("/")[0]
     if scale not in _SCALES:
         _bad(source_id, f"unknown scale {scale!r}; allowed: {list(_SCALES)}")
-    if scale in ("tiny", "mini"):
-        return _trained_spec(source_id)
-    if source_id not in list_sources(scale):
+    if scale not in TRAINED_SCALES:
         _bad(source_id, f"not a {scale} source; allowed: {list_sources(scale)}")
-    parts = source_id.split("/")
-    norm = parts[2]
-    eps = 0.0 if norm == "natural" else float(parts[3]) / (255 if norm == "linf" else 1)
-    if scale == "salman2020" and eps == 0:
-        norm = "natural"
-    return SourceSpec(source_id, scale, "imagenet", "resnet50", norm, eps, 0, source_id, 3, 224,
-                      16, _label(norm, eps, linf_255=True))
-
-
-def _trained_spec(source_id: str) -> SourceSpec:
     m = _TRAINED_RE.match(source_id)
     if not m:
         _bad(source_id, "allowed forms: '<tiny|mini>/fmnist/natural/s<seed>' or "
@@ -196,18 +238,24 @@ def _trained_spec(source_id: str) -> SourceSpec:
         if eps_text != repr(eps):
             _bad(source_id, f"eps {eps_text!r} must be written canonically as {repr(eps)!r}")
     family = source_id.rsplit("/", 1)[0]
-    return SourceSpec(source_id, scale, "fashion_mnist", "resnet8", norm, eps, seed, family, 1, 28,
-                      3, _label(norm, eps))
+    listed = [REGISTRY[i] for i in list_sources(scale)]
+    same_norm = sorted({r.family for r in listed if r.norm == norm})
+    seeds = sorted({r.seed for r in listed if r.family == family})
+    what = (f"seed {seed} of {family} is not in the zoo; its seeds are {seeds}" if seeds
+            else f"eps {eps:g} ({norm}) is not in the zoo; {scale} {norm} sources: {same_norm}")
+    _bad(source_id, what + " (add it to zoo._TRAINED_GRID to train it)")
 
 
 # ------------------------------------------------------------------------------- loading
 
-def source_data(scale: str, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def source_data(scale: str, split: str, *,
+                allow_download: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``(images in [0,1], labels, class names)`` a trained scale uses: its training images
-    (``split="train"``) or its robust-evaluation images (``split="test"``)."""
+    (``split="train"``) or its robust-evaluation images (``split="test"``). Fashion-MNIST comes
+    from Debian's files, a torchvision root, or (``allow_download``) a checksummed download."""
     if scale not in TRAINED_SCALES:
         raise ValueError(f"scale={scale!r} is not allowed; allowed: {list(TRAINED_SCALES)}")
-    x, y, names = data.load("fashion_mnist", split)
+    x, y, names = data.load("fashion_mnist", split, allow_download=allow_download)
     r = TRAINED_SCALES[scale]
     n = r["train_images"] if split == "train" else r["clean_images"]
     return x[:n], y[:n], names
@@ -224,7 +272,7 @@ def revision(source_id: str) -> str:
     keys include it, so retraining a source with a new recipe invalidates its old results."""
     sp = spec(source_id)
     if sp.scale in TRAINED_SCALES:
-        return config.config_hash(_recipe(sp))[:10]
+        return key(_recipe(sp))[:10]
     return _download_info(sp)[0]
 
 
@@ -245,6 +293,8 @@ def load(source_id: str, *, allow_download: bool = False,
     robust_acc ({L2 attack eps: accuracy}), robust_acc_linf ({L-inf attack eps: accuracy}),
     train_seconds, recipe, sha256 (of our weights file). For paper/salman2020 sources clean_acc
     is the published ImageNet top-1 (if known) and no robust accuracy is measured here.
+    ``allow_download`` lets a trained source fetch Fashion-MNIST and a paper-scale source its
+    checkpoint when they are not on this machine.
     """
     check_id(source_id)
     sp = spec(source_id)
@@ -259,7 +309,7 @@ def load(source_id: str, *, allow_download: bool = False,
             for p in path.parent.glob(path.name + ".*"):
                 p.unlink()
     if sp.scale in TRAINED_SCALES:
-        model, meta = _train(sp, progress)
+        model, meta = _train(sp, progress, allow_download)
     else:
         model, meta = _convert(sp, allow_download, progress)
     meta = checkpoints.save(path, model, meta)
@@ -274,15 +324,16 @@ def _float_keys(meta: dict) -> dict:
     return meta
 
 
-def _train(sp: SourceSpec, progress: bool) -> tuple[models.BlockNet, dict]:
+def _train(sp: SourceSpec, progress: bool,
+           allow_download: bool = False) -> tuple[models.BlockNet, dict]:
     r = TRAINED_SCALES[sp.scale]
-    x, y, names = source_data(sp.scale, "train")
+    x, y, names = source_data(sp.scale, "train", allow_download=allow_download)
     torch.manual_seed(sp.seed)
     model = models.build(sp.arch, len(names), sp.in_channels, mean=[FMNIST_MEAN], std=[FMNIST_STD])
     recipe = train.train_source(model, x, y, norm=sp.norm, eps=sp.eps, steps=r["steps"],
                                 epochs=r["epochs"], batch_size=r["batch_size"], lr=r["lr"],
                                 seed=sp.seed, progress=progress)
-    xt, yt, _ = source_data(sp.scale, "test")
+    xt, yt, _ = source_data(sp.scale, "test", allow_download=allow_download)
     start = time.perf_counter()
     acc = train.robust_accuracies(model, xt[:r["eval_images"]], yt[:r["eval_images"]],
                                   ATTACK_EPS, steps=r["eval_steps"], progress=progress)
@@ -331,13 +382,8 @@ def _fetch_hf(filename: str, dest: Path, progress: bool) -> None:
 
 
 def _download_info(sp: SourceSpec) -> tuple[str, str]:
-    """``(file name, where it comes from)`` of a downloadable source."""
-    if sp.scale == "paper":
-        url, name = PAPER_FILES[sp.id]
-        return name, url
-    nm, e = sp.id.split("/")[2:4]
-    name = f"resnet50_l2_eps{e}.ckpt" if nm == "l2" else f"resnet50_linf_eps{float(e):.1f}.ckpt"
-    return name, f"https://huggingface.co/{HF_REPO}/resolve/{HF_REVISION}/{name}"
+    """``(file name, where it comes from)`` of a downloadable source (its registry record)."""
+    return sp.file, sp.url
 
 
 def _verified_download(sp: SourceSpec, allow_download: bool, progress: bool) -> tuple[Path, str]:
@@ -384,7 +430,7 @@ def _convert(sp: SourceSpec, allow_download: bool, progress: bool) -> tuple[mode
     _, origin = _download_info(sp)
     meta = dict(id=sp.id, arch=sp.arch, dataset=sp.dataset, num_classes=model.head.out_features,
                 in_channels=3, norm=sp.norm, eps=sp.eps, seed=sp.seed, family=sp.family,
-                clean_acc=PUBLISHED_CLEAN_ACC.get(sp.id), robust_acc={}, robust_acc_linf={},
+                clean_acc=sp.published_clean_acc, robust_acc={}, robust_acc_linf={},
                 train_seconds=None, recipe={"origin": origin, "download_sha256": pinned})
     return model, meta
 
@@ -394,7 +440,7 @@ def _convert(sp: SourceSpec, allow_download: bool, progress: bool) -> tuple[mode
 def load_grid(ids, *, allow_download: bool = False, progress: bool = True) -> dict:
     """``{id: (model, metadata)}`` for ``ids``, training / converting what is missing."""
     out = {}
-    for sid in tqdm(list(ids), desc="sources", disable=not progress):
+    for sid in bar(list(ids), desc="sources", disable=not progress):
         out[sid] = load(sid, allow_download=allow_download, progress=progress)
     return out
 
@@ -416,83 +462,27 @@ def table(ids, *, grid: dict | None = None, progress: bool = True) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def accuracy_curves(source_table: pd.DataFrame) -> pd.DataFrame:
-    """Long table of accuracy vs attack eps per family (mean, min, max over source seeds):
-    columns family, label, attack (``L2``/``Linf``), attack_eps (0 = clean), mean, min, max."""
-    rows = []
-    for (family, label), g in source_table.groupby(["family", "label"], sort=False):
-        for attack in ("L2", "Linf"):
-            cols = [("clean_acc", 0.0)] + [(c, float(c.split()[1])) for c in g.columns
-                                           if c.startswith(attack + " ")]
-            for col, e in cols:
-                v = g[col].astype(float)
-                rows.append(dict(family=family, label=label, attack=attack, attack_eps=e,
-                                 mean=v.mean(), min=v.min(), max=v.max(), seeds=len(v)))
-    return pd.DataFrame(rows)
+def family_representatives(ids) -> list[str]:
+    """The first id of each source family in ``ids`` (families in order of appearance)."""
+    return list({spec(s).family: s for s in reversed(list(ids))}.values())[::-1]
 
 
-def findings(source_table: pd.DataFrame, alignment: dict | None = None) -> str:
-    """Markdown sentences computed from the source table (and the perturbations' mean edge
-    alignment per source label): does clean accuracy fall and robust accuracy rise with the
-    training eps, the noise control, seed spread, the L-inf source, training time."""
-    from scipy import stats
-    t = source_table
-    robust_col = "L2 1" if "L2 1" in t else "clean_acc"
-    fam = t.groupby("family", sort=False).agg(label=("label", "first"), norm=("norm", "first"),
-                                              eps=("eps", "first"), clean=("clean_acc", "mean"),
-                                              robust=(robust_col, "mean"))
-    l2 = fam[fam.norm.isin(["natural", "l2"])].sort_values("eps")
-    lines = []
-    if len(l2) >= 3:
-        rc = stats.spearmanr(l2.eps, l2.clean).statistic
-        rr = stats.spearmanr(l2.eps, l2.robust).statistic
-        steps = ", ".join(f"{r.label}: {100 * r.clean:.1f}% clean / {100 * r.robust:.1f}% robust"
-                          for r in l2.itertuples())
-        lines.append(
-            f"Across the L2 training ε ({steps}), the rank correlation of training ε with clean "
-            f"accuracy is {rc:+.2f} and with L2 ε=1 robust accuracy {rr:+.2f}: clean accuracy "
-            f"{'falls' if rc < 0 else 'does not fall'} and robust accuracy "
-            f"{'rises' if rr > 0 else 'does not rise'} with ε"
-            f"{' (as in the paper)' if rc < 0 and rr > 0 else ' (unlike the paper)'}.")
-    if len(l2):
-        nat, rob = l2.iloc[0], l2.iloc[-1]
-        p_drop = 100 * (PUBLISHED_CLEAN_ACC["paper/imagenet/natural"]
-                        - PUBLISHED_CLEAN_ACC["paper/imagenet/l2/3"])
-        drop = 100 * (nat.clean - rob.clean)
-        lines.append(f"The most robust L2 source ({rob.label}) {'loses' if drop > 0 else 'gains'} "
-                     f"{abs(drop):.1f} points of clean accuracy against {nat.label} training (the "
-                     f"paper's ImageNet L2 ε=3 source loses {p_drop:.1f}).")
-    noise, l2_1 = fam[fam.norm == "noise"], fam[(fam.norm == "l2") & (fam.eps == 1.0)]
-    if len(noise) and len(l2_1):
-        nz, rb = noise.iloc[0], l2_1.iloc[0]
-        lines.append(f"The Gaussian-noise control ({nz.label}) keeps {100 * nz.clean:.1f}% clean "
-                     f"accuracy and reaches {100 * nz.robust:.1f}% under the L2 ε=1 attack, against "
-                     f"{100 * rb.robust:.1f}% for {rb.label}: noise training "
-                     f"{'does not buy' if nz.robust < rb.robust else 'buys as much'} adversarial "
-                     f"robustness.")
-    spread = [f"{g.label.iloc[0]} {100 * g.clean_acc.min():.1f}-{100 * g.clean_acc.max():.1f}% "
-              f"({len(g)} seeds)" for _, g in t.groupby("family", sort=False) if len(g) > 1]
-    if spread:
-        lines.append("Sources differing only in their training seed span " + ", ".join(spread)
-                     + " clean accuracy.")
-    linf = fam[fam.norm == "linf"]
-    if len(linf) and "Linf 0.1" in t:
-        lf = linf.iloc[0]
-        lines.append(f"The L∞ source ({lf.label}) has {100 * lf.clean:.1f}% clean, "
-                     f"{100 * lf.robust:.1f}% L2 ε=1 robust and "
-                     f"{100 * t[t.family == linf.index[0]]['Linf 0.1'].mean():.1f}% L∞ ε=0.1 robust "
-                     f"accuracy.")
-    if alignment:
-        best = max(alignment, key=alignment.get)
-        adversarial = fam.set_index("label").norm.get(best) in ("l2", "linf")
-        lines.append(f"Perturbation edge alignment: "
-                     f"{', '.join(f'{k} {v:.2f}' for k, v in alignment.items())}; highest for "
-                     f"{best}, " + ("an adversarially trained source: robust models' perturbations "
-                                    "follow shapes more." if adversarial else
-                                    "not an adversarially trained source: here robust models' "
-                                    "perturbations do not follow shapes more."))
-    secs = t.train_seconds.dropna()
-    if len(secs):
-        lines.append(f"Training the {len(secs)} sources took {secs.sum() / 60:.1f} minutes in total "
-                     f"on this machine (when they were first trained).")
-    return " ".join(lines)
+def adversarial_examples(grid: dict, ids, x: torch.Tensor, y: torch.Tensor, *, norm: str = "l2",
+                         eps: float = 2.0, steps: int = 10) -> dict:
+    """PGD adversarial examples of images ``x`` (labels ``y``) for each source of ``ids``
+    (``grid`` maps id -> (model, metadata), as :func:`load_grid` returns), each attacked after
+    ``torch.manual_seed(0)`` (deterministic). Returns ``{id: {"label", "x_adv" (like x),
+    "pred" (N,) predicted classes of x_adv, "alignment" (N,) edge alignment of each
+    perturbation (:func:`attacks.edge_alignment`, in [-1, 1]), "mean_alignment" (float)}}``."""
+    out = {}
+    for sid in ids:
+        model = grid[sid][0]
+        x_adv, pred, align = attacks.attack_and_align(model, x, y, norm, eps, steps=steps, seed=0)
+        out[sid] = dict(label=spec(sid).label, x_adv=x_adv, pred=pred, alignment=align,
+                        mean_alignment=align.mean().item())
+    return out
+
+
+def edge_alignment_by_source(examples: dict) -> dict[str, float]:
+    """``{source label: mean edge alignment}`` of :func:`adversarial_examples`' output."""
+    return {e["label"]: e["mean_alignment"] for e in examples.values()}
