@@ -1,5 +1,10 @@
-"""Tests for robust_transfer.shape_bias: metric, stimuli, probes, Geirhos loader, cache."""
+"""Tests for robust_transfer.shape_bias (metric, stimuli, probes, the per-source cache, the
+transfer link) and robust_transfer.chapters.ch03_shape_bias (tables, findings, headline,
+figures). The transforms are tested in test_images.py, the Geirhos loader in
+test_cue_conflict.py."""
+import dataclasses
 import json
+import subprocess
 import sys
 import types
 
@@ -8,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-import robust_transfer
-from robust_transfer import models, shape_bias as sb
+from robust_transfer import cache, images, models, shape_bias as sb, stats
+from robust_transfer.chapters import ch03_shape_bias as ch
 
 
 # --------------------------------------------------------------------------- metric
@@ -55,47 +60,35 @@ def test_shape_bias_extremes_strings_and_ci():
         sb.shape_bias([0, 1], [0, 1, 2], [1, 2, 0])
 
 
-def test_accuracy_ci_wilson():
-    r = sb.accuracy_ci([True] * 80 + [False] * 20)
-    assert r["value"] == 0.8 and r["n"] == 100
-    assert 0.70 < r["ci_low"] < 0.8 < r["ci_high"] < 0.88
+def test_shape_bias_ci_is_the_old_inline_bootstrap():
+    """The CI now comes from stats.bootstrap_share: same draws, same numbers as the formula
+    shape_bias used to compute inline (copied here)."""
+    rng = np.random.default_rng(7)
+    s = rng.integers(0, 6, 300)
+    t = (s + rng.integers(1, 6, 300)) % 6
+    pred = np.where(rng.random(300) < 0.4, s, np.where(rng.random(300) < 0.5, t, 9))
+    r = sb.shape_bias(pred, s, t, n_boot=400, seed=11, level=0.9)
+    hit_s, hit_t = pred == s, pred == t
+    idx = np.random.default_rng(11).integers(0, 300, size=(400, 300))
+    bs, bt = hit_s[idx].sum(1), hit_t[idx].sum(1)
+    ok = bs + bt > 0
+    lo, hi = np.quantile(bs[ok] / (bs[ok] + bt[ok]), [0.05, 0.95])
+    assert (r["ci_low"], r["ci_high"]) == (float(lo), float(hi))
+    assert np.isnan(sb.shape_bias(pred, s, t, n_boot=0)["ci_low"])
+    with pytest.raises(ValueError, match="level"):
+        sb.shape_bias(pred, s, t, level=1.5)
+
+
+def test_engine_modules_import_no_plotting_or_widgets():
+    code = ("import sys; import robust_transfer.shape_bias, robust_transfer.cue_conflict, "
+            "robust_transfer.images, robust_transfer.data, robust_transfer.attacks; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'matplotlib', 'ipywidgets', 'IPython'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 # --------------------------------------------------------------------------- Fourier stimuli
-def _unit_phase(z):
-    return z / np.maximum(np.abs(z), 1e-300)
-
-
-@pytest.mark.parametrize("hw", [(16, 16), (15, 17)])
-def test_fourier_recombination_keeps_phase_of_a_and_amplitude_of_b(hw):
-    rng = np.random.default_rng(0)
-    a, b = rng.random((3, 2, *hw)), rng.random((3, 2, *hw))
-    raw = sb.fourier_recombine(a, b)
-    assert raw.dtype == np.float64 and raw.shape == a.shape
-    fa, fb, fr = np.fft.fft2(a), np.fft.fft2(b), np.fft.fft2(raw)
-    np.testing.assert_allclose(np.abs(fr), np.abs(fb), atol=1e-10)
-    np.testing.assert_allclose(_unit_phase(fr), _unit_phase(fa), atol=1e-9)
-    # swapped roles must fail the same check (the test can fail)
-    assert not np.allclose(np.abs(fr), np.abs(fa), atol=1e-3)
-    # the [0,1] mapping: no clipping, DC kept, non-DC phase kept, amplitudes scaled by one factor
-    mapped = sb.to_unit_range(raw)
-    assert mapped.min() >= 0 and mapped.max() <= 1
-    fm = np.fft.fft2(mapped)
-    np.testing.assert_allclose(fm[..., 0, 0], fr[..., 0, 0], rtol=1e-10)
-    nondc = np.ones(hw, bool)
-    nondc[0, 0] = False
-    np.testing.assert_allclose(_unit_phase(fm)[..., nondc], _unit_phase(fa)[..., nondc], atol=1e-8)
-    ratio = np.abs(fm)[..., nondc] / np.abs(fb)[..., nondc]
-    for i in range(3):
-        np.testing.assert_allclose(ratio[i], ratio[i].mean(), rtol=1e-8)
-        assert 0 < ratio[i].mean() <= 1 + 1e-12
-
-
-def test_to_unit_range_leaves_in_range_images_alone():
-    x = np.random.default_rng(0).random((2, 1, 8, 8)) * 0.5 + 0.2
-    np.testing.assert_allclose(sb.to_unit_range(x), x)
-
-
 def _templates(n=10, size=12, seed=0):
     x = np.random.default_rng(seed).random((n, 1, size, size)).astype(np.float32)
     return torch.from_numpy(x)
@@ -111,6 +104,9 @@ def test_fourier_stimuli_deterministic_and_conflicting():
     assert not torch.equal(a[0], c[0])
     assert (a[1] != a[2]).all() and a[0].shape == (30, 1, 12, 12)
     assert a[0].min() >= 0 and a[0].max() <= 1
+    ia, ib = sb._pairs(y, 30, 5)
+    expect = images.to_unit_range(images.fourier_recombine(x[ia], x[ib]))
+    np.testing.assert_allclose(a[0].numpy(), expect.astype(np.float32))
 
 
 class _SpectrumMatcher(torch.nn.Module):
@@ -165,7 +161,7 @@ def test_texture_fill_keeps_silhouette_of_a_and_pixels_of_b():
     again = sb.texture_fill_stimuli(x, y, 12, seed=1, patch=4)
     assert torch.equal(imgs, again[0]) and (s != t).all()
     ia, ib = sb._pairs(y, 12, 1)
-    masks = sb.silhouette_mask(x[ia])
+    masks = images.silhouette_mask(x[ia])
     assert (imgs[:, 0].numpy()[~masks] == 0).all()
     for i in range(12):
         inside = imgs[i, 0].numpy()[masks[i]]
@@ -176,57 +172,6 @@ def test_texture_fill_keeps_silhouette_of_a_and_pixels_of_b():
 
 
 # --------------------------------------------------------------------------- probes
-def test_patch_shuffle_permutes_tiles():
-    x = _templates(5, size=12)
-    out = sb.patch_shuffle(x, 3, seed=0)
-    assert torch.equal(sb.patch_shuffle(x, 1, seed=0), x)
-    assert not torch.equal(out, x)
-    tiles = lambda im: sorted(im[0, r:r + 4, c:c + 4].numpy().tobytes()  # noqa: E731
-                              for r in range(0, 12, 4) for c in range(0, 12, 4))
-    for i in range(5):
-        assert tiles(out[i]) == tiles(x[i])
-    with pytest.raises(ValueError, match=r"grid=5 .*allowed: \[1, 2, 3, 4, 6, 12\]"):
-        sb.patch_shuffle(x, 5, seed=0)
-
-
-def test_low_and_high_pass():
-    x = _templates(4, size=16)
-    assert torch.equal(sb.lowpass(x, 0), x)
-    hf = lambda im: (im[..., :, 1:] - im[..., :, :-1]).pow(2).mean()  # noqa: E731
-    assert hf(sb.lowpass(x, 1.0)) < 0.3 * hf(x)
-    assert hf(sb.lowpass(x, 2.0)) < hf(sb.lowpass(x, 1.0))
-    const = torch.full((2, 1, 8, 8), 0.3)
-    np.testing.assert_allclose(sb.highpass(const, 1.0).numpy(), 0.5, atol=1e-6)
-    with pytest.raises(ValueError, match="sigma"):
-        sb.highpass(x, 0)
-
-
-def test_lowres_removes_fine_detail():
-    checker = torch.from_numpy((np.indices((64, 64)).sum(0) % 2).astype(np.float32))[None, None]
-    out = sb.lowres(checker.repeat(2, 3, 1, 1), 32)
-    assert out.shape == (2, 3, 64, 64)
-    assert out.std() < 0.05 and abs(out.mean() - 0.5) < 0.05
-    smooth = torch.linspace(0, 1, 64).view(1, 1, 1, 64).repeat(1, 1, 64, 1)
-    assert (sb.lowres(smooth, 32) - smooth).abs().max() < 0.05
-    assert torch.equal(sb.lowres(checker, 64), checker)
-    with pytest.raises(ValueError, match="size"):
-        sb.lowres(checker, 0)
-
-
-def test_edge_map_and_silhouette():
-    x = torch.zeros(1, 1, 10, 10)
-    x[0, 0, 3:7, 3:7] = 1
-    e = sb.edge_map(x)
-    assert e.max() == 1 and e[0, 0, 5, 5] == 0 and e[0, 0, 0, 0] == 0
-    # images are filtered one by one: a blank image beside the square has no edges
-    pair = sb.edge_map(torch.cat([x, torch.zeros_like(x)]))
-    assert torch.equal(pair[0], e[0]) and pair[1].abs().max() == 0
-    ring = torch.zeros(1, 1, 10, 10)
-    ring[0, 0, 2:8, 2:8] = 1
-    ring[0, 0, 4:6, 4:6] = 0
-    assert sb.silhouette_mask(ring)[0, 4, 4]  # holes are filled
-
-
 def test_probe_source_rows_and_determinism():
     torch.manual_seed(0)
     model = models.build("resnet8", 4, 1).eval()
@@ -251,6 +196,11 @@ def test_probe_source_rows_and_determinism():
                                                           probes=prebuilt))
     other = sb.probe_source(model, x, y, params, seed=1)
     assert [r["value"] for r in other] != [r["value"] for r in rows]
+    # accuracy rows carry the Wilson interval of stats.wilson
+    pred = sb.predict(model, prebuilt[0]["images"])
+    w = stats.wilson(pred == prebuilt[0]["labels"])
+    assert (clean["value"], clean["ci_low"], clean["ci_high"], clean["n"]) == (
+        w["value"], w["ci_low"], w["ci_high"], w["n"])
 
 
 # --------------------------------------------------------------------------- evaluate_sources cache
@@ -265,25 +215,29 @@ def test_evaluate_sources_caches_per_source(monkeypatch, tmp_path):
     fake_data = types.SimpleNamespace(
         load=lambda name, split, **kw: (_blobs(40), torch.arange(40) % 4, list("abcd")),
         to_source_format=lambda x, c, s: x)
-    for name, mod in (("zoo", fake_zoo), ("data", fake_data)):
-        monkeypatch.setitem(sys.modules, f"robust_transfer.{name}", mod)
-        monkeypatch.setattr(robust_transfer, name, mod, raising=False)
+    monkeypatch.setattr(sb, "zoo", fake_zoo)
+    monkeypatch.setattr(sb, "data", fake_data)
     cfg = types.SimpleNamespace(n_stimuli=12, blur_sigmas=(0.0, 1.0), allow_download=False,
                                 sources=("tiny/fmnist/natural/s0",),
                                 torch_device=lambda: torch.device("cpu"))
     first = sb.evaluate_sources(cfg, progress=False)
     files = list(tmp_path.rglob("*.json"))
     assert len(files) == 1 and "shape_bias" in str(files[0])
+    # the cache key is unchanged by the move to cache.key (pinned: old caches stay valid)
+    params = dataclasses.asdict(sb.ProbeParams.from_config(cfg))
+    key = cache.key(dict(params=params, seed=0, source="tiny/fmnist/natural/s0", sha256="abc",
+                         version=3))
+    assert files[0].name == f"{key}.json" == "22be63a64d6e8ede.json"
     monkeypatch.setattr(sb, "probe_source", lambda *a, **k: pytest.fail("cache not used"))
     second = sb.evaluate_sources(cfg, progress=False)
     assert first.equals(second)
     assert set(first.columns) >= {"source", "family", "eps", "probe", "value", "ci_low"}
     summary = sb.summarize(first)
     assert (summary["ci_kind"] == "images").all() and (summary["n_seeds"] == 1).all()
-    acc = sb.accuracy_table(summary)
+    acc = ch.accuracy_table(summary)
     assert "lowpass σ=1" in acc.index and "patch_shuffle 4x4" in acc.index
     assert acc.notna().all().all()
-    assert list(sb.shape_bias_table(summary).index) == ["natural"]
+    assert list(ch.shape_bias_table(summary).index) == ["natural"]
 
 
 def test_summarize_and_trend():
@@ -304,78 +258,18 @@ def test_summarize_and_trend():
     assert tr["direction"] == "rises" and tr["delta"] == pytest.approx(0.30)
     assert tr["spearman"] == pytest.approx(1.0)
     assert sb.trend(s, "cue_fourier", norm="linf")["direction"] == "is flat"  # wide CI
-    text = sb.findings(s)
+    text = ch.findings(s)
     assert "Fourier-phase shape share (stimulus a) **rises**" in text
     assert "no paired" in text and "cannot be" in text
 
 
 # --------------------------------------------------------------------------- paper scale
-def test_imagenet_16_index_lists():
-    cats = list(sb.IMAGENET_16_INDICES)
-    assert tuple(cats) == sb.CATEGORIES_16 and len(cats) == 16
-    allidx = [i for v in sb.IMAGENET_16_INDICES.values() for i in v]
-    assert len(allidx) == len(set(allidx)) and max(allidx) < 1000
-    # spot checks against the authors' human_categories.py
-    assert sb.IMAGENET_16_INDICES["airplane"] == (404,)
-    assert sb.IMAGENET_16_INDICES["oven"] == (766,)
-    assert len(sb.IMAGENET_16_INDICES["dog"]) == 109 and len(sb.IMAGENET_16_INDICES["bird"]) == 49
-
-
-def test_imagenet_to_16_averages_member_probabilities():
-    p = np.zeros((2, 1000))
-    dog = list(sb.IMAGENET_16_INDICES["dog"])
-    p[0, dog] = 0.5 / len(dog)         # dog has more total mass ...
-    p[0, 499] = 0.1                    # ... but knife has the higher mean
-    p[0, 0] = 0.4
-    p[1, 404] = 1.0
-    scores = sb.imagenet_to_16(p)
-    cats = np.array(sb.CATEGORIES_16)
-    assert list(cats[scores.argmax(1)]) == ["knife", "airplane"]
-    np.testing.assert_allclose(scores[0, list(cats).index("dog")], 0.5 / len(dog))
-    generic = sb.imagenet_to_16(np.array([[0.1, 0.2, 0.7]]), {"a": (0, 1), "b": (2,)})
-    np.testing.assert_allclose(generic, [[0.15, 0.7]])
-    with pytest.raises(ValueError, match="exceed"):
-        sb.imagenet_to_16(np.ones((1, 3)) / 3, {"a": (5,)})
-
-
-def _write_standin(root, names):
-    for rel in names:
-        f = root / sb.GEIRHOS_SUBDIR / rel
-        f.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.full((8, 8, 3), len(rel) * 7 % 255, np.uint8)).save(f)
-
-
-def test_load_cue_conflict_standin_folder(tmp_path):
-    names = ["bear/bear1-bottle3.png", "bear/bear2-bear1.png", "cat/cat7-elephant1.png",
-             "knife/knife3-clock2.png"]
-    _write_standin(tmp_path, names)
-    x, shapes, textures, files = sb.load_cue_conflict(tmp_path, size=16)
-    assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32
-    assert list(shapes) == ["bear", "bear", "cat", "knife"]
-    assert list(textures) == ["bottle", "bear", "elephant", "clock"]
-    assert files == names
-    # the folder itself and an extracted archive's parent are found too
-    assert len(sb.load_cue_conflict(tmp_path / sb.GEIRHOS_SUBDIR, size=16)[0]) == 4
-    arch = tmp_path / "a"
-    _write_standin(arch / "texture-vs-shape-master", names[:2])
-    assert len(sb.load_cue_conflict(arch, size=16)[0]) == 2
-    # same-class stimulus (bear2-bear1) is excluded by the metric
-    r = sb.shape_bias(shapes, shapes, textures, n_boot=0)
-    assert r["n_conflict"] == 3 and r["shape_bias"] == 1.0
-
-
-def test_load_cue_conflict_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nothing")):
-        sb.load_cue_conflict(tmp_path / "nothing")
-    _write_standin(tmp_path, ["bear/bear1-teapot3.png"])
-    with pytest.raises(ValueError, match="teapot"):
-        sb.load_cue_conflict(tmp_path)
-    assert sb.parse_cue_conflict_name("x/cat7-elephant1.png") == ("cat", "elephant")
-
-
 def test_probe_cue_conflict_with_a_fake_imagenet_model(tmp_path):
-    names = ["bear/bear1-bottle3.png", "cat/cat2-dog1.png", "car/car1-car2.png"]
-    _write_standin(tmp_path, names)
+    from robust_transfer.cue_conflict import GEIRHOS_SUBDIR
+    for rel in ["bear/bear1-bottle3.png", "cat/cat2-dog1.png", "car/car1-car2.png"]:
+        f = tmp_path / GEIRHOS_SUBDIR / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(f)
 
     class AlwaysBottle(torch.nn.Module):
         def __init__(self):
@@ -390,34 +284,6 @@ def test_probe_cue_conflict_with_a_fake_imagenet_model(tmp_path):
     (row,) = sb.probe_cue_conflict(AlwaysBottle(), tmp_path, n_boot=20)
     assert row["probe"] == "cue_stylized" and row["n"] == 2
     assert row["value"] == 0.0 and row["coverage"] == 0.5
-
-
-def test_load_cue_conflict_download_only_when_allowed(tmp_path, monkeypatch):
-    import io
-    import zipfile
-    monkeypatch.setenv("RT_CACHE_DIR", str(tmp_path / "cache"))
-    buf = io.BytesIO()
-    png = io.BytesIO()
-    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(png, format="PNG")
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("texture-vs-shape-master/README.md", "x")
-        for name in ("bear/bear1-cat2.png", "cat/cat1-bear2.png"):
-            zf.writestr(f"texture-vs-shape-master/{sb.GEIRHOS_SUBDIR}/{name}", png.getvalue())
-    calls = []
-
-    def fake_urlopen(url):
-        calls.append(url)
-        return io.BytesIO(buf.getvalue())
-
-    monkeypatch.setattr(sb.urllib.request, "urlopen", fake_urlopen)
-    root = tmp_path / "stimuli"
-    with pytest.raises(FileNotFoundError, match="allow_download=True"):
-        sb.load_cue_conflict(root)
-    assert calls == []
-    x, shapes, textures, _ = sb.load_cue_conflict(root, allow_download=True, size=8)
-    assert calls == [sb.GEIRHOS_ARCHIVE_URL] and x.shape == (2, 3, 8, 8)
-    assert list(shapes) == ["bear", "cat"] and list(textures) == ["cat", "bear"]
-    assert not (root / "README.md").exists()
 
 
 def test_transfer_link_reads_the_store(tmp_path):
@@ -443,7 +309,15 @@ def test_transfer_link_reads_the_store(tmp_path):
     np.testing.assert_allclose(l2["gain_texture_target"], 1.0)
     np.testing.assert_allclose(l2["shape_minus_texture"], 4.0)
     assert (link["shape_bias_fourier"] == 0.5).all()
-    assert "Robust sources gain more on shape targets" in sb.findings(_toy_summary(), link)
+    assert "Robust sources gain more on shape targets" in ch.findings(_toy_summary(), link)
+    specs = {zoo.spec(s).family: zoo.spec(s) for s in cfg.sources}
+    by_family = pd.DataFrame([dict(family=f, norm=sp.norm, eps=sp.eps, label=sp.label,
+                                   probe="cue_fourier", param=np.nan, metric="shape_bias",
+                                   value=0.5, ci_low=0.4, ci_high=0.6, coverage=0.3, n_seeds=1,
+                                   chance=0.2, ci_kind="images") for f, sp in specs.items()])
+    h = ch.headline(by_family, link)
+    assert h["robust_label"] == l2["label"].iloc[0] and h["verdict"] == "not reproduced"
+    assert h["link_shape_minus_texture"] == pytest.approx(4.0)
 
 
 def _toy_summary():
@@ -453,3 +327,96 @@ def _toy_summary():
                  n_seeds=1, chance=.2, ci_kind="images")
             for n, e, v in (("natural", 0.0, 0.4), ("l2", 1.0, 0.6))]
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- chapter 3
+def _summary(fourier, silhouette, blur=(0.5, 0.6), half=0.05):
+    """A summary with natural and L2 eps 1 / eps 3 families: shape bias per stimulus type
+    (natural, eps 1, eps 3) and low-pass accuracy (natural, eps 3) at sigma 2."""
+    import pandas as pd
+    fams = (("natural", 0.0, "natural"), ("l2", 1.0, "L2 ε=1"), ("l2", 3.0, "L2 ε=3"))
+    rows = []
+    for i, (norm, eps, label) in enumerate(fams):
+        common = dict(family=f"x/{norm}/{eps}", norm=norm, eps=eps, label=label, n_seeds=1,
+                      ci_kind="images")
+        for probe, vals in (("cue_fourier", fourier), ("cue_silhouette", silhouette)):
+            rows.append(dict(common, probe=probe, param=np.nan, metric="shape_bias",
+                             value=vals[i], ci_low=vals[i] - half, ci_high=vals[i] + half,
+                             coverage=0.4, chance=0.2))
+        acc = blur[0] if i == 0 else blur[1]
+        rows.append(dict(common, probe="lowpass", param=2.0, metric="accuracy", value=acc,
+                         ci_low=acc - 0.1, ci_high=min(1.0, acc + 0.1), coverage=np.nan,
+                         chance=0.1))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("fourier, silhouette, verdict", [
+    ((0.3, 0.4, 0.6), (0.5, 0.6, 0.8), "reproduced"),
+    ((0.3, 0.4, 0.6), (0.5, 0.5, 0.52), "partly"),
+    ((0.3, 0.3, 0.32), (0.5, 0.5, 0.3), "not reproduced"),
+])
+def test_headline_numbers_and_verdict(fourier, silhouette, verdict):
+    h = ch.headline(_summary(fourier, silhouette))
+    assert h["verdict"] == verdict
+    assert (h["natural_label"], h["robust_label"], h["robust_eps"]) == ("natural", "L2 ε=3", 3.0)
+    assert h["fourier_natural"] == pytest.approx(fourier[0])
+    assert h["fourier_robust"] == pytest.approx(fourier[2])
+    assert h["fourier_robust_low"] == pytest.approx(fourier[2] - 0.05)
+    assert h["silhouette_robust_coverage_pct"] == pytest.approx(40.0)
+    assert h["chance_coverage_pct"] == pytest.approx(20.0)
+    assert h["blur_sigma"] == 2.0 and h["blur_natural_pct"] == pytest.approx(50.0)
+    assert h["blur_robust_pct"] == pytest.approx(60.0)
+    assert np.isnan(h["stylized_natural"]) and np.isnan(h["link_shape_minus_texture"])
+    for k, v in h.items():
+        assert type(v) in (float, str), (k, type(v))
+
+
+def test_headline_without_a_robust_source_is_not_testable():
+    s = _summary((0.3, 0.4, 0.6), (0.5, 0.6, 0.8))
+    h = ch.headline(s[s["norm"] == "natural"])
+    assert h["verdict"] == "not testable" and np.isnan(h["fourier_natural"])
+
+
+def test_findings_text_is_unchanged():
+    """Pinned findings for a fixed summary: the text moved to the chapter module byte for byte."""
+    text = ch.findings(_summary((0.3, 0.4, 0.6), (0.5, 0.5, 0.52)))
+    assert text.splitlines()[0] == (
+        "- With growing L2 eps, the Fourier-phase shape share (stimulus a) **rises** (eps 0: "
+        "0.30; eps 1: 0.40; eps 3: 0.60; Spearman rho 1.00). Natural: 0.30 [0.25, 0.35]. "
+        "Shape / texture hits per stimulus: natural 12% / 28%; L2 ε=1 16% / 24%; "
+        "L2 ε=3 24% / 16%.")
+    assert ("accuracy on blurred images (sigma = 2 px) **is flat** (eps 0: 50.0%; eps 1: 60.0%; "
+            "eps 3: 60.0%; Spearman rho 0.87). Natural: 50.0% [40.0%, 60.0%] (chance 10%).") in text
+
+
+def test_figures_clip_accuracy_bands_and_shape_bias_bars():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    s = _summary((0.3, 0.4, 0.98), (0.5, 0.6, 0.8), blur=(0.95, 0.97), half=0.1)
+    s.loc[s["metric"] == "accuracy", "ci_high"] = 1.08       # an interval past 100%
+    fig = ch.plot_probe_curves(s)
+    for coll in fig.axes[0].collections:
+        for path in coll.get_paths():
+            assert path.vertices[:, 1].max() <= 100 + 1e-9
+    plt.close(fig)
+    fig = ch.plot_shape_bias(s)
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        for coll in ax.collections:
+            for seg in coll.get_segments():
+                assert seg[:, 1].max() <= 1 + 1e-9
+    plt.close(fig)
+
+
+def test_plot_stimuli_draws_every_probe():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x, y = _blobs(40), np.arange(40) % 4
+    params = sb.ProbeParams(n_stimuli=8, blur_sigmas=(0.0, 1.0), shuffle_grids=(2,), n_boot=10)
+    probes = sb.build_probes(x, y, params)
+    fig = ch.plot_stimuli(probes, x, list("abcd"), n=3)
+    # 2 cue-conflict types x 3 rows + clean + lowpass 1 + highpass 1 + shuffle + silh. + edges
+    assert len(fig.axes) == 3 * (6 + 6)
+    plt.close(fig)

@@ -18,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .images import sobel_magnitude
+
 __all__ = ["pgd", "edge_alignment", "attack_and_align", "NORMS"]
 
 NORMS = ("l2", "linf")
@@ -99,7 +101,6 @@ def edge_alignment(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
     High values mean the attack changes the image along its object outlines ("shape-like"
     perturbations), values near 0 mean it spreads texture-like noise.
     """
-    from .data import sobel_magnitude
     edges = sobel_magnitude(x).to(x.dtype).flatten(1)
     pert = (x_adv - x).abs().sum(1).flatten(1)
     e, p = edges - edges.mean(1, keepdim=True), pert - pert.mean(1, keepdim=True)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["key", "cache_dir", "atomic_path", "atomic_write_bytes", "atomic_write_text", "sha256_file"]
+__all__ = ["key", "cache_dir", "atomic_path", "atomic_write_bytes", "atomic_write_text", "staged_dir",
+           "sha256_file"]
 
 
 def key(obj) -> str:
@@ -65,6 +67,37 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically; returns ``path``."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextmanager
+def staged_dir(dest: str | os.PathLike, files=None):
+    """Yield an empty staging folder for a download; move its content into place on success.
+
+    ``files=None``: the staging folder is created beside ``dest`` and, when the block finishes,
+    replaces ``dest`` as a whole (an old ``dest`` is removed first). ``files`` a callable: the
+    staging folder is created inside ``dest`` (which may hold other things, e.g. every
+    torchvision dataset) and ``files(staging)`` lists the finished files to move to the same
+    relative paths under ``dest``; everything else is dropped. On any exception nothing is
+    moved, so a killed download never leaves something that looks complete; the staging folder
+    is always removed (a kill may leave a ``.partial-*`` folder that no reader looks at).
+    """
+    dest = Path(dest)
+    parent = dest if files is not None else dest.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".partial-{dest.name}-", dir=parent))
+    try:
+        yield staging
+        if files is None:
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(staging, dest)
+        else:
+            for f in files(staging):
+                target = dest / Path(f).relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

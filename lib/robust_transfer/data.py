@@ -15,7 +15,8 @@ torchvision only when ``allow_download=True``): ``cifar10``, ``cifar100``, ``svh
 ``kmnist`` (and ``fashion_mnist``), plus ``folder:<path>`` (``<path>/{train,test}/<class>/*``).
 
 Any name may be prefixed ``lowres:`` (e.g. ``lowres:folder:/data/food101``): the same images
-passed through :func:`lowres`, the authors' low-pass probe (down to 32 px and back up).
+passed through :func:`robust_transfer.images.lowres`, the authors' low-pass probe (down to
+32 px and back up).
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cache import cache_dir
+from .cache import cache_dir, staged_dir
+from .images import LOWRES_SIZE, lowres, sobel_magnitude
 
 __all__ = ["DatasetInfo", "DATASETS", "info", "check_name", "load", "split_pool",
            "class_covering_subset", "train_subset", "to_source_format", "lowres", "sobel_magnitude", "data_root",
@@ -112,38 +114,11 @@ def _folder_path(name: str) -> Path | None:
     return Path(name.split(":", 1)[1]).expanduser() if name.startswith("folder:") else None
 
 
-LOWRES = "lowres:"
-LOWRES_SIZE = 32  # the authors' low-resolution probe size in pixels
+LOWRES = "lowres:"  # name prefix: the images passed through images.lowres (LOWRES_SIZE px)
 
 
 def _strip_lowres(name: str) -> tuple[str, bool]:
     return (name[len(LOWRES):], True) if name.startswith(LOWRES) else (name, False)
-
-
-def lowres(images: torch.Tensor, size: int = LOWRES_SIZE) -> torch.Tensor:
-    """The authors' low-pass: resize (bilinear, antialiased) down to ``size`` px and back up.
-
-    Images (N, C, H, W) in [0, 1]; returns the same shape. Images no larger than ``size`` are
-    returned unchanged (there is nothing to remove).
-    """
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"size={size!r} must be a positive integer (pixels)")
-    x = torch.as_tensor(images, dtype=torch.float32)
-    h, w = x.shape[-2:]
-    if size >= min(h, w):
-        return x.clone()
-    small = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                          align_corners=False)
-    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
-
-
-def sobel_magnitude(images: torch.Tensor) -> torch.Tensor:
-    """Per-image Sobel gradient magnitude (N, H, W) of the grey (channel-mean) images, with
-    replicated borders; each image is filtered on its own."""
-    grey = torch.as_tensor(images, dtype=torch.float32).mean(1, keepdim=True)
-    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], device=grey.device)
-    k = torch.stack([kx, kx.t()]).unsqueeze(1)
-    return F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), k).norm(dim=1)
 
 
 def info(name: str) -> DatasetInfo:
@@ -294,19 +269,11 @@ def _download(name: str, root: Path) -> None:
 def _download_atomically(name: str, root: Path) -> None:
     """Download into a staging folder under ``root``, then move the finished files into
     place: a killed download never leaves files that look complete."""
-    import shutil
-    import tempfile
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".partial-{name}-", dir=root))
-    try:
+    def finished(staging: Path):
+        return [f if f.exists() else f.with_name(f.name + ".gz") for f in _locate(name, staging)]
+
+    with staged_dir(root, files=finished) as staging:
         _download(name, staging)
-        for f in _locate(name, staging):
-            f = f if f.exists() else f.with_name(f.name + ".gz")
-            dest = root / f.relative_to(staging)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(f, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _read_online(name: str, split: str, allow_download: bool, root: Path | None):

@@ -1,0 +1,139 @@
+"""Pure image transforms: low/high-pass, resizing, patch shuffle, edges, silhouettes, Fourier
+phase/amplitude recombination.
+
+Every function takes a batch of images (N, C, H, W) with values in [0, 1] (a float tensor or an
+array; channels first) and returns a new batch; nothing is cached or read from disk. Lengths
+(``sigma``, ``size``, ``patch``) are in pixels. Imports nothing from the rest of the package.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+__all__ = ["LOWRES_SIZE", "as_array", "lowpass", "highpass", "lowres", "patch_shuffle",
+           "sobel_magnitude", "edge_map", "silhouette_mask", "fourier_recombine", "to_unit_range"]
+
+LOWRES_SIZE = 32  # the authors' low-resolution probe size in pixels
+
+
+def as_array(images) -> np.ndarray:
+    """Images (N, C, H, W) as a new float64 numpy array (tensors are detached and moved to CPU);
+    ValueError for any other number of dimensions."""
+    x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if x.ndim != 4:
+        raise ValueError(f"images must have shape (N, C, H, W); got {x.shape}")
+    return x.astype(np.float64)
+
+
+# --------------------------------------------------------------------------- frequency filters
+def lowpass(images, sigma: float) -> torch.Tensor:
+    """Gaussian blur with standard deviation ``sigma`` pixels (0 = unchanged), float32 tensor."""
+    if not isinstance(sigma, (int, float)) or sigma < 0:
+        raise ValueError(f"sigma={sigma!r} must be a number >= 0 (pixels)")
+    x = as_array(images)
+    if sigma > 0:
+        x = ndimage.gaussian_filter(x, sigma=(0, 0, sigma, sigma), mode="nearest")
+    return torch.from_numpy(x.astype(np.float32))
+
+
+def highpass(images, sigma: float) -> torch.Tensor:
+    """High-pass ``clip(x - lowpass(x, sigma) + 0.5, 0, 1)`` for ``sigma`` > 0 pixels."""
+    if not isinstance(sigma, (int, float)) or sigma <= 0:
+        raise ValueError(f"sigma={sigma!r} must be a number > 0 (pixels) for a high-pass")
+    x = as_array(images)
+    return torch.from_numpy(np.clip(x - lowpass(x, sigma).double().numpy() + 0.5, 0, 1)
+                            .astype(np.float32))
+
+
+def lowres(images: torch.Tensor, size: int = LOWRES_SIZE) -> torch.Tensor:
+    """The authors' low-pass: resize (bilinear, antialiased) down to ``size`` px and back up.
+
+    Images (N, C, H, W) in [0, 1]; returns the same shape. Images no larger than ``size`` are
+    returned unchanged (there is nothing to remove).
+    """
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"size={size!r} must be a positive integer (pixels)")
+    x = torch.as_tensor(images, dtype=torch.float32)
+    h, w = x.shape[-2:]
+    if size >= min(h, w):
+        return x.clone()
+    small = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                          align_corners=False)
+    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+# --------------------------------------------------------------------------- shape / texture
+def patch_shuffle(images, grid: int, seed: int) -> torch.Tensor:
+    """Images cut into a ``grid`` x ``grid`` array of tiles, tiles permuted per image (seeded)."""
+    x = as_array(images)
+    nimg, c, h, w = x.shape
+    if not isinstance(grid, int) or grid < 1 or h % grid or w % grid:
+        divisors = [g for g in range(1, min(h, w) + 1) if h % g == 0 and w % g == 0]
+        raise ValueError(f"grid={grid!r} must divide the image size {h}x{w}; allowed: {divisors}")
+    th, tw = h // grid, w // grid
+    tiles = x.reshape(nimg, c, grid, th, grid, tw).transpose(0, 2, 4, 1, 3, 5)
+    tiles = tiles.reshape(nimg, grid * grid, c, th, tw)
+    perm = np.argsort(np.random.default_rng(seed).random((nimg, grid * grid)), axis=1)
+    tiles = np.take_along_axis(tiles, perm[:, :, None, None, None], axis=1)
+    out = tiles.reshape(nimg, grid, grid, c, th, tw).transpose(0, 3, 1, 4, 2, 5).reshape(x.shape)
+    return torch.from_numpy(out.astype(np.float32))
+
+
+def sobel_magnitude(images: torch.Tensor) -> torch.Tensor:
+    """Per-image Sobel gradient magnitude (N, H, W) of the grey (channel-mean) images, with
+    replicated borders; each image is filtered on its own."""
+    grey = torch.as_tensor(images, dtype=torch.float32).mean(1, keepdim=True)
+    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], device=grey.device)
+    k = torch.stack([kx, kx.t()]).unsqueeze(1)
+    return F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), k).norm(dim=1)
+
+
+def edge_map(images) -> torch.Tensor:
+    """Sobel gradient magnitude of the grey image, scaled to max 1 per image, on every channel."""
+    x = torch.as_tensor(as_array(images))
+    mag = sobel_magnitude(x)
+    mag = mag / mag.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+    return mag[:, None].expand(-1, x.shape[1], -1, -1).contiguous()
+
+
+def silhouette_mask(images, threshold: float = 0.05) -> np.ndarray:
+    """Boolean (N, H, W): pixels whose channel mean exceeds ``threshold``, holes filled."""
+    grey = as_array(images).mean(axis=1) > threshold
+    return np.stack([ndimage.binary_fill_holes(m) for m in grey])
+
+
+# --------------------------------------------------------------------------- Fourier
+def fourier_recombine(phase_images, amplitude_images) -> np.ndarray:
+    """Raw recombination ``ifft2(|FFT(amplitude_images)| * exp(i angle FFT(phase_images)))``.
+
+    Both (N, C, H, W) in [0, 1]; returns a float64 array of the same shape, NOT clipped or
+    rescaled (values may leave [0, 1]). The imaginary part is dropped: it is zero up to rounding
+    because the combined spectrum is Hermitian-symmetric (checked here).
+    """
+    a, b = as_array(phase_images), as_array(amplitude_images)
+    if a.shape != b.shape:
+        raise ValueError(f"phase_images {a.shape} and amplitude_images {b.shape} must match")
+    spec = np.abs(np.fft.fft2(b)) * np.exp(1j * np.angle(np.fft.fft2(a)))
+    out = np.fft.ifft2(spec)
+    assert np.abs(out.imag).max(initial=0.0) <= 1e-8 * max(1.0, np.abs(out.real).max(initial=0.0))
+    return out.real
+
+
+def to_unit_range(x) -> np.ndarray:
+    """Map each image into [0, 1] as ``m + a (x - m)``, m = per-channel mean, a <= 1 maximal.
+
+    No clipping: each channel's spatial mean (DC term) is unchanged, every other frequency keeps
+    its phase and has its amplitude multiplied by one per-image factor ``a`` (1 when already in
+    range). Needs every channel mean in [0, 1], true for Fourier recombinations of [0,1] images.
+    Returns a float64 array.
+    """
+    x = as_array(x)
+    m = x.mean(axis=(2, 3), keepdims=True)
+    lo, hi = x.min(axis=(2, 3), keepdims=True), x.max(axis=(2, 3), keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a_lo = np.where(lo < 0, m / (m - lo), 1.0)
+        a_hi = np.where(hi > 1, (1 - m) / (hi - m), 1.0)
+    a = np.clip(np.minimum(a_lo, a_hi).min(axis=1, keepdims=True), 0.0, 1.0)
+    return np.clip(m + a * (x - m), 0.0, 1.0)  # the clip only removes rounding (~1e-16)

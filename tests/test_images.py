@@ -1,0 +1,131 @@
+"""Tests for robust_transfer.images: the pure image transforms (Fourier recombination and the
+[0, 1] mapping, patch shuffle, low/high-pass, lowres, edges, silhouettes)."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from robust_transfer import images
+
+
+def _templates(n=10, size=12, seed=0):
+    x = np.random.default_rng(seed).random((n, 1, size, size)).astype(np.float32)
+    return torch.from_numpy(x)
+
+
+def _unit_phase(z):
+    return z / np.maximum(np.abs(z), 1e-300)
+
+
+def test_imports_nothing_from_the_package():
+    code = ("import sys, robust_transfer.images; "
+            "print(sorted(m for m in sys.modules if m.startswith('robust_transfer.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['robust_transfer.images']"
+
+
+def test_as_array_checks_dimensions():
+    x = images.as_array(torch.zeros(2, 1, 3, 3))
+    assert x.dtype == np.float64 and x.shape == (2, 1, 3, 3)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        images.as_array(np.zeros((3, 3)))
+
+
+# --------------------------------------------------------------------------- Fourier
+@pytest.mark.parametrize("hw", [(16, 16), (15, 17)])
+def test_fourier_recombination_keeps_phase_of_a_and_amplitude_of_b(hw):
+    rng = np.random.default_rng(0)
+    a, b = rng.random((3, 2, *hw)), rng.random((3, 2, *hw))
+    raw = images.fourier_recombine(a, b)
+    assert raw.dtype == np.float64 and raw.shape == a.shape
+    fa, fb, fr = np.fft.fft2(a), np.fft.fft2(b), np.fft.fft2(raw)
+    np.testing.assert_allclose(np.abs(fr), np.abs(fb), atol=1e-10)
+    np.testing.assert_allclose(_unit_phase(fr), _unit_phase(fa), atol=1e-9)
+    # swapped roles must fail the same check (the test can fail)
+    assert not np.allclose(np.abs(fr), np.abs(fa), atol=1e-3)
+    # the [0,1] mapping: no clipping, DC kept, non-DC phase kept, amplitudes scaled by one factor
+    mapped = images.to_unit_range(raw)
+    assert mapped.min() >= 0 and mapped.max() <= 1
+    fm = np.fft.fft2(mapped)
+    np.testing.assert_allclose(fm[..., 0, 0], fr[..., 0, 0], rtol=1e-10)
+    nondc = np.ones(hw, bool)
+    nondc[0, 0] = False
+    np.testing.assert_allclose(_unit_phase(fm)[..., nondc], _unit_phase(fa)[..., nondc], atol=1e-8)
+    ratio = np.abs(fm)[..., nondc] / np.abs(fb)[..., nondc]
+    for i in range(3):
+        np.testing.assert_allclose(ratio[i], ratio[i].mean(), rtol=1e-8)
+        assert 0 < ratio[i].mean() <= 1 + 1e-12
+    with pytest.raises(ValueError, match="must match"):
+        images.fourier_recombine(a, b[:2])
+
+
+def test_to_unit_range_leaves_in_range_images_alone():
+    x = np.random.default_rng(0).random((2, 1, 8, 8)) * 0.5 + 0.2
+    np.testing.assert_allclose(images.to_unit_range(x), x)
+
+
+# --------------------------------------------------------------------------- shape / texture
+def test_patch_shuffle_permutes_tiles():
+    x = _templates(5, size=12)
+    out = images.patch_shuffle(x, 3, seed=0)
+    assert torch.equal(images.patch_shuffle(x, 1, seed=0), x)
+    assert not torch.equal(out, x)
+    assert torch.equal(out, images.patch_shuffle(x, 3, seed=0))           # seeded
+    tiles = lambda im: sorted(im[0, r:r + 4, c:c + 4].numpy().tobytes()  # noqa: E731
+                              for r in range(0, 12, 4) for c in range(0, 12, 4))
+    for i in range(5):
+        assert tiles(out[i]) == tiles(x[i])
+    with pytest.raises(ValueError, match=r"grid=5 .*allowed: \[1, 2, 3, 4, 6, 12\]"):
+        images.patch_shuffle(x, 5, seed=0)
+
+
+def test_low_and_high_pass():
+    x = _templates(4, size=16)
+    assert torch.equal(images.lowpass(x, 0), x)
+    hf = lambda im: (im[..., :, 1:] - im[..., :, :-1]).pow(2).mean()  # noqa: E731
+    assert hf(images.lowpass(x, 1.0)) < 0.3 * hf(x)
+    assert hf(images.lowpass(x, 2.0)) < hf(images.lowpass(x, 1.0))
+    const = torch.full((2, 1, 8, 8), 0.3)
+    np.testing.assert_allclose(images.highpass(const, 1.0).numpy(), 0.5, atol=1e-6)
+    with pytest.raises(ValueError, match="sigma"):
+        images.highpass(x, 0)
+    with pytest.raises(ValueError, match="sigma"):
+        images.lowpass(x, -1)
+
+
+def test_lowres_removes_fine_detail():
+    checker = torch.from_numpy((np.indices((64, 64)).sum(0) % 2).astype(np.float32))[None, None]
+    out = images.lowres(checker.repeat(2, 3, 1, 1), 32)
+    assert out.shape == (2, 3, 64, 64)
+    assert out.std() < 0.05 and abs(out.mean() - 0.5) < 0.05
+    smooth = torch.linspace(0, 1, 64).view(1, 1, 1, 64).repeat(1, 1, 64, 1)
+    assert (images.lowres(smooth, 32) - smooth).abs().max() < 0.05
+    assert torch.equal(images.lowres(checker, 64), checker)
+    assert images.LOWRES_SIZE == 32
+    with pytest.raises(ValueError, match="size"):
+        images.lowres(checker, 0)
+
+
+def test_data_and_attacks_use_the_same_transforms():
+    from robust_transfer import attacks, data
+    assert data.lowres is images.lowres and data.sobel_magnitude is images.sobel_magnitude
+    assert data.LOWRES_SIZE == images.LOWRES_SIZE
+    assert attacks.sobel_magnitude is images.sobel_magnitude
+
+
+def test_edge_map_and_silhouette():
+    x = torch.zeros(1, 1, 10, 10)
+    x[0, 0, 3:7, 3:7] = 1
+    e = images.edge_map(x)
+    assert e.max() == 1 and e[0, 0, 5, 5] == 0 and e[0, 0, 0, 0] == 0
+    # images are filtered one by one: a blank image beside the square has no edges
+    pair = images.edge_map(torch.cat([x, torch.zeros_like(x)]))
+    assert torch.equal(pair[0], e[0]) and pair[1].abs().max() == 0
+    assert images.edge_map(x.repeat(1, 3, 1, 1)).shape == (1, 3, 10, 10)
+    ring = torch.zeros(1, 1, 10, 10)
+    ring[0, 0, 2:8, 2:8] = 1
+    ring[0, 0, 4:6, 4:6] = 0
+    assert images.silhouette_mask(ring)[0, 4, 4]  # holes are filled
+    assert not images.silhouette_mask(ring)[0, 0, 0]
