@@ -1,6 +1,7 @@
 # robust-transfer-book: `make book` (mini preset, HTML into _build/html) and `make test`.
 # Both set up everything on a fresh machine: the venv with pinned packages, the package in
-# editable mode, and Debian's Fashion-MNIST files (apt, when we are root and apt exists).
+# editable mode, and Debian's Fashion-MNIST files plus headless Chromium and its driver for the
+# browser check of the built book (apt, when we are root and apt exists).
 SHELL   := /bin/bash
 PYTHON  ?= python3
 VENV    := .venv
@@ -8,8 +9,10 @@ PY      := $(VENV)/bin/python
 PRESET  ?= mini
 STAMP   := $(VENV)/.installed
 FMNIST  := /usr/share/datasets/fashion-mnist
+CHROMIUM := /usr/bin/chromium
+DRIVER  := /usr/bin/chromedriver
 
-.PHONY: env data book test bench clean
+.PHONY: env data browser book test bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +29,19 @@ data:
 	  echo "note: $(FMNIST) missing and apt unavailable; fashion_mnist falls back to a torchvision root"; \
 	fi
 
-env: $(STAMP) data
+## make browser: Debian's chromium + chromium-driver for robust_transfer.browser (tests skip without)
+browser:
+	@if [ -x $(CHROMIUM) ] && [ -x $(DRIVER) ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "apt-get install chromium chromium-driver (browser check of the book)"; \
+	  log=$$({ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium chromium-driver fonts-liberation; } 2>&1) \
+	  || { echo "$$log" | tail -n 5; echo "note: installing chromium failed; tests/test_browser.py will skip"; }; \
+	else \
+	  echo "note: $(CHROMIUM) or $(DRIVER) missing (install needs root and apt-get); tests/test_browser.py will skip"; \
+	fi
+
+env: $(STAMP) data browser
 
 ## make book: execute every notebook on $(PRESET) with papermill, build _build/html (strict)
 book: env

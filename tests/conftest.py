@@ -1,4 +1,6 @@
-"""Shared test set-up: one thread per torch process, and a private cache for the whole session."""
+"""Shared test set-up: one thread per torch process, a private cache for the whole session, and
+the tiny-preset book (executed once, built on first use) shared by the book and browser tests."""
+import functools
 import os
 
 import pytest
@@ -18,3 +20,25 @@ def _private_cache(tmp_path_factory):
         os.environ.pop("RT_CACHE_DIR", None)
     else:
         os.environ["RT_CACHE_DIR"] = old
+
+
+class TinyBook:
+    """The book staged under ``out`` with every notebook executed on the tiny preset
+    (``src``, ``times``); ``html`` runs the strict build the first time it is read."""
+
+    def __init__(self, out):
+        from robust_transfer import build
+        self.out = out
+        self.src = build.stage(out)
+        self.times = build.execute(self.src, "tiny")
+
+    @functools.cached_property
+    def html(self):
+        from robust_transfer import build
+        return build.build(self.src, self.out)
+
+
+@pytest.fixture(scope="session")
+def tiny_book(_private_cache, tmp_path_factory):
+    """One tiny-preset book per test session (executing its notebooks takes minutes)."""
+    return TinyBook(tmp_path_factory.mktemp("book"))

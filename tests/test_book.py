@@ -5,11 +5,9 @@ from robust_transfer import book
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    src = book.stage(out)
-    times = book.execute(src, "tiny")
-    return out, src, times
+def built(tiny_book):
+    # staged and executed once per session in conftest.py (test_browser.py opens the same book)
+    return tiny_book.out, tiny_book.src, tiny_book.times
 
 
 def test_every_notebook_executes_on_tiny(built):
@@ -23,9 +21,8 @@ def test_every_notebook_executes_on_tiny(built):
         assert any("image/png" in o.get("data", {}) for o in outputs), f"{nb.name}: no figure"
 
 
-def test_book_builds_strictly_with_figures(built):
-    out, src, _ = built
-    html = book.build(src, out)
+def test_book_builds_strictly_with_figures(tiny_book):
+    html = tiny_book.html  # build.build(src, out), shared with test_browser.py
     assert (html / "index.html").exists()
     for nb in book.notebooks():
         page = html / "notebooks" / f"{nb.stem}.html"
