@@ -12,7 +12,7 @@ FMNIST  := /usr/share/datasets/fashion-mnist
 CHROMIUM := /usr/bin/chromium
 DRIVER  := /usr/bin/chromedriver
 
-.PHONY: env data browser book test bench clean
+.PHONY: env data browser book test test-fast bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ book: env
 ## make test: unit tests, every notebook on the tiny preset, and a strict book build of those
 test: env
 	$(PY) -m pytest
+
+## make test-fast: the unit tests only (tests/unit; no notebooks, no book build)
+test-fast: env
+	$(PY) -m pytest -m "not slow" tests/unit
 
 ## make bench: performance ratios measured in one run each
 bench: env

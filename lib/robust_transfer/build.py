@@ -71,11 +71,28 @@ def stage(out: Path, root: Path = ROOT) -> Path:
     return src
 
 
+#: the Colab cell's package ref in the committed notebooks; executed copies get the commit
+REF_LINE = 'REF = "main"'
+
+
+def stamp_ref(path: Path, sha: str | None) -> None:
+    """Point the Colab install cell of the executed notebook ``path`` at commit ``sha``."""
+    import nbformat
+    if not sha:
+        return
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and REF_LINE in cell.source:
+            cell.source = cell.source.replace(REF_LINE, f'REF = "{sha}"')
+    nbformat.write(nb, path)
+
+
 def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = ROOT) -> dict:
-    """Run each notebook with papermill (``preset`` parameter) into ``src/notebooks``;
-    returns seconds per notebook. Stops at the first failing notebook."""
+    """Run each notebook with papermill (``preset`` parameter) into ``src/notebooks``, its Colab
+    cell stamped with :func:`commit`; returns seconds per notebook. Stops at the first failing
+    notebook."""
     import papermill as pm
-    times = {}
+    times, sha = {}, commit(root)
     old = os.environ.get("RT_PROGRESS")
     os.environ["RT_PROGRESS"] = "0"   # inherited by the kernels: no progress bars in the book
     try:
@@ -84,9 +101,10 @@ def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = 
                 continue
             t0 = time.perf_counter()
             print(f"[book] executing {nb.name} (preset={preset})", flush=True)
-            pm.execute_notebook(str(nb), str(src / "notebooks" / nb.name),
-                                parameters={"preset": preset}, kernel_name="python3",
-                                cwd=str(nb.parent), progress_bar=False)
+            out = src / "notebooks" / nb.name
+            pm.execute_notebook(str(nb), str(out), parameters={"preset": preset},
+                                kernel_name="python3", cwd=str(nb.parent), progress_bar=False)
+            stamp_ref(out, sha)
             times[nb.name] = time.perf_counter() - t0
             print(f"[book] {nb.name}: {times[nb.name]:.1f} s", flush=True)
     finally:

@@ -14,6 +14,8 @@ from torch import nn
 import torch.nn.functional as F
 import torchvision
 
+from .data import to_source_format
+
 __all__ = ["BlockNet", "BasicBlock", "resnet_mini", "torchvision_resnet", "build", "ARCHS"]
 
 
@@ -55,7 +57,6 @@ class BlockNet(nn.Module):
         """
         self._check_k(unfrozen_blocks)
         if self.input_format is not None:
-            from .data import to_source_format
             x = to_source_format(x, *self.input_format)
         h = self.stem(self.normalize(x))
         for block in self.blocks[: self.num_blocks - unfrozen_blocks]:

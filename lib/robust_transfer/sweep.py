@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import time
 
-from . import transfer
+import torch
+
+from . import transfer, zoo
+from .store import Store
 from .progress import bar
 
 __all__ = ["RECIPE_FIELDS", "grid", "run"]
@@ -37,7 +40,6 @@ def grid(cfg) -> list[dict]:
     sources x targets x unfrozen_blocks x n_values x seeds, except that runs with
     unfrozen_blocks > 0 are limited to ``cfg.finetune_sources`` and ``cfg.finetune_max_n``.
     """
-    from . import zoo
     recipe = {f: getattr(cfg, f) for f in RECIPE_FIELDS}
     recipe["recipe_version"] = transfer.RECIPE_VERSION
     revisions = {s: zoo.revision(s) for s in cfg.sources}
@@ -53,12 +55,9 @@ def grid(cfg) -> list[dict]:
 def _run_source(source: str, runs: list[dict], cfg, store_path: str, run_fn=None, load_fn=None,
                 pbar=None, threads: int | None = None) -> int:
     """Run ``runs`` (all of one source) and write their rows; returns how many were written."""
-    from .store import Store
     if threads is not None:
-        import torch
         torch.set_num_threads(threads)
-    if load_fn is None:
-        from .zoo import load as load_fn
+    load_fn = load_fn or zoo.load
     run_fn = run_fn or transfer.run
     store = Store(store_path)
     model = load_fn(source, allow_download=cfg.allow_download, progress=False)[0]

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import data, zoo
 from .cache import atomic_path, cache_dir
 
 __all__ = ["run", "finetune", "prefix_features", "target_arrays", "weights_fingerprint", "use_fast_path",
@@ -64,7 +65,6 @@ def target_arrays(target: str, allow_download: bool):
 
     Images stay in the target's own format: source models convert each batch to theirs
     (``BlockNet.input_format``), so e.g. CIFAR-10 is never held at 224 px."""
-    from . import data
     x_tr, y_tr, names = data.load(target, "train", allow_download=allow_download)
     x_te, y_te, _ = data.load(target, "test", allow_download=allow_download)
     h = hashlib.sha256()
@@ -310,7 +310,6 @@ def run(source_id: str, target: str, n: int, unfrozen_blocks: int, seed: int, cf
     ``model`` is the loaded source (``zoo.load(source_id)[0]``; loaded here when None). Target
     images are converted to the source's channels / size. Accuracies in percent, times in s.
     """
-    from . import data, zoo
     t0 = time.perf_counter()
     spec = zoo.spec(source_id)
     if model is None:

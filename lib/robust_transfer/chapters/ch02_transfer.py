@@ -359,3 +359,28 @@ def verdict_text(values: dict) -> str:
     """Markdown stating :func:`headline`'s verdict and why."""
     return (f"**Verdict on the paper's claim** (robust sources transfer better at small n and the "
             f"gain shrinks with n): **{values['verdict']}** ({values['verdict_reason']}).")
+
+
+def results_row(values: dict, preset: str) -> dict:
+    """The introduction's row for the paper's transfer claim (see ``common.ROW_FIELDS``): the
+    paper's gains (``reference.paper_deltas``: largest gain per target at n <= 400 and the gain
+    at its largest subset), ours from :func:`headline` per shape target, and the verdict."""
+    paper = reference.paper_deltas()
+    sub = paper[~paper["full"]]
+    small = sub[sub["n"] <= 400].groupby("target")["delta"].max()
+    large = sub[sub["n"] == sub["n"].max()]["delta"]
+    targets = [t for t in values.get("shape_targets", "").split(", ") if t]
+    ours = "; ".join(f"{t} {values[_key(t) + '_gain']:+.1f} at n = {values[_key(t) + '_gain_n']}"
+                     f" (shrinks: {values[_key(t) + '_shrinks']})"
+                     for t in targets if _key(t) + "_gain" in values)
+    ci = "; ".join(f"{t} [{values[_key(t) + '_gain_low']:+.1f}, {values[_key(t) + '_gain_high']:+.1f}]"
+                   for t in targets if _key(t) + "_gain" in values)
+    return {"claim": "Robust sources transfer better with few target images; the gain shrinks "
+                     "as n grows",
+            "paper": f"largest gain at n <= 400: {small.min():+.1f} to {small.max():+.1f} points "
+                     f"over 6 targets; at n = {int(sub['n'].max())}: {large.min():+.1f} to "
+                     f"{large.max():+.1f} (L2 ε=3, 3 blocks)",
+            "ours": (f"{ours} ({values['comparison']}; {preset} preset)" if ours else
+                     f"no paired comparison ({preset} preset)"),
+            "ci": ci or "–",
+            "verdict": values["verdict"]}

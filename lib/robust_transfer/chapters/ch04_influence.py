@@ -247,3 +247,19 @@ def headline(studies: dict, n_boot: int = 2000) -> dict:
                              f"{len(targets)} influence targets"
                              + (f" ({', '.join(above)})" if above else ""))
     return out
+
+
+def results_row(values: dict, preset: str) -> dict:
+    """The introduction's row for the influence claim (see ``common.ROW_FIELDS``): the top-1
+    same-class share natural vs robust and the paired difference's CI."""
+    have = bool(values.get("target"))
+    return {"claim": "The most influential training image shares the test image's class more "
+                     "often with a robust source",
+            "paper": f"top-1 same class {values['paper_top1_natural']:.2f}% -> "
+                     f"{values['paper_top1_robust']:.2f}% (CIFAR-10, n = 3200)",
+            "ours": (f"{values['top1_natural']:.1f}% -> {values['top1_robust']:.1f}% "
+                     f"({values['target']}; {preset} preset)" if have else
+                     f"no natural/robust pair ({preset} preset)"),
+            "ci": (f"difference {values['top1_diff']:+.1f} [{values['top1_diff_lo']:+.1f}, "
+                   f"{values['top1_diff_hi']:+.1f}] points" if have else "–"),
+            "verdict": values["verdict"]}

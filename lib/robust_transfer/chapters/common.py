@@ -8,7 +8,7 @@ import numpy as np
 from ..progress import is_interactive
 
 __all__ = ["STYLE", "use_style", "colours", "family_colours", "log2_axis", "band", "show_image",
-           "fmt_ci", "verdict", "is_interactive", "glue"]
+           "fmt_ci", "verdict", "is_interactive", "glue", "glue_all", "ROW_FIELDS"]
 
 #: readable at the book's page width (figures are drawn about 10 in wide and shown ~7 in)
 STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
@@ -92,3 +92,15 @@ def glue(name: str, value, display: bool = False):
         value = value.item()
     _glue(name, value, display=display)
     return value
+
+
+#: the columns of the introduction's "results at a glance" table, glued per chapter as
+#: ``<chapter>_row_<field>`` (see each chapter module's ``results_row``)
+ROW_FIELDS = ("claim", "paper", "ours", "ci", "verdict")
+
+
+def glue_all(prefix: str, values: dict) -> dict:
+    """Glue every ``values[name]`` as ``<prefix>_<name>``; returns ``values``."""
+    for name, value in values.items():
+        glue(f"{prefix}_{name}", value)
+    return values

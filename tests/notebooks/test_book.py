@@ -1,7 +1,7 @@
 """Every notebook runs on the tiny preset with papermill, and the book builds strictly."""
 import pytest
 
-from robust_transfer import book
+from robust_transfer import build
 
 
 @pytest.fixture(scope="module")
@@ -13,8 +13,8 @@ def built(tiny_book):
 def test_every_notebook_executes_on_tiny(built):
     import nbformat
     _, src, times = built
-    assert len(times) == len(book.notebooks()) == 5
-    for nb in book.notebooks():
+    assert len(times) == len(build.notebooks()) == 5
+    for nb in build.notebooks():
         executed = nbformat.read(src / "notebooks" / nb.name, as_version=4)
         outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
         assert not [o for o in outputs if o.get("output_type") == "error"], nb.name
@@ -24,7 +24,7 @@ def test_every_notebook_executes_on_tiny(built):
 def test_book_builds_strictly_with_figures(tiny_book):
     html = tiny_book.html  # build.build(src, out), shared with test_browser.py
     assert (html / "index.html").exists()
-    for nb in book.notebooks():
+    for nb in build.notebooks():
         page = html / "notebooks" / f"{nb.stem}.html"
         assert page.exists(), page
         text = page.read_text()
@@ -38,7 +38,7 @@ SECTION1 = "02_transfer_vs_sample_size"
 
 def _run(name, out, **parameters):
     import papermill as pm
-    nb = next(p for p in book.notebooks() if p.stem == name)
+    nb = next(p for p in build.notebooks() if p.stem == name)
     return pm.execute_notebook(str(nb), str(out), kernel_name="python3", progress_bar=False,
                                parameters={"preset": "tiny", **parameters}, cwd=str(nb.parent))
 

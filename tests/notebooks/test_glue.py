@@ -1,0 +1,98 @@
+"""The notebook contract: every headline number a chapter glues is read back from its executed
+tiny notebook and checked against the library's own result for the same configuration (computed
+here from the same caches and results store), and the introduction's results table shows each
+chapter's glued verdict."""
+import ast
+import math
+
+import nbformat
+import pytest
+
+from robust_transfer import config, influence_study, shape_bias, stats, sweep, zoo
+from robust_transfer.chapters import ch00_data, ch01_source_models, ch02_transfer, ch03_shape_bias
+from robust_transfer.chapters import ch04_influence, common
+from robust_transfer.store import Store
+
+
+def glued(path) -> dict:
+    """``{name: value}`` of every ``myst_nb.glue`` output in the executed notebook ``path``."""
+    out = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        for o in cell.get("outputs", []):
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                text = o["data"]["text/plain"]
+                out[name] = float("nan") if text == "nan" else ast.literal_eval(text)
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    return a == b
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return config.resolve("tiny")
+
+
+@pytest.fixture(scope="module")
+def values(tiny_book):
+    return {nb.stem[:2]: glued(nb) for nb in sorted((tiny_book.src / "notebooks").glob("0*.ipynb"))}
+
+
+def _check(values: dict, prefix: str, expected: dict) -> None:
+    got = {k[len(prefix) + 1:]: v for k, v in values.items() if k.startswith(prefix + "_")
+           and not k.startswith(prefix + "_row_")}
+    assert set(got) == set(expected), (prefix, set(got) ^ set(expected))
+    bad = {k: (got[k], v) for k, v in expected.items() if not _same(got[k], v)}
+    assert not bad, (prefix, bad)
+
+
+def _check_row(values: dict, prefix: str, expected: dict) -> None:
+    row = {f: values[f"{prefix}_row_{f}"] for f in common.ROW_FIELDS}
+    assert row == expected
+
+
+def test_ch00_glues_the_library_numbers(values, cfg):
+    _check(values["00"], "ch00", ch00_data.headline(ch00_data.sizes_table(cfg)))
+
+
+def test_ch01_glues_the_library_numbers(values, cfg):
+    grid = zoo.load_grid(cfg.sources)
+    table = zoo.table(cfg.sources, grid=grid)
+    alignment = ch01_source_models.adversarial_study(cfg, grid)["alignment"]
+    _check(values["01"], "ch01", ch01_source_models.headline(table, alignment))
+
+
+def test_ch02_glues_the_library_numbers(values, cfg):
+    df = Store(cfg.preset).frame(sweep.grid(cfg))
+    expected = ch02_transfer.headline(stats.deltas(df), stats.shrinkage(df))
+    _check(values["02"], "ch02", expected)
+    _check_row(values["02"], "ch02", ch02_transfer.results_row(expected, cfg.preset))
+
+
+def test_ch03_glues_the_library_numbers(values, cfg):
+    summary = shape_bias.summarize(shape_bias.evaluate_sources(cfg, progress=False))
+    expected = ch03_shape_bias.headline(summary, shape_bias.transfer_link(cfg, None, summary))
+    _check(values["03"], "ch03", expected)
+    _check_row(values["03"], "ch03", ch03_shape_bias.results_row(expected, cfg.preset))
+
+
+def test_ch04_glues_the_library_numbers(values, cfg):
+    studies = influence_study.run_studies(influence_study.families(cfg.sources), cfg,
+                                          progress=False)
+    expected = ch04_influence.headline(studies)
+    _check(values["04"], "ch04", expected)
+    _check_row(values["04"], "ch04", ch04_influence.results_row(expected, cfg.preset))
+
+
+def test_introduction_shows_each_chapters_row(tiny_book, values):
+    """The results table is rendered from the glued rows: every cell's text is on the page."""
+    import html as html_lib
+    page = html_lib.unescape((tiny_book.html / "book" / "intro.html").read_text())
+    assert "Results at a glance" in page
+    for ch in ("02", "03", "04"):
+        for field in common.ROW_FIELDS:
+            assert str(values[ch][f"ch{ch}_row_{field}"]) in page, (ch, field)
