@@ -66,3 +66,59 @@ def test_section1_reruns_with_other_parameters(tmp_path):
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", ""))
                    for c in nb.cells for o in c.get("outputs", []))
     assert "2 unfrozen block" in text and "digits" in text
+
+
+# ---------------------------------------------------------------- papermill's command line
+def _papermill(*args, cwd):
+    """Run the ``papermill`` command line (not the Python API), as a user types it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    exe = Path(sys.executable).with_name("papermill")
+    return subprocess.run([str(exe), *map(str, args), "--no-progress-bar"], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def _markdown_and_text(path) -> str:
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    return "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", ""))
+                   + str(o.get("data", {}).get("text/html", ""))
+                   for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_papermill_command_line_takes_json_lists(tmp_path):
+    """The README's example with -p JSON lists (on the tiny preset)."""
+    nb = build.ROOT / "notebooks" / f"{SECTION1}.ipynb"
+    done = _papermill(nb, tmp_path / "out.ipynb", "-p", "preset", "tiny", "-p", "targets",
+                      '["digits"]', "-p", "seeds", "[3]", "-p", "n_values", "[10, 20]",
+                      "-p", "unfrozen_blocks", "[1]", cwd=nb.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = _markdown_and_text(tmp_path / "out.ipynb")
+    assert "1 unfrozen block" in text and "'digits'" in text and "textures" not in text
+
+
+def test_papermill_command_line_takes_yaml_and_a_parameters_file(tmp_path):
+    nb = build.ROOT / "notebooks" / "00_data.ipynb"
+    done = _papermill(nb, tmp_path / "y.ipynb", "-y", "{preset: tiny, targets: [digits]}",
+                      cwd=nb.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "textures" not in _markdown_and_text(tmp_path / "y.ipynb")
+    params = tmp_path / "params.yaml"
+    params.write_text("preset: tiny\ntargets:\n  - textures\n")
+    done = _papermill(nb, tmp_path / "f.ipynb", "-f", params, cwd=nb.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = _markdown_and_text(tmp_path / "f.ipynb")
+    assert "textures" in text and "digits" not in text
+
+
+def test_papermill_command_line_stops_bad_values_in_the_config_cell(tmp_path):
+    import nbformat
+    nb = build.ROOT / "notebooks" / f"{SECTION1}.ipynb"
+    done = _papermill(nb, tmp_path / "out.ipynb", "-p", "preset", "tiny", "-p", "targets",
+                      '["digits"]', "-p", "n_values", "[5000]", cwd=nb.parent)
+    assert done.returncode != 0 and "n_values=5000 is not allowed" in done.stderr
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    failed = [c for c in executed.cells if c.cell_type == "code"
+              and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    assert len(failed) == 1 and "config.resolve(" in failed[0].source
