@@ -5,7 +5,11 @@
   ``const THEBE_JS_URL`` is a SyntaxError in every browser console. Each script is written once.
 * The pydata theme's templates read ``default_mode`` (light / dark / auto); left empty, the theme
   logs "Got invalid theme mode" on a first visit. It is "auto" unless the book sets it.
+* ``static/book.css``: glued numbers in normal weight (myst-nb pastes them bold).
 """
+from pathlib import Path
+
+STATIC = Path(__file__).parent / "static"
 
 
 def _clean_context(app, pagename, templatename, context, doctree):
@@ -21,6 +25,12 @@ def _clean_context(app, pagename, templatename, context, doctree):
         context["default_mode"] = "auto"
 
 
+def _add_static(app, config):
+    config.html_static_path = [*config.html_static_path, str(STATIC)]
+
+
 def setup(app):
+    app.connect("config-inited", _add_static)
+    app.add_css_file("book.css")
     app.connect("html-page-context", _clean_context, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
