@@ -19,9 +19,9 @@ def glued(path) -> dict:
     out = {}
     for cell in nbformat.read(path, as_version=4).cells:
         for o in cell.get("outputs", []):
-            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name:
-                text = o["data"]["text/plain"]
+            glue = o.get("metadata", {}).get("scrapbook", {})
+            if glue.get("name"):
+                name, text = glue["name"], o["data"][glue.get("mime_prefix", "") + "text/plain"]
                 out[name] = float("nan") if text == "nan" else ast.literal_eval(text)
     return out
 
