@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import math
 import time
 import weakref
 
@@ -171,13 +172,78 @@ def _logreg_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: int):
     return mean.float(), std.float(), weight.detach().float(), bias.detach().float()
 
 
+PAD = 4              # crop padding (pixels, zero fill)
+JITTER = 0.25        # brightness / contrast / saturation factors in [1 - JITTER, 1 + JITTER]
+MAX_DEGREES = 2.0    # rotation angle in [-MAX_DEGREES, MAX_DEGREES]
+
+
+def _augment_params(n: int, channels: int) -> dict:
+    """Per-image random parameters of :func:`_augment`, drawn from torch's global RNG (on the
+    CPU, as torchvision's transforms do): crop offsets ``dy, dx`` in 0..2*PAD (pixels into the
+    padded image), ``flip`` (bool), jitter factors ``brightness, contrast, saturation`` in
+    [0.75, 1.25] (saturation 1 unless ``channels == 3``) and ``angle`` in [-2, 2] degrees."""
+    def factor():
+        return 1 + JITTER * (2 * torch.rand(n) - 1)
+    return dict(dy=torch.randint(0, 2 * PAD + 1, (n,)), dx=torch.randint(0, 2 * PAD + 1, (n,)),
+                flip=torch.rand(n) < 0.5, brightness=factor(), contrast=factor(),
+                saturation=factor() if channels == 3 else torch.ones(n),
+                angle=MAX_DEGREES * (2 * torch.rand(n) - 1))
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    """Luma (ITU-R 601, as torchvision) of RGB images, shape (N, 1, H, W); grey images as they are."""
+    if x.shape[1] != 3:
+        return x
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+
+
+def _augment_with(x: torch.Tensor, *, dy, dx, flip, brightness, contrast, saturation,
+                  angle) -> torch.Tensor:
+    """Every image of the batch ``x`` (N, C, H, W, values in [0, 1]) augmented with its own
+    parameters (1-D tensors of length N, see :func:`_augment_params`), on ``x``'s device.
+
+    Geometry in one nearest-neighbour resampling with zero fill (exact pixel copies): the crop
+    at offset ``dy, dx`` of ``x`` zero-padded by PAD (a translation by ``dx - PAD, dy - PAD``
+    pixels), the horizontal ``flip``, and the rotation by ``angle`` degrees (counter-clockwise)
+    about the centre; each equals torchvision's ``crop`` of the padded image, ``hflip`` and
+    ``rotate`` (nearest, fill 0). Then colour jitter as torchvision's ``adjust_*`` functions,
+    clamped to [0, 1] after each: brightness, contrast (blend with the image's mean luma),
+    saturation (blend with the luma; RGB only). The per-image torchvision chain jitters before
+    it rotates; here the rotation's zero-filled corners (a few pixels at 2 degrees) are
+    jittered too. Neutral parameters (dy = dx = PAD, no flip, factors 1, angle 0) return ``x``.
+    """
+    n, c, h, w = x.shape
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+
+    def per_image(v):
+        return torch.as_tensor(v).to(x.device, dtype)
+    rad = per_image(angle) * (math.pi / 180)
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    mirror = 1 - 2 * per_image(flip)
+    # output (u, v) reads the input at  flip(rotate(u, v)) + shift,  in affine_grid's [-1, 1]
+    # coordinates (align_corners=False), the aspect ratio entering for non-square images
+    theta = torch.stack([torch.stack([mirror * cos, -mirror * sin * h / w,
+                                      2 * (per_image(dx) - PAD) / w], 1),
+                         torch.stack([sin * w / h, cos, 2 * (per_image(dy) - PAD) / h], 1)], 1)
+    grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
+    out = F.grid_sample(x.to(dtype), grid, mode="nearest", padding_mode="zeros",
+                        align_corners=False)
+    b, k, s = (per_image(f).view(n, 1, 1, 1) for f in (brightness, contrast, saturation))
+    out.mul_(b).clamp_(0, 1)
+    mean = _grey(out).mean((1, 2, 3), keepdim=True)    # (before ``out`` changes in place)
+    out.mul_(k).add_((1 - k) * mean).clamp_(0, 1)
+    if c == 3:
+        grey = _grey(out).mul_(1 - s)
+        out.mul_(s).add_(grey).clamp_(0, 1)
+    return out.to(x.dtype)
+
+
 def _augment(x: torch.Tensor) -> torch.Tensor:
-    """The paper's training augmentation per image: crop (pad 4), flip, jitter 0.25, rotate 2°."""
-    from torchvision.transforms import v2
-    tf = v2.Compose([v2.RandomCrop(x.shape[-1], padding=4), v2.RandomHorizontalFlip(),
-                     v2.ColorJitter(0.25, 0.25, 0.25 if x.shape[1] == 3 else 0.0),
-                     v2.RandomRotation(2)])
-    return torch.stack([tf(img) for img in x]).clamp(0, 1)
+    """The paper's training augmentation, batched on ``x``'s device: per image a random crop
+    (padding 4), horizontal flip (p = 0.5), colour jitter 0.25 (saturation for RGB only) and a
+    rotation of up to 2 degrees; parameters from torch's global RNG (:func:`_augment_params`).
+    Same shape, dtype and device as ``x``; values in [0, 1]."""
+    return _augment_with(x, **_augment_params(len(x), x.shape[1]))
 
 
 def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfrozen_blocks: int,

@@ -128,3 +128,111 @@ def test_run_end_to_end_with_zoo_spec(source, monkeypatch):
     assert r["seconds"] > 0 and r["fast_path"]
     again = transfer.run("tiny/fmnist/l2/1.0/s1", "digits", 16, 0, 0, cfg, model=source)
     assert len(calls) == 1 and again["test_acc"] == r["test_acc"]
+
+
+# ----------------------------------------------------------------------------- augmentation
+def _neutral(n, **kw):
+    """Parameters of ``transfer._augment_with`` that change nothing, with ``kw`` replaced."""
+    p = dict(dy=torch.full((n,), transfer.PAD), dx=torch.full((n,), transfer.PAD),
+             flip=torch.zeros(n, dtype=torch.bool), brightness=torch.ones(n),
+             contrast=torch.ones(n), saturation=torch.ones(n), angle=torch.zeros(n))
+    return {**p, **{k: torch.as_tensor(v) for k, v in kw.items()}}
+
+
+@pytest.mark.parametrize("shape,dtype", [((6, 3, 32, 32), torch.float32),
+                                         ((5, 1, 28, 28), torch.float32),
+                                         ((4, 3, 24, 40), torch.float64)])
+def test_augment_keeps_shape_dtype_device_and_range(shape, dtype):
+    torch.manual_seed(0)
+    x = torch.rand(shape, dtype=dtype)
+    torch.manual_seed(10)
+    out = transfer._augment(x)
+    assert out.shape == x.shape and out.dtype == dtype and out.device == x.device
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    assert not torch.equal(out, x)
+    torch.manual_seed(10)
+    assert torch.equal(transfer._augment(x), out)         # seeded by torch's global RNG
+
+
+def test_augment_params_ranges():
+    torch.manual_seed(1)
+    p = transfer._augment_params(2000, 3)
+    assert set(p["dy"].tolist()) == set(p["dx"].tolist()) == set(range(2 * transfer.PAD + 1))
+    assert 0.4 < p["flip"].float().mean() < 0.6
+    for k in ("brightness", "contrast", "saturation"):
+        assert 0.75 <= float(p[k].min()) < 0.76 and 1.24 < float(p[k].max()) <= 1.25
+    assert -2 <= float(p["angle"].min()) < -1.9 and 1.9 < float(p["angle"].max()) <= 2
+    assert torch.equal(transfer._augment_params(50, 1)["saturation"], torch.ones(50))
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_augment_neutral_parameters_are_the_identity(c):
+    x = torch.rand(4, c, 24, 40)
+    assert torch.equal(transfer._augment_with(x, **_neutral(4)), x)
+
+
+def test_augment_flips_and_crops_are_translations_of_the_padded_image():
+    x = torch.rand(3, 3, 32, 32)
+    flip = torch.tensor([True, False, True])
+    out = transfer._augment_with(x, **_neutral(3, flip=flip))
+    assert torch.equal(out[0], x[0].flip(-1)) and torch.equal(out[1], x[1])
+    assert torch.equal(out[2], x[2].flip(-1))
+    dy, dx = torch.tensor([0, 8, 3]), torch.tensor([8, 0, 5])
+    out = transfer._augment_with(x, **_neutral(3, dy=dy, dx=dx))
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    for i in range(3):
+        assert torch.equal(out[i], padded[i, :, dy[i]:dy[i] + 32, dx[i]:dx[i] + 32])
+    both = transfer._augment_with(x, **_neutral(3, dy=dy, dx=dx, flip=flip))
+    assert torch.equal(both[0], out[0].flip(-1))           # crop, then flip
+
+
+def test_augment_rotation_keeps_a_constant_image_inside_and_fills_corners_with_zero():
+    x = torch.full((3, 1, 32, 32), 0.6)
+    out = transfer._augment_with(x, **_neutral(3, angle=[2.0, -2.0, 1.0]))
+    yy, xx = torch.meshgrid(torch.arange(32.) - 15.5, torch.arange(32.) - 15.5, indexing="ij")
+    inside = (yy ** 2 + xx ** 2).sqrt() < 15
+    assert torch.all(out[:, 0][:, inside] == x[0, 0, 0, 0])
+    assert set(out.unique().tolist()) == {0.0, x[0, 0, 0, 0].item()}
+
+
+def test_augment_matches_torchvision_functionals():
+    """Geometry equals torchvision's crop of the padded image, hflip and rotate (nearest), up to
+    rounding ties; jitter equals adjust_brightness / contrast / saturation after it."""
+    from torchvision.transforms.v2 import functional as TF
+    torch.manual_seed(2)
+    x = torch.rand(8, 3, 32, 32)
+    p = transfer._augment_params(8, 3)
+    out = transfer._augment_with(x, **p)
+    ref = []
+    for i in range(8):
+        im = TF.crop(torch.nn.functional.pad(x[i], (4, 4, 4, 4)), int(p["dy"][i]),
+                     int(p["dx"][i]), 32, 32)
+        im = TF.rotate(TF.hflip(im) if p["flip"][i] else im, float(p["angle"][i]))
+        im = TF.adjust_brightness(im, float(p["brightness"][i]))
+        im = TF.adjust_contrast(im, float(p["contrast"][i]))
+        ref.append(TF.adjust_saturation(im, float(p["saturation"][i])))
+    close = (out - torch.stack(ref)).abs().amax(1) < 1e-4
+    assert close.float().mean() > 0.99
+
+
+def test_augment_images_are_independent():
+    torch.manual_seed(3)
+    x = torch.rand(1, 3, 32, 32).expand(6, -1, -1, -1).contiguous()
+    out = transfer._augment(x)
+    assert len({out[i].sum().item() for i in range(6)}) == 6     # own parameters per image
+    p = transfer._augment_params(6, 3)
+    y = torch.rand(6, 3, 32, 32)
+    batch = transfer._augment_with(y, **p)
+    for i in range(6):                                          # image i depends only on image i
+        one = transfer._augment_with(y[i:i + 1], **{k: v[i:i + 1] for k, v in p.items()})
+        assert torch.allclose(batch[i:i + 1], one, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_augment_runs_on_the_tensors_device():
+    torch.manual_seed(4)
+    x = torch.rand(4, 3, 32, 32)
+    p = transfer._augment_params(4, 3)
+    out = transfer._augment_with(x.cuda(), **p)
+    assert out.is_cuda
+    assert (out.cpu() - transfer._augment_with(x, **p)).abs().amax(1).lt(1e-4).float().mean() > 0.99
