@@ -1,0 +1,359 @@
+"""The command line: ``python -m robust_transfer <command>`` (or the ``robust-transfer`` script).
+
+Commands (each takes the parameters of :func:`robust_transfer.config.resolve`, the same names
+and checks as the notebooks' ``parameters`` cells):
+
+``sources``  train or fetch the preset's sources once (before a fan-out of sweep workers).
+``sweep``    run Section 1's grid, or the part of it the parameters select, into a store;
+             prints what it will cost first.
+``status``   per source and target: runs done / missing / failed in the store, and what the
+             missing ones will cost (counts and device-hours from a short calibration).
+``book``     build the book (``python -m robust_transfer.book``).
+
+Parameters: ``--preset NAME``, ``--config params.yaml`` (a YAML mapping of parameters, may
+hold ``preset``), ``--set key=value`` (repeatable; the value is read as papermill's ``-p``
+text is: ``--set targets='["digits"]' --set epochs=5``). Later ones win: the file, then each
+``--set``; ``--preset`` over a preset in the file. A bad value stops with the message of
+``config.resolve`` (naming the parameter) and exit status 2, before any compute.
+
+Exit status: 0 done; 1 some sweep tasks failed (records in ``<store>/failed``) or data / a
+source is not available; 2 bad parameters.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from . import build, config, cost, data, sweep, transfer, zoo
+from .store import Store
+
+__all__ = ["main", "parameters", "resolve_args"]
+
+DESCRIPTION = ("Adversarially-trained deep nets transfer better (Utrera et al., ICLR 2021): train or "
+               "fetch sources, run the transfer sweep, see its status and cost, build the book.")
+
+
+class UsageError(Exception):
+    """A bad command line (exit status 2)."""
+
+
+def _prog() -> str:
+    return ("python -m robust_transfer" if Path(sys.argv[0]).name == "__main__.py"
+            else "robust-transfer")
+
+
+def _config_options(p: argparse.ArgumentParser, store: bool = True) -> None:
+    g = p.add_argument_group("parameters (config.resolve)")
+    g.add_argument("--preset", help="tiny, mini (default) or paper")
+    g.add_argument("--config", metavar="FILE", type=Path,
+                   help="YAML mapping of parameters (may hold preset)")
+    g.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="sets",
+                   help="one parameter, e.g. --set targets='[\"digits\"]' (repeatable)")
+    if store:
+        p.add_argument("--store", metavar="NAME",
+                       help="results store: a name under the cache's results/ or a path "
+                            "(default: the preset's name, as notebook 02)")
+
+
+def _cost_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cost estimate")
+    g.add_argument("--no-calibrate", action="store_true",
+                   help="print counts only (no timing of the architecture on this device)")
+    g.add_argument("--calibration-seconds", type=float, default=3.0, metavar="S",
+                   help="time budget of the calibration per architecture (default 3)")
+    g.add_argument("--calibration-batch", type=int, default=None, metavar="N",
+                   help="images per timed step (default: about 0.25 s of forward on a CPU, "
+                        "128 on a GPU)")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of :func:`main`."""
+    ap = argparse.ArgumentParser(prog=_prog(), description=DESCRIPTION,
+                                 epilog="'<command> --help' for each command's options")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="command")
+    p = sub.add_parser("sources", help="train or fetch the preset's sources")
+    _config_options(p, store=False)
+    p = sub.add_parser("sweep", help="run the transfer grid (or a part) into a store")
+    _config_options(p)
+    g = p.add_argument_group("executor (sweep.run)")
+    g.add_argument("--executor", choices=sweep.EXECUTORS, default=None,
+                   help="serial (default), processes (local), dask (LocalCluster or --scheduler)")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes / local Dask workers (default: every core)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (implies dask)")
+    g.add_argument("--retries", type=int, default=2, metavar="N",
+                   help="extra attempts of a failing task before it is recorded (default 2)")
+    _cost_options(p)
+    p = sub.add_parser("status", help="done / missing / failed runs and the cost of the rest")
+    _config_options(p)
+    _cost_options(p)
+    p = sub.add_parser("book", help="build the book (python -m robust_transfer.book)")
+    p.add_argument("--preset", default="mini")
+    p.add_argument("--out", default="_build", type=Path)
+    p.add_argument("--only", nargs="*", help="notebook stems to execute (default: all)")
+    return ap
+
+
+# ----------------------------------------------------------------------------- parameters
+def parameters(config_file: Path | None = None, sets=(), preset: str | None = None
+               ) -> tuple[str, dict]:
+    """``(preset, overrides)`` from a YAML file, ``key=value`` texts and a preset name, for
+    ``config.resolve(preset, **overrides)``; values of ``sets`` stay text (``resolve`` parses
+    them as it parses papermill's)."""
+    params: dict = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(Path(config_file).read_text())
+        except OSError as err:
+            raise UsageError(f"--config {config_file}: {err.strerror or err}") from None
+        except yaml.YAMLError as err:
+            raise UsageError(f"--config {config_file} is not valid YAML: {err}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise UsageError(f"--config {config_file} must hold a mapping of parameters "
+                             f"(name: value), not a {type(loaded).__name__}")
+        params.update(loaded or {})
+    for item in sets:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--set {item!r} is not allowed; give KEY=VALUE, e.g. "
+                             f"--set targets='[\"digits\"]'")
+        params[name.strip().replace("-", "_")] = value
+    file_preset = params.pop("preset", None)
+    return str(preset or file_preset or "mini"), params
+
+
+def resolve_args(args):
+    """The validated ``Config`` of parsed ``args`` (``ValueError`` naming a bad parameter)."""
+    preset, overrides = parameters(args.config, args.sets, args.preset)
+    return config.resolve(preset, **overrides)
+
+
+# ----------------------------------------------------------------------------- grid and cost
+def _offline(cfg):
+    """``cfg`` that never downloads: status only reads what is on this machine."""
+    return dataclasses.replace(cfg, allow_download=False)
+
+
+def _expand(cfg) -> list[dict]:
+    """The grid's (source, target, unfrozen_blocks, n, seed) without the data's content hash,
+    for a status where the target data is not on this machine."""
+    return [dict(source=s, target=t, unfrozen_blocks=k, n=n, seed=seed)
+            for s in cfg.sources for t in cfg.targets for k in cfg.unfrozen_blocks
+            for n in cfg.n_values for seed in cfg.seeds if sweep._wanted(cfg, s, k, n)]
+
+
+def _status_frame(cfg, store):
+    """``(sweep.status frame, grid, note)``; when a target's data is not on this machine (and
+    ``cfg`` may not download) the store cannot be compared: the grid is expanded without the
+    data's hashes, every run counts as missing and ``note`` says so."""
+    try:
+        return sweep.status(cfg, store), sweep.grid(cfg), ""
+    except data.DatasetUnavailable as err:
+        runs = _expand(cfg)
+        frame = (pd.DataFrame(runs).groupby(["source", "target"], sort=False).size()
+                 .rename("total").reset_index())
+        frame["done"], frame["missing"], frame["failed"] = pd.NA, frame["total"], pd.NA
+        frame["error"] = ""
+        note = (f"{str(err).split(' (')[0]} and status never downloads. The store's rows are "
+                f"keyed by the data's content hash, so done and failed are unknown ('?') and "
+                f"every run counts as missing; image counts use the registry's split sizes "
+                f"(data.info).")
+        return frame, runs, note
+
+
+def _fmt(v) -> str:
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return "?"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _table(frame, columns) -> str:
+    """A plain-text table of ``frame``'s ``columns`` (numbers right-aligned)."""
+    cells = [[_fmt(v) for v in row] for row in frame[columns].itertuples(index=False)]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c)
+              for i, c in enumerate(columns)]
+    numeric = [c not in ("source", "target") for c in columns]
+
+    def line(vals):
+        return "  ".join(v.rjust(w) if num else v.ljust(w)
+                         for v, w, num in zip(vals, widths, numeric)).rstrip()
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+def _status_table(frame) -> str:
+    cols = ["source", "target", "total", "done", "missing", "failed"]
+    total = {c: (frame[c].sum() if frame[c].notna().all() else pd.NA) for c in cols[2:]}
+    rows = pd.concat([frame[cols], pd.DataFrame([{"source": "all", "target": "", **total}])],
+                     ignore_index=True)
+    for c in cols[2:]:
+        rows[c] = rows[c].map(lambda v: v if pd.isna(v) else int(v)).astype(object)
+    return _table(rows, cols)
+
+
+def cost_report(cfg, runs, total_runs: int, *, done: int | None = None, calibrate=True,
+                batch=None, seconds=3.0, observed=(), out=print) -> float | None:
+    """Print the cost of ``runs`` (the missing runs of ``cfg``'s grid of ``total_runs``, the
+    store holding ``done``): counts, the calibration, the device-hours, and the rate of the
+    grid's finished runs (``observed``: their ``seconds``); returns the estimate in seconds
+    (None without calibration or runs)."""
+    if not runs:
+        out(f"\nnothing missing: the store holds all {total_runs:,} runs of the grid")
+        return None
+    sizes = cost.target_sizes(cfg)
+    c = cost.counts(cfg, runs, sizes)
+    fast = transfer.use_fast_path(cfg)
+    held = ("unknown" if done is None else
+            f"{done:,} of {total_runs:,} ({100 * done / max(total_runs, 1):.0f} %)")
+    out(f"\ncost of the {c['runs']:,} missing runs (grid: {total_runs:,} runs; store holds {held})")
+    out(f"  epochs             {c['epochs']:>16,}  ({cfg.epochs} per run)")
+    out(f"  training images    {c['train_images']:>16,}  (n x epochs; "
+        + ("forward + backward through the k unfrozen blocks and head on cached prefix features)"
+           if fast else "augmentation, " * cfg.augment
+           + "forward through the frozen prefix, forward + backward through the k unfrozen "
+             "blocks and head)"))
+    out(f"  evaluation images  {c['eval_images']:>16,}  (forward: validation {cfg.val_size} x "
+        f"{cfg.epochs + 1} epochs per run = {c['val_images']:,}, test set once per run = "
+        f"{c['test_images']:,})")
+    out(f"  head-init images   {c['init_images']:>16,}  (forward: n per run)")
+    if fast:
+        out(f"  prefix features    {c['prefix_images']:>16,}  (forward through the frozen "
+            f"prefix: train + test split once per source, target and k; assumed not cached)")
+    seconds_total = None
+    if calibrate and runs:
+        cals = cost.calibrate_config(cfg, batch=batch, seconds=seconds)
+        for arch, cal in cals.items():
+            rates = cost.throughput(cal, sorted(set(cfg.unfrozen_blocks)), fast)
+            out(f"calibration: {arch} with random weights on {cal.device}, {cal.input}, batch "
+                f"{cal.batch}, {cal.reps} timed rep(s) in {cal.seconds:.1f} s"
+                + (", augmentation included" if cal.augment and not fast else "")
+                + f"; backward/forward {cal.backward_ratio:.1f} measured at k={cal.k_measured},"
+                  f" other k scaled by their blocks' forward times")
+            out("  training images/s  " + "  ".join(f"k={k}: {r:,.1f}" for k, r in rates.items())
+                + f"   evaluation images/s: {1 / cal.eval_image(0, False):,.1f}"
+                  f" (full forward)")
+        seconds_total = cost.estimate(cfg, runs, sizes, cals)
+        device = next(iter(cals.values())).device
+        unit = "CPU core-hours" if device.startswith("cpu") else "device-hours"
+        h = seconds_total / 3600
+        out("estimate: " + (f"{h:,.0f} {unit}" if h >= 10 else
+                             f"{cost.hours(seconds_total)} ({h:.2f} {unit})")
+            + f" on {device}"
+            + (" (one per sweep worker: divide by --workers for the wall time)"
+               if unit.startswith("CPU") else ", runs one after the other")
+            + "; image passes only: per-step overhead, the head's logistic-regression fit, "
+              "data loading and source training/download are not counted")
+    if len(observed):
+        mean = sum(observed) / len(observed)
+        out(f"the grid's {len(observed):,} finished runs took {mean:.2f} s each on average (wall "
+            f"time, all included): {cost.hours(mean * len(runs))} for the missing runs at that "
+            f"rate")
+    return seconds_total
+
+
+# ----------------------------------------------------------------------------- commands
+def _store(args, cfg):
+    return Store(args.store or cfg.preset)
+
+
+def _observed(store, grid) -> list:
+    """Wall seconds of the finished runs of ``grid`` in ``store``."""
+    if len(grid) == len(store.missing(grid)):
+        return []
+    return store.frame(grid)["seconds"].tolist()
+
+
+def cmd_sources(args, cfg) -> int:
+    grid = zoo.load_grid(cfg.sources, allow_download=cfg.allow_download, progress=True)
+    for sid in cfg.sources:
+        acc = grid[sid][1].get("clean_acc")
+        print(f"{sid}: ready" + (f" (clean accuracy {100 * acc:.1f} %)" if acc else ""))
+    return 0
+
+
+def cmd_status(args, cfg) -> int:
+    store = _store(args, cfg)
+    print(f"preset {cfg.preset}, store {store.path}")
+    frame, grid, note = _status_frame(_offline(cfg), store)
+    print(_status_table(frame))
+    if note:
+        print("note: " + note)
+    failed = frame[frame["failed"].fillna(0) > 0] if "error" in frame else frame.iloc[:0]
+    for row in failed.itertuples(index=False):
+        print(f"failed: {row.source} / {row.target}: {row.error[:200]}")
+    done = None if note else int(frame["done"].sum())
+    missing = grid if note else store.missing(grid)
+    cost_report(cfg, missing, len(grid), done=done, calibrate=not args.no_calibrate,
+                batch=args.calibration_batch, seconds=args.calibration_seconds,
+                observed=[] if note else _observed(store, grid))
+    return 0
+
+
+def cmd_sweep(args, cfg) -> int:
+    store = _store(args, cfg)
+    print(f"preset {cfg.preset}, store {store.path}")
+    grid = sweep.grid(cfg)
+    missing = store.missing(grid)
+    cost_report(cfg, missing, len(grid), done=len(grid) - len(missing),
+                calibrate=not args.no_calibrate, batch=args.calibration_batch,
+                seconds=args.calibration_seconds, observed=_observed(store, grid))
+    if not missing:
+        print("nothing to run: every run of the grid has a row")
+        return 0
+    print(flush=True)
+    ran = sweep.run(cfg, store, executor=args.executor, workers=args.workers,
+                    scheduler=args.scheduler, retries=args.retries, progress=True)
+    failed = list(getattr(ran, "failed", []))
+    left = len(store.missing(grid))
+    print(f"ran {int(ran):,} runs; {len(grid) - left:,} of {len(grid):,} done, {left:,} missing"
+          + (f", {len(failed)} task(s) failed (records in {store.path / 'failed'}; "
+             f"'status' lists them)" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_book(args) -> int:
+    argv = ["--preset", args.preset, "--out", str(args.out)]
+    if args.only:
+        argv += ["--only", *args.only]
+    build.main(argv)
+    return 0
+
+
+def _check_executor(args) -> None:
+    """The executor options' own errors (before any compute)."""
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers {args.workers} is not allowed; give an integer >= 1")
+    if args.retries < 0:
+        raise UsageError(f"--retries {args.retries} is not allowed; give an integer >= 0")
+    if args.scheduler and args.executor not in (None, "dask"):
+        raise UsageError(f"--scheduler needs --executor dask (got --executor {args.executor})")
+
+
+def main(argv=None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.command == "book":
+        return cmd_book(args)
+    try:
+        if args.command == "sweep":
+            _check_executor(args)
+        cfg = resolve_args(args)
+    except (UsageError, ValueError) as err:
+        print(f"{ap.prog} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    commands = {"sources": cmd_sources, "status": cmd_status, "sweep": cmd_sweep}
+    try:
+        return commands[args.command](args, cfg)
+    except (data.DatasetUnavailable, zoo.SourceUnavailable) as err:
+        print(f"{ap.prog} {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
