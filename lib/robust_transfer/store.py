@@ -7,6 +7,11 @@ between its start and its write therefore leaves no row, a row is never half-wri
 never rewritten, and :meth:`Store.missing` tells a resumed sweep exactly what is left to do.
 Each row holds ``key``, ``run``, ``metrics``, ``seconds`` (wall time of the run), ``version``
 (``robust_transfer.__version__``) and ``finished`` (UTC ISO time).
+
+A sweep task that kept failing leaves a *failure record*, never a row:
+``<dir>/failed/<task key>.json`` (:meth:`Store.record_failure`; what it holds is documented in
+``sweep``). A later successful run of that task removes it (:meth:`Store.clear_failure`).
+Every process writing rows or records into one store must see the same directory.
 """
 from __future__ import annotations
 
@@ -18,7 +23,9 @@ from pathlib import Path
 from . import __version__
 from .cache import atomic_write_text, cache_dir, key as cache_key
 
-__all__ = ["Store"]
+__all__ = ["Store", "FAILED_DIR"]
+
+FAILED_DIR = "failed"  # failure records live in <store>/failed/, beside (never among) the rows
 
 
 class Store:
@@ -65,6 +72,38 @@ class Store:
         """The runs of ``grid`` that have no row yet, in grid order."""
         done = self.keys()
         return [run for run in grid if self.key(run) not in done]
+
+    @property
+    def failed_path(self) -> Path:
+        """The folder of failure records (``<dir>/failed``; it may not exist yet)."""
+        return self.path / FAILED_DIR
+
+    def record_failure(self, task_key: str, record: dict) -> Path:
+        """Write (atomically, replacing an older one) the failure record of the task
+        ``task_key``; returns its path. ``record`` must be JSON-able; ``key`` is added."""
+        path = self.failed_path / f"{task_key}.json"
+        return atomic_write_text(path, json.dumps({"key": task_key, **record}, indent=1,
+                                                  default=str))
+
+    def clear_failure(self, task_key: str) -> bool:
+        """Remove the failure record of ``task_key``; True if there was one."""
+        try:
+            (self.failed_path / f"{task_key}.json").unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def failures(self) -> list[dict]:
+        """All failure records, sorted by task key (unreadable ones are skipped)."""
+        out = []
+        for p in sorted(self.failed_path.glob("*.json")):
+            if p.name.startswith("."):
+                continue
+            try:
+                out.append(json.loads(p.read_text()))
+            except (OSError, ValueError):  # removed or replaced meanwhile
+                continue
+        return out
 
     def rows(self) -> list[dict]:
         """All rows as dicts, sorted by key."""

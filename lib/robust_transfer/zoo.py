@@ -24,6 +24,12 @@ sha256 of every file this code downloaded (recorded on first download, verified 
 use). Hashes known in advance are in :data:`PINNED_SHA256` (``None`` = not known here: the first
 download is recorded). A corrupt or truncated cache file is detected (sha256) and re-made
 (re-trained or re-downloaded), never used. Downloads happen only with ``allow_download=True``.
+
+Concurrent workers share this cache safely (``cache.file_lock``): a source is made (trained, or
+downloaded, verified and converted) by one process at a time, under ``sources/<id>-...lock``,
+so workers asking for the same missing source at the same moment make it once (the others
+wait, then load the cached file); every read-modify-write of ``downloads/pins.json`` happens
+under its own lock, so hashes recorded at the same moment by different processes all survive.
 """
 from __future__ import annotations
 
@@ -39,7 +45,7 @@ import pandas as pd
 import torch
 
 from . import attacks, checkpoints, data, models, reference, train
-from .cache import atomic_path, atomic_write_text, cache_dir, key, sha256_file
+from .cache import atomic_path, atomic_write_text, cache_dir, file_lock, key, sha256_file
 from .progress import bar
 
 __all__ = ["SourceSpec", "REGISTRY", "list_sources", "main_sources", "check_id", "spec",
@@ -299,22 +305,40 @@ def load(source_id: str, *, allow_download: bool = False,
     check_id(source_id)
     sp = spec(source_id)
     path = _ckpt_path(sp)
-    if checkpoints.exists(path):
-        try:
-            model, meta = checkpoints.load(path)
-            model.input_format = (sp.in_channels, sp.image_size)
-            return model, _float_keys(meta)
-        except checkpoints.CheckpointError as e:
-            warnings.warn(f"cached source {source_id} is unusable ({e}); re-making it")
-            for p in path.parent.glob(path.name + ".*"):
-                p.unlink()
-    if sp.scale in TRAINED_SCALES:
-        model, meta = _train(sp, progress, allow_download)
-    else:
-        model, meta = _convert(sp, allow_download, progress)
-    meta = checkpoints.save(path, model, meta)
+    cached = _cached(sp, path, repair=False)
+    if cached is not None:
+        return cached
+    # one maker per source across processes: the others wait here, then find the cached file
+    with file_lock(path):
+        cached = _cached(sp, path, repair=True)
+        if cached is not None:
+            return cached
+        if sp.scale in TRAINED_SCALES:
+            model, meta = _train(sp, progress, allow_download)
+        else:
+            model, meta = _convert(sp, allow_download, progress)
+        meta = checkpoints.save(path, model, meta)
     model.input_format = (sp.in_channels, sp.image_size)
     return model.eval(), _float_keys(meta)
+
+
+def _cached(sp: SourceSpec, path: Path, *, repair: bool):
+    """``(model, metadata)`` from the cached checkpoint ``path``, or None if there is none or
+    it is unusable. ``repair`` (only while holding the source's lock) warns and deletes an
+    unusable checkpoint; without the lock it may be one another process is writing right now."""
+    if not checkpoints.exists(path):
+        return None
+    try:
+        model, meta = checkpoints.load(path)
+    except checkpoints.CheckpointError as e:
+        if repair:
+            warnings.warn(f"cached source {sp.id} is unusable ({e}); re-making it")
+            for p in path.parent.glob(path.name + ".*"):
+                if p.suffix != ".lock":  # the lock we hold
+                    p.unlink()
+        return None
+    model.input_format = (sp.in_channels, sp.image_size)
+    return model, _float_keys(meta)
 
 
 def _float_keys(meta: dict) -> dict:
@@ -367,6 +391,18 @@ def _read_pins() -> dict:
         ) from None
 
 
+def _record_pin(name: str, digest: str) -> str:
+    """Record ``digest`` as the sha256 of the downloaded file ``name`` unless a pin exists;
+    returns the pin now recorded. Read, update and atomic write happen under the pins file's
+    lock, so concurrent processes recording different files never drop each other's pins."""
+    with file_lock(_pins_path()):
+        pins = _read_pins()
+        if name not in pins:
+            atomic_write_text(_pins_path(), json.dumps({**pins, name: digest}, indent=1))
+            return digest
+        return pins[name]
+
+
 def _fetch_url(url: str, dest: Path, progress: bool) -> None:
     """Download ``url`` to ``dest`` atomically (replaced in tests by a stand-in writer)."""
     with atomic_path(dest) as tmp:
@@ -402,12 +438,11 @@ def _verified_download(sp: SourceSpec, allow_download: bool, progress: bool) -> 
                 *((origin,) if sp.scale == "paper" else (name,)), dest, progress)
             fresh = True
         digest = sha256_file(dest)
-        pins = _read_pins()
-        pinned = PINNED_SHA256.get(name) or pins.get(name)
+        pinned = PINNED_SHA256.get(name) or _read_pins().get(name)
         ok = digest == pinned if pinned else digest.startswith(_SHA_PREFIX.get(name, ""))
         if ok and pinned is None and fresh:  # first download: record the hash
-            atomic_write_text(_pins_path(), json.dumps({**pins, name: digest}, indent=1))
-            pinned = digest
+            pinned = _record_pin(name, digest)
+            ok = digest == pinned  # another process may have recorded it first
         if ok:
             return dest, pinned
         dest.unlink()

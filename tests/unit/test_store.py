@@ -63,3 +63,16 @@ def test_named_store_lives_in_cache(tmp_path, monkeypatch):
     path = store.add(_run(10), {"test_acc": 1.0}, 0.1)
     row = json.loads(path.read_text())
     assert row["run"] == _run(10) and row["metrics"] == {"test_acc": 1.0}
+
+
+def test_failure_records_live_beside_the_rows(tmp_path):
+    store = Store(tmp_path / "s")
+    store.add(_run(10), {"test_acc": 1.0}, 1.0)
+    assert store.failures() == [] and not store.clear_failure("0123456789abcdef")
+    path = store.record_failure("0123456789abcdef", {"error": "ValueError", "runs": ["k1"]})
+    assert path == tmp_path / "s" / "failed" / "0123456789abcdef.json"
+    store.record_failure("0123456789abcdef", {"error": "OSError", "runs": ["k1"]})  # replaced
+    assert store.failures() == [{"key": "0123456789abcdef", "error": "OSError", "runs": ["k1"]}]
+    # never a row: keys(), rows(), frame() and missing() do not see failure records
+    assert len(store) == 1 and len(store.rows()) == 1 and len(store.frame()) == 1
+    assert store.clear_failure("0123456789abcdef") and store.failures() == []

@@ -1,5 +1,7 @@
-"""Sweep grid expansion, resume without recomputation, killed runs leave no row."""
+"""Sweep grid expansion, tasks, resume without recomputation, killed runs leave no row,
+retries and failure records, status (in-process; other executors: test_executors.py)."""
 import dataclasses
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -79,6 +81,149 @@ def test_client_executor(tmp_path):
     with ThreadPoolExecutor(2) as ex:
         n = sweep.run(cfg, store, progress=False, client=ex, run_fn=Counter(), load_fn=load)
     assert n == len(store) == len(sweep.grid(cfg))
+
+
+def test_tasks_are_cells_in_increasing_n_heaviest_first(tmp_path):
+    cfg, store = _cfg(), Store(tmp_path / "s")
+    tasks = sweep.tasks(cfg, store)
+    # one task per (source, unfrozen_blocks, target, seed); the old grouping made 2 x 2 = 4
+    assert len(tasks) == 2 * 2 * 2 * 2
+    assert len({(t.source, t.unfrozen_blocks, t.target, t.seed) for t in tasks}) == len(tasks)
+    assert all(t.n_values == [10, 20, 40] for t in tasks)
+    assert sorted(Store.key(r) for t in tasks for r in t.runs) == \
+        sorted(Store.key(r) for r in sweep.grid(cfg))
+    assert [t.unfrozen_blocks for t in tasks] == [1] * 8 + [0] * 8  # heaviest first
+    assert tasks[0].source != tasks[1].source   # parallel workers start on different sources
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tasks[0].seed = 5
+    # finished runs leave the task; its key (the cell) stays
+    first = tasks[0]
+    store.add(first.runs[0], {"test_acc": 1.0}, 0.1)
+    again = {t.key: t for t in sweep.tasks(cfg, store)}
+    assert again[first.key].n_values == [20, 40] and len(again) == len(tasks)
+    assert len({t.key for t in tasks}) == len(tasks)
+    assert {t.key for t in sweep.tasks(_cfg(epochs=5), store)}.isdisjoint(again)
+
+
+def test_source_is_loaded_once_per_process(tmp_path):
+    loads = []
+
+    def counting_load(source, **kw):
+        loads.append(source)
+        return f"model of {source}", {}
+
+    sweep.run(_cfg(), Store(tmp_path / "s"), progress=False, run_fn=Counter(), load_fn=counting_load)
+    assert sorted(loads) == sorted(SOURCES)  # 16 tasks, 2 sources: 2 loads
+
+
+class Failing(Counter):
+    """Raises for the runs of ``cell`` = (source, k, target, seed), the first ``times`` calls."""
+
+    def __init__(self, cell, times=10**9):
+        super().__init__()
+        self.cell, self.left = cell, times
+
+    def __call__(self, source, target, n, k, seed, cfg, *, model=None):
+        if (source, k, target, seed) == self.cell and self.left > 0:
+            self.left -= 1
+            self.calls.append((source, target, n, k, seed))
+            raise ValueError(f"bad cell n={n}")
+        return super().__call__(source, target, n, k, seed, cfg, model=model)
+
+
+CELL = (SOURCES[1], 0, "textures", 1)
+
+
+def test_failing_task_is_retried_then_recorded_and_cleared(tmp_path):
+    cfg, store = _cfg(), Store(tmp_path / "s")
+    total = len(sweep.grid(cfg))
+    fail = Failing(CELL)
+    with pytest.warns(RuntimeWarning, match=r"1 of 16 sweep tasks failed after 3 attempt\(s\) "
+                      r"\(3 runs have no row\).*ValueError: bad cell n=10"):
+        ran = sweep.run(cfg, store, progress=False, run_fn=fail, load_fn=load, retries=2)
+    assert ran == len(store) == total - 3              # the other tasks all finished
+    bad = [c for c in fail.calls if (c[0], c[3], c[1], c[4]) == CELL]
+    assert bad == [(SOURCES[1], "textures", 10, 0, 1)] * 3  # 1 attempt + 2 retries
+    (rec,) = store.failures()
+    assert ran.failed == [rec]
+    assert (rec["source"], rec["unfrozen_blocks"], rec["target"], rec["seed"]) == CELL
+    assert rec["n"] == [10, 20, 40] and rec["attempts"] == 3 and rec["error"] == "ValueError"
+    assert rec["message"] == "bad cell n=10" and "raise ValueError" in rec["traceback"]
+    assert rec["executor"] == "serial" and rec["time"] and len(rec["runs"]) == 3
+    assert (store.failed_path / f"{rec['key']}.json").exists()
+    assert len(store.keys()) == total - 3 and not any("bad" in str(r) for r in store.rows())
+
+    st = sweep.status(cfg, store)
+    assert list(st.columns) == ["source", "target", "total", "done", "missing", "failed", "error"]
+    assert len(st) == 4 and (st["total"] == 12).all() and st["missing"].sum() == 3
+    row = st[(st.source == SOURCES[1]) & (st.target == "textures")].iloc[0]
+    assert (row.done, row.missing, row.failed, row.error) == (9, 3, 3, "ValueError: bad cell n=10")
+    assert (st["done"] + st["missing"] == st["total"]).all() and st["failed"].sum() == 3
+
+    healed = Counter()          # a later successful run removes the stale record
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sweep.run(cfg, store, progress=False, run_fn=healed, load_fn=load) == 3
+    assert len(healed.calls) == 3 and store.failures() == [] and len(store) == total
+    st = sweep.status(cfg, store)
+    assert (st["done"] == 12).all() and (st["failed"] == 0).all() and (st["error"] == "").all()
+
+
+def test_failure_midway_keeps_finished_rows_and_retry_skips_them(tmp_path):
+    cfg, store = _cfg(), Store(tmp_path / "s")
+
+    class Midway(Counter):
+        def __call__(self, source, target, n, k, seed, cfg, *, model=None):
+            if (source, k, target, seed) == CELL and n == 20:
+                self.calls.append((source, target, n, k, seed))
+                raise OSError("disk full")
+            return super().__call__(source, target, n, k, seed, cfg, model=model)
+
+    c = Midway()
+    with pytest.warns(RuntimeWarning, match="OSError: disk full"):
+        sweep.run(cfg, store, progress=False, run_fn=c, load_fn=load, retries=1)
+    cell_calls = [x[2] for x in c.calls if (x[0], x[3], x[1], x[4]) == CELL]
+    assert cell_calls == [10, 20, 20]          # the retry did not redo n=10
+    (rec,) = store.failures()
+    assert rec["n"] == [20, 40] and rec["attempts"] == 2  # only the runs still missing
+
+
+def test_flaky_task_succeeds_on_retry_and_leaves_no_record(tmp_path):
+    cfg, store = _cfg(), Store(tmp_path / "s")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ran = sweep.run(cfg, store, progress=False, run_fn=Failing(CELL, times=1), load_fn=load)
+    assert ran == len(sweep.grid(cfg)) and ran.failed == [] and store.failures() == []
+    # retries=0: the first error is final
+    store2 = Store(tmp_path / "t")
+    with pytest.warns(RuntimeWarning):
+        sweep.run(cfg, store2, progress=False, run_fn=Failing(CELL, times=1), load_fn=load,
+                  retries=0)
+    assert store2.failures()[0]["attempts"] == 1
+
+
+def test_stale_failure_records_are_pruned(tmp_path):
+    cfg, store = _cfg(), Store(tmp_path / "s")
+    sweep.run(cfg, store, progress=False, run_fn=Counter(), load_fn=load)
+    store.record_failure("0123456789abcdef", {"runs": [Store.key(sweep.grid(cfg)[0])]})
+    store.record_failure("fedcba9876543210", {"runs": ["not-a-row"]})
+    assert sweep.run(cfg, store, progress=False, run_fn=Counter(), load_fn=load) == 0
+    assert [r["key"] for r in store.failures()] == ["fedcba9876543210"]
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(executor="threads"), r"executor='threads' is not allowed; allowed: \['serial', "
+                               r"'processes', 'dask'\]"),
+    (dict(workers=0), "workers=0 is not allowed"),
+    (dict(workers=2.5), "workers=2.5 is not allowed"),
+    (dict(retries=-1), "retries=-1 is not allowed"),
+    (dict(executor="processes", scheduler="tcp://x:8786"), "needs executor='dask'"),
+])
+def test_bad_executor_arguments(tmp_path, kw, match):
+    c = Counter()
+    with pytest.raises(ValueError, match=match):
+        sweep.run(_cfg(), Store(tmp_path / "s"), progress=False, run_fn=c, load_fn=load, **kw)
+    assert c.calls == []
 
 
 def test_changed_target_data_gets_new_rows(tmp_path):

@@ -370,3 +370,130 @@ def test_first_download_hash_does_not_unlock_a_full_unpickle(cache, monkeypatch)
     assert "imagenet_linf_4.pt" in pins
     with pytest.raises(checkpoints.CheckpointError, match="not pinned"):
         zoo.load("paper/imagenet/linf/4")
+
+
+# --------------------------------------------- a cache shared by concurrent worker processes
+
+@pytest.mark.parametrize("flock", [True, False], ids=["flock", "o_excl"])
+def test_file_lock_excludes_and_times_out(tmp_path, monkeypatch, flock):
+    """Both kinds of lock (fcntl.flock; O_EXCL lock files where fcntl is missing) exclude other
+    holders, threads of one process included, and give up after ``timeout`` seconds."""
+    import threading
+    from robust_transfer import cache
+    if not flock:
+        monkeypatch.setattr(cache, "fcntl", None)
+    target = tmp_path / "thing"
+    inside, release = threading.Event(), threading.Event()
+
+    def hold():
+        with cache.file_lock(target) as lock:
+            assert lock == tmp_path / "thing.lock" and lock.exists()
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert inside.wait(10)
+    with pytest.raises(TimeoutError, match=r"thing\.lock"):
+        with cache.file_lock(target, timeout=0.2):
+            pass
+    release.set()
+    t.join()
+    with cache.file_lock(target, timeout=1):
+        pass
+    assert (tmp_path / "thing.lock").exists() == flock  # an flock file stays; O_EXCL's is removed
+    assert not target.exists()
+
+
+def _record_pins(cache_dir, names, barrier, lock):
+    """Child process: record a pin for each of ``names`` (``lock=False``: with the lock
+    replaced by a no-op, to show what it prevents). Reading the pins file is slowed by 50 ms so
+    that the read-modify-write windows of the processes overlap (about 1 s of them each)."""
+    import contextlib
+    import os
+    import time
+    os.environ["RT_CACHE_DIR"] = cache_dir
+    from robust_transfer import zoo as z
+    if not lock:
+        z.file_lock = lambda path, **kw: contextlib.nullcontext()
+    read = z._read_pins
+
+    def slow_read():
+        pins = read()
+        time.sleep(0.05)
+        return pins
+
+    z._read_pins = slow_read
+    barrier.wait(120)
+    for name in names:
+        assert z._record_pin(name, name * 2) == name * 2
+
+
+def _spawned(target, args_of, n):
+    """Run ``target(*args_of(i, barrier))`` in ``n`` spawned processes started together; returns
+    their exit codes."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(n)
+    procs = [ctx.Process(target=target, args=args_of(i, barrier)) for i in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    return [p.exitcode for p in procs]
+
+
+@pytest.mark.parametrize("lock", [True, False], ids=["locked", "without_lock"])
+def test_concurrent_processes_record_every_pin(tmp_path, lock):
+    """3 processes record 20 different pins each at the same moment: with the lock all 60
+    survive; without it (the variant; 2 processes suffice) read-modify-write races lose some,
+    so this test would catch a missing lock."""
+    n = 3 if lock else 2
+    names = [[f"file{i}-{j}.pt" for j in range(20)] for i in range(n)]
+    codes = _spawned(_record_pins, lambda i, b: (str(tmp_path), names[i], b, lock), n)
+    assert codes == [0] * n
+    pins = json.loads((tmp_path / "downloads" / "pins.json").read_text())
+    expected = {n: n * 2 for group in names for n in group}
+    if lock:
+        assert pins == expected
+    else:
+        assert set(pins) < set(expected)  # lost updates
+
+
+def _load_same_source(cache_dir, out_dir, barrier):
+    """Child process: load a stand-in downloadable source (its fetcher sleeps 1 s and leaves one
+    marker file per call) at the same moment as the other children."""
+    import os
+    import time
+    os.environ["RT_CACHE_DIR"] = cache_dir
+    torch.set_num_threads(1)
+    real_spec, real_convert = zoo.spec, zoo._convert
+    zoo.spec = lambda sid: (dataclasses.replace(real_spec(sid), arch="resnet18")
+                            if sid.split("/")[0] in ("paper", "salman2020") else real_spec(sid))
+
+    def fetch(url, dest, progress):
+        Path(out_dir, f"fetch-{os.getpid()}").touch()
+        time.sleep(1.0)
+        _write_madry(dest)
+
+    def convert(*args):
+        Path(out_dir, f"convert-{os.getpid()}").touch()
+        return real_convert(*args)
+
+    zoo._fetch_url, zoo._convert = fetch, convert
+    barrier.wait(120)
+    _, meta = zoo.load("paper/imagenet/l2/3", allow_download=True, progress=False)
+    Path(out_dir, f"sha-{os.getpid()}").write_text(meta["sha256"])
+
+
+def test_concurrent_processes_download_a_source_once(tmp_path):
+    """3 processes ask for the same missing downloadable source at once: the first downloads
+    and converts it under the source's lock, the others wait and load the cached checkpoint."""
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    out.mkdir()
+    codes = _spawned(_load_same_source, lambda i, b: (str(cache), str(out), b), 3)
+    assert codes == [0, 0, 0]
+    assert len(list(out.glob("fetch-*"))) == 1 and len(list(out.glob("convert-*"))) == 1
+    shas = {p.read_text() for p in out.glob("sha-*")}
+    assert len(list(out.glob("sha-*"))) == 3 and len(shas) == 1
+    assert list(json.loads((cache / "downloads" / "pins.json").read_text())) == ["imagenet_l2_3_0.pt"]
