@@ -332,9 +332,6 @@ def _parallel(todo, cfg, store, executor, client, workers, scheduler, retries, r
     """Submit the tasks to a pool / Dask / ``client`` and follow them; returns the failure
     records written. A task that raised is queued again until it has had ``retries + 1``
     attempts; a broken process pool is replaced (its in-flight tasks each charged one)."""
-    from concurrent.futures import wait as futures_wait
-    from concurrent.futures.process import BrokenProcessPool
-
     workers = workers or os.cpu_count() or 1
     state = {"env": None, "made": [], "pool": None}  # what this call creates and must undo
     try:

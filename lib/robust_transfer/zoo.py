@@ -343,8 +343,8 @@ def _cached(sp: SourceSpec, path: Path, *, repair: bool):
 
 def _float_keys(meta: dict) -> dict:
     """JSON turns the attack-eps keys into strings: make them floats again."""
-    for key in ("robust_acc", "robust_acc_linf"):
-        meta[key] = {float(k): v for k, v in meta.get(key, {}).items()}
+    for field in ("robust_acc", "robust_acc_linf"):
+        meta[field] = {float(k): v for k, v in meta.get(field, {}).items()}
     return meta
 
 
@@ -489,8 +489,8 @@ def table(ids, *, grid: dict | None = None, progress: bool = True) -> pd.DataFra
         sp, meta = spec(sid), grid[sid][1]
         row = dict(id=sid, family=sp.family, label=sp.label, norm=sp.norm, eps=sp.eps,
                    seed=sp.seed, clean_acc=meta["clean_acc"])
-        for nm, key in (("L2", "robust_acc"), ("Linf", "robust_acc_linf")):
-            for e, acc in sorted(meta.get(key, {}).items()):
+        for nm, field in (("L2", "robust_acc"), ("Linf", "robust_acc_linf")):
+            for e, acc in sorted(meta.get(field, {}).items()):
                 row[f"{nm} {e:g}"] = acc
         row["train_seconds"] = meta.get("train_seconds")
         rows.append(row)

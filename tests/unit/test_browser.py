@@ -8,7 +8,8 @@ import pytest
 from robust_transfer import browser
 
 REASON = browser.unavailable()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"browser check cannot run: {REASON}")
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=f"browser check cannot run: {REASON}"),
+              pytest.mark.slow]  # a Chromium start per test: `make test` runs them, test-fast not
 
 
 def _png(width=3, height=2) -> bytes:

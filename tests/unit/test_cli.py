@@ -35,6 +35,7 @@ def test_bad_values_exit_2_naming_the_parameter_before_any_compute(capsys, monke
         assert "error:" in err and name in err, (argv, err)
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch
 def test_python_m_entry_point_reports_a_bad_value():
     out = subprocess.run([sys.executable, "-m", "robust_transfer", "status", "--preset", "tiny",
                           "--set", "lr=-1"], capture_output=True, text=True, cwd=ROOT)

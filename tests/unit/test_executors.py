@@ -15,6 +15,8 @@ from collections import Counter
 
 import pytest
 
+pytestmark = pytest.mark.slow   # several processes each: `make test` runs them, test-fast does not
+
 from robust_transfer import config, sweep, transfer, zoo
 from robust_transfer.cache import cache_dir
 from robust_transfer.store import Store

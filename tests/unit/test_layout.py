@@ -45,6 +45,12 @@ def test_importing_the_engine_loads_no_display_library():
     assert out.stdout.strip() == "[]"
 
 
+def test_pure_modules_import_nothing_local():
+    """images (transforms) and influence (maths) stand alone: no sibling import at all."""
+    for name in ("images", "influence"):
+        assert not [sib for _, sib, _ in _imports(PACKAGE / f"{name}.py") if sib], name
+
+
 def test_sibling_imports_are_at_the_top():
     hidden = [(p.name, mod) for p in ENGINE for mod, sib, top in _imports(p) if sib and not top]
     assert not hidden

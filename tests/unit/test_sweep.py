@@ -258,13 +258,3 @@ def test_progress_bar_follows_the_progress_switch(tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("RT_PROGRESS", "1")
     sweep.run(_cfg(), Store(tmp_path / "b"), run_fn=Counter(), load_fn=load)
     assert "transfer runs" in capsys.readouterr().err
-
-
-def test_engine_imports_no_plotting_or_widgets():
-    import subprocess
-    import sys
-    code = ("import sys; import robust_transfer.sweep, robust_transfer.train, "
-            "robust_transfer.stats, robust_transfer.transfer; "
-            "print([m for m in ('matplotlib', 'ipywidgets', 'IPython') if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

@@ -443,6 +443,7 @@ def _spawned(target, args_of, n):
     return [p.exitcode for p in procs]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lock", [True, False], ids=["locked", "without_lock"])
 def test_concurrent_processes_record_every_pin(tmp_path, lock):
     """3 processes record 20 different pins each at the same moment: with the lock all 60
@@ -486,6 +487,7 @@ def _load_same_source(cache_dir, out_dir, barrier):
     Path(out_dir, f"sha-{os.getpid()}").write_text(meta["sha256"])
 
 
+@pytest.mark.slow
 def test_concurrent_processes_download_a_source_once(tmp_path):
     """3 processes ask for the same missing downloadable source at once: the first downloads
     and converts it under the source's lock, the others wait and load the cached checkpoint."""
