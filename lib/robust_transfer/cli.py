@@ -140,14 +140,6 @@ def _offline(cfg):
     return dataclasses.replace(cfg, allow_download=False)
 
 
-def _expand(cfg) -> list[dict]:
-    """The grid's (source, target, unfrozen_blocks, n, seed) without the data's content hash,
-    for a status where the target data is not on this machine."""
-    return [dict(source=s, target=t, unfrozen_blocks=k, n=n, seed=seed)
-            for s in cfg.sources for t in cfg.targets for k in cfg.unfrozen_blocks
-            for n in cfg.n_values for seed in cfg.seeds if sweep._wanted(cfg, s, k, n)]
-
-
 def _status_frame(cfg, store):
     """``(sweep.status frame, grid, note)``; when a target's data is not on this machine (and
     ``cfg`` may not download) the store cannot be compared: the grid is expanded without the
@@ -155,7 +147,7 @@ def _status_frame(cfg, store):
     try:
         return sweep.status(cfg, store), sweep.grid(cfg), ""
     except data.DatasetUnavailable as err:
-        runs = _expand(cfg)
+        runs = sweep.cells(cfg)
         frame = (pd.DataFrame(runs).groupby(["source", "target"], sort=False).size()
                  .rename("total").reset_index())
         frame["done"], frame["missing"], frame["failed"] = pd.NA, frame["total"], pd.NA

@@ -92,7 +92,8 @@ from .cache import key as cache_key
 from .progress import bar
 from .store import Store
 
-__all__ = ["RECIPE_FIELDS", "EXECUTORS", "Task", "SweepResult", "grid", "tasks", "run", "status"]
+__all__ = ["RECIPE_FIELDS", "EXECUTORS", "Task", "SweepResult", "cells", "grid", "tasks", "run",
+           "status"]
 
 RECIPE_FIELDS = ("epochs", "lr", "head_lr", "batch_size", "frozen_bn", "augment", "val_size")
 EXECUTORS = ("serial", "processes", "dask")
@@ -107,23 +108,30 @@ def _wanted(cfg, source: str, k: int, n: int) -> bool:
             and (not cfg.finetune_max_n or n <= cfg.finetune_max_n))
 
 
-def grid(cfg) -> list[dict]:
-    """All runs of ``cfg`` (one dict per run: source, its weights' revision, target, its data's
-    content hash, unfrozen_blocks, n, seed + recipe).
+def cells(cfg) -> list[dict]:
+    """The (source, target, unfrozen_blocks, n, seed) of every run of ``cfg``, without the
+    weights' and data's hashes (which need the sources and the target data on this machine).
 
     sources x targets x unfrozen_blocks x n_values x seeds, except that runs with
     unfrozen_blocks > 0 are limited to ``cfg.finetune_sources`` and ``cfg.finetune_max_n``.
     """
+    return [dict(source=s, target=t, unfrozen_blocks=k, n=n, seed=seed)
+            for s in cfg.sources for t in cfg.targets for k in cfg.unfrozen_blocks
+            for n in cfg.n_values for seed in cfg.seeds if _wanted(cfg, s, k, n)]
+
+
+def grid(cfg) -> list[dict]:
+    """All runs of ``cfg`` (one dict per run: source, its weights' revision, target, its data's
+    content hash, unfrozen_blocks, n, seed + recipe), in :func:`cells` order."""
     recipe = {f: getattr(cfg, f) for f in RECIPE_FIELDS}
     recipe["recipe_version"] = transfer.RECIPE_VERSION
     revisions = {s: zoo.revision(s) for s in cfg.sources}
     # the content hash of each target's images and labels: a changed dataset (e.g. a
     # folder:<path> whose files changed) never reuses old rows
     data_hashes = {t: transfer.target_arrays(t, cfg.allow_download)[5] for t in cfg.targets}
-    return [dict(source=s, source_revision=revisions[s], target=t, target_revision=data_hashes[t],
-                 unfrozen_blocks=k, n=n, seed=seed, **recipe)
-            for s in cfg.sources for t in cfg.targets for k in cfg.unfrozen_blocks
-            for n in cfg.n_values for seed in cfg.seeds if _wanted(cfg, s, k, n)]
+    return [dict(source=c["source"], source_revision=revisions[c["source"]], target=c["target"],
+                 target_revision=data_hashes[c["target"]], unfrozen_blocks=c["unfrozen_blocks"],
+                 n=c["n"], seed=c["seed"], **recipe) for c in cells(cfg)]
 
 
 # ----------------------------------------------------------------------------- tasks
