@@ -264,6 +264,16 @@ def _validate(cfg: Config) -> None:
             if n < info.num_classes:
                 _fail("n_values", n, f"target {t!r} has {info.num_classes} classes; a class-covering "
                       f"subset needs n >= {info.num_classes}")
+    _validate_shape(cfg)
+    _validate_influence(cfg)
+
+
+def _validate_shape(cfg: Config) -> None:
+    """Section 2's fields."""
+
+
+def _validate_influence(cfg: Config) -> None:
+    """Section 3's fields."""
     for t in cfg.influence_targets:
         info = data.info(t)
         if info.train_size is not None and cfg.influence_n > info.train_size - cfg.val_size:

@@ -248,14 +248,15 @@ def _augment(x: torch.Tensor) -> torch.Tensor:
 
 def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfrozen_blocks: int,
              cfg, seed: int, *, num_classes: int, fast: bool | None = None,
-             feature_key: tuple[str, ...] | None = None) -> dict:
+             feature_key: tuple[str, ...] | None = None, return_model: bool = False) -> dict:
     """Fine-tune a copy of ``model`` on ``x_train[train_idx]``; epoch chosen on ``val_idx``.
 
     ``fast`` (default :func:`use_fast_path`) trains only ``model.suffix`` on frozen-prefix
     activations (cached under ``feature_key`` if given, else computed in memory); otherwise every
     step runs the full forward. Returns accuracies in percent: ``test_acc`` (at ``best_epoch``),
     ``val_acc``, ``val_curve`` (epochs 0..E, epoch 0 = the logistic-regression head),
-    ``train_loss_curve``, and ``fast_path``.
+    ``train_loss_curve``, and ``fast_path``; with ``return_model`` also ``model``: the
+    fine-tuned copy (eval mode, on ``cfg``'s device) at the reported epoch.
     """
     k = unfrozen_blocks
     fast = use_fast_path(cfg) if fast is None else fast
@@ -359,7 +360,7 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
         if val_curve[-1] > val_curve[best_epoch]:
             best_epoch, best_state = epoch, snapshot()
     changing.load_state_dict(best_state)
-    return {
+    out = {
         "test_acc": accuracy("test", torch.arange(len(y_test))),
         "val_acc": val_curve[best_epoch],
         "best_epoch": best_epoch,
@@ -367,6 +368,9 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
         "train_loss_curve": loss_curve,
         "fast_path": bool(fast),
     }
+    if return_model:
+        out["model"] = model.eval()
+    return out
 
 
 def run(source_id: str, target: str, n: int, unfrozen_blocks: int, seed: int, cfg, *,
