@@ -25,7 +25,9 @@ ridge added to the Hessian only; with damping = 0, H is the exact Hessian of L.
 **Solvers** (H^{-1} g, one call signature ``solver(X, theta, G, l2, damping)``, by name in
 :data:`SOLVERS`): :data:`exact` (Cholesky), :data:`cg` (conjugate gradients on Hessian-vector
 products), :data:`pinv` (the authors' pseudo-inverse, cut at :data:`AUTHORS_RCOND`) and
-:data:`auto` (exact up to :data:`EXACT_MAX_PARAMS` parameters, else cg).
+:data:`auto` (exact up to :data:`EXACT_MAX_PARAMS` parameters, else cg). All three apply the
+same symmetric H^{-1}, so :func:`influence` applies it to whichever side has fewer gradients
+(training or test images) and contracts with the other side in factored form.
 
 **Sign convention** (everywhere in this library, the chapter and its captions)::
 
@@ -52,10 +54,15 @@ __all__ = [
     "cg_solve", "Exact", "CG", "PseudoInverse", "Auto", "exact", "cg", "pinv", "auto", "SOLVERS",
     "get_solver", "inverse_hvp", "influence", "fit_head", "leave_one_out", "loo_correlation",
     "loo_slope", "top_training", "topk_same_class", "at_least_m_of_top_k", "class_mean_matrix",
-    "class_sorted", "EXACT_MAX_PARAMS", "AUTHORS_RCOND",
+    "class_sorted", "EXACT_MAX_PARAMS", "NEWTON_EXPLICIT_MAX_PARAMS", "AUTHORS_RCOND",
 ]
 
-EXACT_MAX_PARAMS = 5000   # above this many head parameters, "auto" uses conjugate gradients
+# above this many head parameters "auto" uses conjugate gradients: one Cholesky of the float64
+# Hessian (25k parameters: 5 GB, minutes on 2 cores) is exact and cheaper than CG up to here
+EXACT_MAX_PARAMS = 25000
+# fit_head's Newton steps use the explicit Hessian up to this many parameters, Newton-CG above
+# (a fit needs one Hessian per step, influence only one in all)
+NEWTON_EXPLICIT_MAX_PARAMS = 5000
 AUTHORS_RCOND = 0.05      # the authors' pseudo-inverse cut: eigenvalues below 5% of the largest
 
 
@@ -148,7 +155,9 @@ def hessian(X: np.ndarray, theta: np.ndarray, l2: float = 0.0, damping: float = 
     C = P.shape[1]
     Q = (P * np.sqrt(w)[:, None])[:, :, None] * Xa[:, None, :]      # (n, C, D)
     Q = Q.reshape(n, C * D)
-    H = -(Q.T @ Q)
+    H = Q.T @ Q
+    H *= -1.0                 # in place: at paper size H is 3.4 GB
+    del Q
     Pw = P * w[:, None]
     for c in range(C):
         s = slice(c * D, (c + 1) * D)
@@ -229,11 +238,11 @@ class Exact:
                  damping: float = 0.0) -> np.ndarray:
         H = hessian(X, theta, l2, damping)
         try:
-            factor = scipy.linalg.cho_factor(H)
+            factor = scipy.linalg.cho_factor(H, overwrite_a=True, check_finite=False)
         except np.linalg.LinAlgError:
             raise ValueError(f"the Hessian is not positive definite (l2={l2}, damping={damping}); "
                              f"use l2 > 0 or damping > 0, or solver='pinv'") from None
-        return scipy.linalg.cho_solve(factor, G.T).T
+        return scipy.linalg.cho_solve(factor, G.T, check_finite=False).T
 
 
 @dataclass(frozen=True)
@@ -315,6 +324,19 @@ def inverse_hvp(X: np.ndarray, theta: np.ndarray, G: np.ndarray, l2: float, damp
     return get_solver(solver)(X, theta, G, l2, damping)
 
 
+def _contract(S: np.ndarray, X: np.ndarray, R: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """``S @ G.T`` (m x len(X)) for the per-example gradients G = R kron [X, 1] of another side,
+    without materialising G: s^T g_j = sum_c R[j, c] ([x_j, 1] . s[c])."""
+    Xa = augment(X)
+    C, D = R.shape[1], Xa.shape[1]
+    S = S.reshape(len(S), C, D)
+    out = np.empty((len(S), len(X)))
+    for s in range(0, len(S), chunk):
+        M = (S[s:s + chunk].reshape(-1, D) @ Xa.T).reshape(-1, C, len(X))
+        out[s:s + chunk] = (M * R.T[None]).sum(axis=1)
+    return out
+
+
 @_one_blas_thread
 def influence(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
               theta: np.ndarray, l2: float, damping: float = 0.0, solver="auto") -> np.ndarray:
@@ -323,22 +345,18 @@ def influence(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y_te
     Entry [t, j] predicts loss_t(head retrained without training image j) - loss_t(head).
     **Positive = helpful** (removing j would raise test image t's loss), negative = harmful.
     ``theta`` must be the minimiser of the objective with this ``l2`` (see :func:`fit_head`);
-    ``solver`` as in :func:`inverse_hvp`. Per-example training gradients are never
-    materialised: g_j = r_j kron x~_j is used in factored form, so this scales to ResNet-50
-    heads (2048 x 100) with ``solver="cg"``.
+    ``solver`` as in :func:`inverse_hvp`. H^{-1} (symmetric) is applied to the gradients of the
+    smaller side -- training images if n_train < n_test (the paper's 3,200 vs 10,000), else test
+    images -- and the other side's gradients g = r kron x~ are used in factored form, never
+    materialised.
     """
     n = len(y_train)
-    G_test = per_example_grads(X_test, y_test, theta)
-    S = inverse_hvp(X_train, theta, G_test, l2, damping, solver)               # (n_test, C*D)
-    C, D = theta.shape
-    S = S.reshape(len(y_test), C, D)
-    R = _residuals(X_train, y_train, theta)                                     # (n, C)
-    Xa = augment(X_train)
-    I = np.empty((len(y_test), n))
-    for s in range(0, len(y_test), 256):       # s_t^T g_j = sum_c R[j, c] (X~ S_t^T)[j, c]
-        M = (S[s:s + 256].reshape(-1, D) @ Xa.T).reshape(-1, C, n)
-        I[s:s + 256] = (M * R.T[None]).sum(axis=1) / n
-    return I
+    if n < len(y_test):
+        S = inverse_hvp(X_train, theta, per_example_grads(X_train, y_train, theta), l2, damping,
+                        solver)                                                 # (n, C*D)
+        return _contract(S, X_test, _residuals(X_test, y_test, theta)).T / n
+    S = inverse_hvp(X_train, theta, per_example_grads(X_test, y_test, theta), l2, damping, solver)
+    return _contract(S, X_train, _residuals(X_train, y_train, theta)) / n
 
 
 # ---------------------------------------------------------------- fitting and retraining
@@ -350,7 +368,7 @@ def fit_head(X: np.ndarray, y: np.ndarray, l2: float, num_classes: int | None = 
 
     L-BFGS from zeros (skipped when ``init`` is given: warm start), then Newton steps
     (closed-form Hessian, Cholesky; Newton-CG with Hessian-vector products above
-    EXACT_MAX_PARAMS; Armijo line search until the Newton decrement g^T H^-1 g < 1e-8, full
+    NEWTON_EXPLICIT_MAX_PARAMS; Armijo line search until the Newton decrement g^T H^-1 g < 1e-8, full
     steps after) until the largest gradient entry is below ``tol`` or the Newton step is below
     float64 resolution of theta (1e-13 relative). ``l2`` must be > 0 (unique minimiser).
     RuntimeError if neither is reached.
@@ -367,7 +385,7 @@ def fit_head(X: np.ndarray, y: np.ndarray, l2: float, num_classes: int | None = 
     if init is None:   # cheap first-order start; a warm start goes straight to Newton
         t = scipy.optimize.minimize(f, t, jac=True, method="L-BFGS-B",
                                     options=dict(maxiter=10 * max_iter, gtol=1e-8, ftol=0.0)).x
-    large = C * D > EXACT_MAX_PARAMS
+    large = C * D > NEWTON_EXPLICIT_MAX_PARAMS
     for _ in range(max_iter):
         value, g = f(t)
         if np.abs(g).max() < tol:

@@ -138,6 +138,43 @@ def test_solvers_share_one_signature_and_agree():
     assert calls == [(0.05, 0.0)]
 
 
+@pytest.mark.parametrize("n, n_test", [(30, 80), (120, 25)])
+def test_exact_path_solves_the_smaller_side_and_matches_cg_and_finite_differences(n, n_test):
+    """influence() applies H^-1 to the training gradients when n < n_test, else to the test
+    gradients; both equal the explicit formula, CG, and a finite difference of the refitted head
+    in the training example's weight (w_j = 1 - eps: d loss_t / d eps = influence[t, j])."""
+    rng = np.random.default_rng(7)
+    X, y, _, _ = _problem(8, n=n, d=4, C=3)
+    Xt = rng.normal(size=(n_test, 4))
+    yt = rng.integers(0, 3, n_test)
+    l2 = 0.02
+    theta = inf.fit_head(X, y, l2, tol=1e-13)
+    calls = []
+
+    def spy(X_, theta_, G, l2_, damping):
+        calls.append(G.shape[0])
+        return inf.exact(X_, theta_, G, l2_, damping)
+    I = inf.influence(X, y, Xt, yt, theta, l2, solver=spy)
+    assert calls == [min(n, n_test)]                      # the smaller side was solved
+    H = inf.hessian(X, theta, l2)
+    G_tr, G_te = inf.per_example_grads(X, y, theta), inf.per_example_grads(Xt, yt, theta)
+    explicit = G_te @ np.linalg.solve(H, G_tr.T) / n
+    scale = np.abs(explicit).max()
+    np.testing.assert_allclose(I, explicit, rtol=0, atol=1e-11 * scale)
+    np.testing.assert_allclose(inf.influence(X, y, Xt, yt, theta, l2, solver="cg"), explicit,
+                               rtol=0, atol=1e-7 * scale)
+    eps = 1e-4
+    for j in (0, n // 2):
+        lo, hi = np.ones(n), np.ones(n)
+        lo[j], hi[j] = 1 - eps, 1 + eps
+        th_lo = inf.fit_head(X, y, l2, 3, sample_weight=lo, init=theta, tol=1e-13)
+        th_hi = inf.fit_head(X, y, l2, 3, sample_weight=hi, init=theta, tol=1e-13)
+        fd = (inf.losses(Xt, yt, th_lo) - inf.losses(Xt, yt, th_hi)) / (2 * eps)
+        np.testing.assert_allclose(fd, I[:, j], rtol=1e-4, atol=1e-6 * scale)
+    # paper size (2048 x 10 + 10 parameters) is on the exact path
+    assert inf.auto.choose(20490) is inf.exact and inf.auto.choose(25001) is inf.cg
+
+
 def test_solver_errors_name_the_problem():
     X, y, Xt, yt = _problem(3)
     theta = inf.fit_head(X, y, 0.1)
