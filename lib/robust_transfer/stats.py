@@ -1,9 +1,9 @@
-"""Means, 95% confidence intervals and paired robust-minus-natural gains of transfer results.
+"""Means, 95% confidence intervals, paired comparisons and pre-specified tests of transfer results.
 
-The runs of one cell (target, source family, unfrozen_blocks, n) form a matrix ``x[s, j]``:
-rows are source-training seeds (s = 1..S), columns target-subset seeds (j = 1..J). Subset
-seed j draws the same images for every source, so the two factors are *crossed*:
-``x[s, j] = mu + a_s + b_j + e_sj``, and the variance of the cell mean is
+The runs of one cell (target, recipe, source family, unfrozen_blocks, n; :data:`CELL`) form a
+matrix ``x[s, j]``: rows are source-training seeds (s = 1..S), columns target-subset seeds
+(j = 1..J). Subset seed j draws the same images for every source, so the two factors are
+*crossed*: ``x[s, j] = mu + a_s + b_j + e_sj``, and the variance of the cell mean is
 ``var(a)/S + var(b)/J + var(e)/(S J)``. A CI over subset seeds alone ignores ``var(a)``
 (source seeds differ a lot) and overstates certainty; a CI over per-source-seed means alone
 ignores ``var(b)`` (the subset is shared).
@@ -12,7 +12,7 @@ Estimator (``ci_basis = "source+subset seeds"``, S >= 2 and J >= 2)::
 
     se^2 = var_s(row means) / S + var_j(column means) / J        (sample variances, ddof=1)
     df   = se^4 / ((var_s/S)^2/(S-1) + (var_j/J)^2/(J-1))         (Welch-Satterthwaite)
-    CI   = mean +- t_{0.975, df} * se
+    CI   = mean +- t_{0.975, df} * se,   p = 2 P(T_df > |mean| / se)   (H0: mean = 0)
 
 Its expectation is ``var(a)/S + var(b)/J + 2 var(e)/(S J)``: it counts the residual twice, so
 the interval is slightly conservative, never too narrow. Fall-backs, named in ``ci_basis``:
@@ -21,9 +21,14 @@ over the J subset seeds (``"subset seeds only"`` -- the source-seed variance is 
 so the interval is too narrow); one run: no interval (NaN). Source seeds missing a subset
 seed are dropped so the matrix is complete.
 
-Gains are paired: ``d[s, j] = robust[s, j] - natural[s, j]`` on the same target, n,
-unfrozen_blocks, subset seed j and source-seed index s (the s-th seed of each family), and
-the same estimator is applied to ``d``.
+Comparisons are paired (:func:`compare`): ``d[s, j] = a[s, j] - b[s, j]`` for two values a, b
+of one cell column (two families, two block counts, two recipes) on the same other cell
+columns, subset seed j and source-seed index s (the s-th seed of each family), and the same
+estimator is applied to ``d``. :func:`deltas` is every robust family minus its natural one,
+with per-cell p-values corrected for multiplicity (:func:`adjust`). The paper's two claims get
+one pre-specified test each per (target, recipe, family, unfrozen_blocks): :func:`pooled_gain`
+(the gain averaged over the small n) and :func:`shrinkage` (the slope of the gain in log2 n).
+Frames without a ``recipe`` column (rows stored before recipes existed) are recipe "ours".
 """
 from __future__ import annotations
 
@@ -31,17 +36,34 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-__all__ = ["ci", "wilson", "bootstrap_mean", "bootstrap_share", "summary", "deltas", "shrinkage",
-           "main_gains", "CELL"]
+__all__ = ["ci", "adjust", "wilson", "bootstrap_mean", "bootstrap_share", "summary", "compare",
+           "deltas", "shrinkage", "pooled_gain", "main_gains", "CELL", "COMPARABLE"]
 
-CELL = ["target", "family", "unfrozen_blocks", "n"]
+#: the columns that define one cell of results (one crossed-seed matrix)
+CELL = ["target", "recipe", "family", "unfrozen_blocks", "n"]
+#: the cell columns :func:`compare` can pair over
+COMPARABLE = ("family", "unfrozen_blocks", "recipe", "target")
+#: the recipe of stored rows that predate the ``recipe`` column
+DEFAULT_RECIPE = "ours"
+_FAMILY_COLS = ("norm", "eps", "source_label")
+
+
+def _p_value(mean: float, se: float, df: float) -> float:
+    """Two-sided p of "mean = 0" from a t statistic; se = 0: 0 if mean != 0 else 1."""
+    if not (np.isfinite(se) and np.isfinite(df)):
+        return float("nan")
+    if se == 0:
+        return 0.0 if mean != 0 else 1.0
+    return float(2 * _st.t.sf(abs(mean) / se, df))
 
 
 def ci(matrix, confidence: float = 0.95) -> dict:
     """Mean and CI of a (source seeds x subset seeds) matrix, by the estimator above.
 
-    Returns dict(mean, ci_low, ci_high, half_width, df, n_source_seeds, n_subset_seeds,
-    ci_basis); NaN rows (incomplete source seeds) are dropped first.
+    Returns dict(mean, ci_low, ci_high, half_width, df, p, n_source_seeds, n_subset_seeds,
+    ci_basis) in the units of ``matrix``; ``p`` is the two-sided t-test p-value of "mean = 0"
+    from the same se and df (NaN where there is no interval). NaN rows (incomplete source
+    seeds) are dropped first.
     """
     x = np.asarray(matrix, dtype=float)
     x = x[~np.isnan(x).any(axis=1)] if x.ndim == 2 else x.reshape(1, -1)
@@ -58,9 +80,44 @@ def ci(matrix, confidence: float = 0.95) -> dict:
         basis = "source seeds" if S >= 2 else "subset seeds only"
     else:
         se2, df, basis = np.nan, np.nan, "single run"
-    half = float(_st.t.ppf(0.5 + confidence / 2, df) * np.sqrt(se2)) if np.isfinite(se2) else np.nan
+    se = float(np.sqrt(se2)) if np.isfinite(se2) else np.nan
+    half = float(_st.t.ppf(0.5 + confidence / 2, df) * se) if np.isfinite(se) else np.nan
     return dict(mean=mean, ci_low=mean - half, ci_high=mean + half, half_width=half,
-                df=float(df), n_source_seeds=S, n_subset_seeds=J, ci_basis=basis)
+                df=float(df), p=_p_value(mean, se, df), n_source_seeds=S, n_subset_seeds=J,
+                ci_basis=basis)
+
+
+ADJUST_METHODS = ("holm", "bh")
+
+
+def adjust(pvalues, method: str = "holm") -> np.ndarray:
+    """Multiplicity-adjusted p-values (same order as ``pvalues``; NaNs passed through untouched
+    and not counted in the number of tests m).
+
+    ``"holm"``: Holm's step-down, controls the family-wise error rate: with p sorted ascending,
+    ``p_adj(i) = max_{k <= i} min(1, (m - k + 1) p(k))``. ``"bh"``: Benjamini-Hochberg step-up,
+    controls the false discovery rate: ``p_adj(i) = min_{k >= i} min(1, m p(k) / k)``. Reject at
+    level alpha where ``p_adj < alpha``.
+    """
+    if method not in ADJUST_METHODS:
+        raise ValueError(f"method={method!r}: allowed {ADJUST_METHODS}")
+    p = np.asarray(pvalues, dtype=float)
+    out = p.copy()
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    order = np.argsort(p[ok], kind="stable")
+    ps = p[ok][order]
+    rank = np.arange(1, m + 1)
+    if method == "holm":
+        adj = np.maximum.accumulate(np.minimum(1.0, (m - rank + 1) * ps))
+    else:
+        adj = np.minimum.accumulate(np.minimum(1.0, m * ps / rank)[::-1])[::-1]
+    sub = np.empty(m)
+    sub[order] = adj
+    out[ok] = sub
+    return out
 
 
 def wilson(correct, level: float = 0.95) -> dict:
@@ -110,6 +167,24 @@ def bootstrap_share(hits_a, hits_b, n_boot: int = 1000, level: float = 0.95,
     return float(low), float(high)
 
 
+def _with_recipe(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a complete ``recipe`` column: rows stored before recipes existed (no column,
+    or NaN) are :data:`DEFAULT_RECIPE`. Every function here reads frames through it."""
+    if "recipe" in df and df["recipe"].notna().all():
+        return df
+    return df.assign(recipe=df["recipe"].fillna(DEFAULT_RECIPE) if "recipe" in df
+                     else DEFAULT_RECIPE)
+
+
+def _frame(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Check that ``df`` (``Store.frame()``) has what the cell tables need; add ``recipe``."""
+    need = ["target", "family", "norm", "source_seed", "seed", "unfrozen_blocks", "n", metric]
+    missing = [c for c in need if c not in df]
+    if missing:
+        raise ValueError(f"df lacks columns {missing} (needs {need}; metric={metric!r})")
+    return _with_recipe(df)
+
+
 def _seed_index(df: pd.DataFrame) -> pd.Series:
     """Rank (0, 1, ...) of each row's source seed within its family."""
     seeds = df["source_seed"].fillna(0).astype(int)
@@ -120,23 +195,15 @@ def _matrix(g: pd.DataFrame, metric: str) -> pd.DataFrame:
     return g.pivot_table(index="seed_index", columns="seed", values=metric, aggfunc="mean")
 
 
-def _families(df: pd.DataFrame) -> pd.DataFrame:
-    cols = [c for c in ("family", "norm", "eps", "source_label") if c in df]
-    return df[cols].drop_duplicates("family").set_index("family")
-
-
-def summary(df: pd.DataFrame, metric: str = "test_acc", confidence: float = 0.95) -> pd.DataFrame:
-    """Per (target, family, unfrozen_blocks, n): mean of ``metric`` and its CI (see module doc).
-
-    ``df`` is ``Store.frame()`` (needs target, family, source_seed, seed, unfrozen_blocks, n).
-    """
+def _cells(df: pd.DataFrame, metric: str) -> dict:
+    """{cell key (:data:`CELL` order): (source-seed index x subset seed) matrix of ``metric``}."""
     df = df.assign(seed_index=_seed_index(df))
-    fam = _families(df)
-    rows = []
-    for key, g in df.groupby(CELL, sort=True):
-        rows.append({**dict(zip(CELL, key)), **fam.loc[key[1]].to_dict(),
-                     **ci(_matrix(g, metric).to_numpy(), confidence), "n_runs": len(g)})
-    return pd.DataFrame(rows)
+    return {k: _matrix(g, metric) for k, g in df.groupby(CELL, sort=True)}
+
+
+def _families(df: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in ("family",) + _FAMILY_COLS if c in df]
+    return df[cols].drop_duplicates("family").set_index("family")
 
 
 def _natural_family(family: str, norms: dict) -> str | None:
@@ -147,69 +214,235 @@ def _natural_family(family: str, norms: dict) -> str | None:
     return naturals[0] if len(naturals) == 1 else None
 
 
-def _paired(df: pd.DataFrame, metric: str):
-    """Yield (cell key, family, paired difference matrix) for every non-natural family."""
-    df = df.assign(seed_index=_seed_index(df))
+def _robust_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(family, its natural family) for every non-natural family of ``df`` that has one."""
     norms = df.drop_duplicates("family").set_index("family")["norm"].to_dict()
-    cells = {k: _matrix(g, metric) for k, g in df.groupby(CELL, sort=True)}
-    for (target, family, k, n), m in cells.items():
+    out = []
+    for family in sorted(norms):
         nat = _natural_family(family, norms)
-        if nat is None or nat == family or (target, nat, k, n) not in cells:
+        if nat is not None and nat != family:
+            out.append((family, nat))
+    return out
+
+
+def _pairs(cells: dict, over: str, a, b):
+    """Yield (cell key of ``a``, paired difference matrix a - b) for every cell with
+    ``over == a`` whose partner (same key, ``over == b``) exists; aligned on (source-seed index,
+    subset seed), rows and columns with no pair dropped."""
+    i = CELL.index(over)
+    for key, m in cells.items():
+        if key[i] != a:
             continue
-        d = m - cells[(target, nat, k, n)]  # aligned on (source-seed index, subset seed)
-        yield (target, family, k, n), d.dropna(how="all").dropna(axis=1, how="all")
+        partner = cells.get(key[:i] + (b,) + key[i + 1:])
+        if partner is None:
+            continue
+        d = (m - partner).dropna(how="all").dropna(axis=1, how="all")
+        if d.size:
+            yield key, d
 
 
-def deltas(df: pd.DataFrame, metric: str = "test_acc", confidence: float = 0.95) -> pd.DataFrame:
-    """Paired gains ``family - natural`` per (target, family, unfrozen_blocks, n) with CIs.
+def _compare(cells: dict, fam: pd.DataFrame, over: str, a, b, confidence: float) -> pd.DataFrame:
+    rows = [{**dict(zip(CELL, key)), **fam.loc[key[2]].to_dict(), f"b_{over}": b,
+             **ci(d.to_numpy(), confidence), "n_pairs": int(d.notna().to_numpy().sum())}
+            for key, d in _pairs(cells, over, a, b)]
+    cols = CELL + list(fam.columns) + [f"b_{over}"] + list(ci([[0.0]])) + ["n_pairs"]
+    return pd.DataFrame(rows, columns=cols)
 
-    ``significant`` is True when the CI excludes 0 (``direction`` +1 / -1, 0 if not).
+
+def summary(df: pd.DataFrame, metric: str = "test_acc", confidence: float = 0.95) -> pd.DataFrame:
+    """Per :data:`CELL` (target, recipe, family, unfrozen_blocks, n): mean of ``metric`` (its
+    units, % for accuracies) and its crossed-seed CI (see module doc), plus ``n_runs``.
+
+    ``df`` is ``Store.frame()`` (needs target, family, norm, source_seed, seed,
+    unfrozen_blocks, n; ``recipe`` is "ours" where absent).
     """
+    df = _frame(df, metric)
     fam = _families(df)
-    rows = []
-    for key, d in _paired(df, metric):
-        r = {**dict(zip(CELL, key)), **fam.loc[key[1]].to_dict(), **ci(d.to_numpy(), confidence),
-             "n_pairs": int(d.notna().to_numpy().sum())}
-        r["direction"] = int(np.sign(r["mean"])) if (r["ci_low"] > 0 or r["ci_high"] < 0) else 0
-        r["significant"] = r["direction"] != 0
-        rows.append(r)
+    df = df.assign(seed_index=_seed_index(df))
+    rows = [{**dict(zip(CELL, key)), **fam.loc[key[2]].to_dict(),
+             **ci(_matrix(g, metric).to_numpy(), confidence), "n_runs": len(g)}
+            for key, g in df.groupby(CELL, sort=True)]
     return pd.DataFrame(rows)
+
+
+def compare(df: pd.DataFrame, over: str, a, b, metric: str = "test_acc",
+            confidence: float = 0.95) -> pd.DataFrame:
+    """Paired difference ``a - b`` of ``metric`` (points for accuracies) between the runs with
+    ``over == a`` and those with ``over == b``, one row per remaining cell.
+
+    ``over`` is one of :data:`COMPARABLE` ("family", "unfrozen_blocks", "recipe", "target").
+    Runs are paired on every other :data:`CELL` column and on (source-seed index within its
+    family, subset seed ``seed``) -- e.g. ``compare(df, "unfrozen_blocks", 3, 0)`` pairs the
+    s-th source seed's run on subset j with 3 blocks with the same run with 0 blocks; with
+    ``over="family"`` the s-th seed of family a with the s-th seed of family b. Each cell's
+    difference matrix gets the crossed-seed :func:`ci` (``mean``, ``ci_low``, ``ci_high``,
+    ``p`` uncorrected, ...) and ``n_pairs``. The ``over`` column holds ``a`` and ``b_<over>``
+    holds ``b``; the family columns (norm, eps, source_label) describe the row's family (``a``
+    when ``over="family"``). Cells where a or b has no run are left out.
+    """
+    if over not in COMPARABLE:
+        raise ValueError(f"over={over!r}: allowed {COMPARABLE}")
+    df = _frame(df, metric)
+    present = list(pd.unique(df[over]))
+    for name, value in (("a", a), ("b", b)):
+        if value not in present:
+            raise ValueError(f"{name}={value!r}: no run has {over} == {value!r}; present: {present}")
+    if a == b:
+        raise ValueError(f"a = b = {a!r}: compare two different values of {over}")
+    return _compare(_cells(df, metric), _families(df), over, a, b, confidence)
+
+
+def deltas(df: pd.DataFrame, metric: str = "test_acc", confidence: float = 0.95,
+           correction: str | None = "holm") -> pd.DataFrame:
+    """Paired gains ``family - natural`` (points) per cell for every non-natural family, with
+    CIs: :func:`compare` over "family" against the natural family of the same ``scale/dataset``
+    (``b_family``), for every target, recipe, unfrozen_blocks and n.
+
+    The per-cell stars are corrected for multiplicity: ``p_adj`` is :func:`adjust` (``correction``
+    "holm" -- family-wise error rate, the default -- or "bh" -- false discovery rate) over all
+    rows of the returned table; None leaves ``p_adj = p``. ``significant`` is ``p_adj <
+    1 - confidence`` (0.05) and ``direction`` is +1 / -1 for significant gains / losses, else 0.
+    The CIs themselves are per-cell (uncorrected) 95% intervals, so a star needs more than a CI
+    that excludes 0. The pre-specified tests of the paper's claims are :func:`pooled_gain` and
+    :func:`shrinkage`, one per claim; these stars describe cells.
+    """
+    if correction is not None and correction not in ADJUST_METHODS:
+        raise ValueError(f"correction={correction!r}: allowed {ADJUST_METHODS + (None,)}")
+    df = _frame(df, metric)
+    cells, fam = _cells(df, metric), _families(df)
+    parts = [_compare(cells, fam, "family", f, nat, confidence) for f, nat in _robust_pairs(df)]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame()
+    out = pd.concat(parts, ignore_index=True).sort_values(CELL, kind="stable", ignore_index=True)
+    out["p_adj"] = adjust(out["p"], correction) if correction else out["p"].to_numpy()
+    sig = (out["p_adj"] < 1 - confidence).to_numpy()
+    out["direction"] = np.where(sig, np.sign(out["mean"]), 0).astype(int)
+    out["significant"] = sig
+    return out
+
+
+_CLAIM = ["target", "recipe", "family", "unfrozen_blocks"]
+
+
+def _claims(df: pd.DataFrame, metric: str):
+    """Yield (claim key (target, recipe, family, unfrozen_blocks), long frame of the paired gain
+    family - natural with columns seed_index, seed, n, d) for every non-natural family."""
+    df = _frame(df, metric)
+    cells = _cells(df, metric)
+    by_claim: dict = {}
+    for family, nat in _robust_pairs(df):
+        for key, d in _pairs(cells, "family", family, nat):
+            long = d.reset_index().melt(id_vars="seed_index", var_name="seed", value_name="d")
+            by_claim.setdefault(key[:4], []).append(long.dropna().assign(n=key[4]))
+    fam = _families(df)
+    for key in sorted(by_claim):
+        yield key, fam.loc[key[2]].to_dict(), pd.concat(by_claim[key], ignore_index=True)
+
+
+def _pair_matrix(values: pd.Series) -> np.ndarray:
+    """(source-seed index x subset seed) matrix of a per-pair Series indexed by both."""
+    return values.unstack("seed").to_numpy()
 
 
 def shrinkage(df: pd.DataFrame, metric: str = "test_acc", confidence: float = 0.95) -> pd.DataFrame:
-    """Per (target, family, unfrozen_blocks): gain at the smallest n minus gain at the largest n.
+    """The pre-specified test that the gain shrinks with n: one row per claim (target, recipe,
+    non-natural family, unfrozen_blocks) with at least two n.
 
-    Paired on (source-seed index, subset seed) -- subsets are nested in n for one seed -- with
-    the same CI estimator. ``shrinks`` is True when that difference's CI is above 0.
+    Per (source-seed index, subset seed) pair, the OLS slope of the paired gain (family -
+    natural, points) on log2(n), over the n at which that pair has a paired run (at least two;
+    subsets are nested in n for one subset seed); then the crossed-seed :func:`ci` of the
+    (source-seed index x subset seed) slope matrix. Columns: ``slope`` (points per doubling of
+    n), ``slope_ci_low``, ``slope_ci_high``, ``p`` (slope = 0, two-sided, uncorrected),
+    ``shrinks = slope_ci_high < 0``, ``n_small``, ``n_large``, ``n_values`` and the mean gains
+    ``gain_small``, ``gain_large`` at the smallest and largest n, ``ci_basis``, seed counts.
+
+    Sign convention: "shrinks" means the gain *falls* as n grows (negative slope). A gain that
+    is negative at small n and rises towards 0 has a positive slope and does not "shrink" in
+    this sense, although its magnitude does.
     """
-    pairs = {key: d for key, d in _paired(df, metric)}
-    fam = _families(df)
     rows = []
-    for (target, family, k) in sorted({key[:3] for key in pairs}):
-        ns = sorted(key[3] for key in pairs if key[:3] == (target, family, k))
+    for key, fam, long in _claims(df, metric):
+        ns = sorted(long["n"].unique())
         if len(ns) < 2:
             continue
-        lo, hi = pairs[(target, family, k, ns[0])], pairs[(target, family, k, ns[-1])]
-        r = ci((lo - hi).to_numpy(), confidence)
-        rows.append({"target": target, "family": family, "unfrozen_blocks": k,
-                     **fam.loc[family].to_dict(), "n_small": ns[0], "n_large": ns[-1],
-                     "gain_small": float(lo.to_numpy().mean()),
-                     "gain_large": float(hi.to_numpy().mean()),
-                     **{f"drop_{c}": r[c] for c in ("mean", "ci_low", "ci_high")},
-                     "ci_basis": r["ci_basis"], "shrinks": bool(r["ci_low"] > 0)})
+        x = np.log2(long["n"].astype(float))
+        g = long.assign(x=x).groupby(["seed_index", "seed"])
+        dx = x - g["x"].transform("mean")
+        dy = long["d"] - g["d"].transform("mean")
+        keys = [long["seed_index"], long["seed"]]
+        den = (dx * dx).groupby(keys).sum()
+        slope = ((dx * dy).groupby(keys).sum() / den).where(den > 0)
+        r = ci(_pair_matrix(slope), confidence)
+        at = long.groupby("n")["d"].mean()
+        rows.append({**dict(zip(_CLAIM, key)), **fam, "n_small": ns[0], "n_large": ns[-1],
+                     "n_values": len(ns), "gain_small": float(at[ns[0]]),
+                     "gain_large": float(at[ns[-1]]), "slope": r["mean"],
+                     "slope_ci_low": r["ci_low"], "slope_ci_high": r["ci_high"], "p": r["p"],
+                     "df": r["df"], "n_source_seeds": r["n_source_seeds"],
+                     "n_subset_seeds": r["n_subset_seeds"], "ci_basis": r["ci_basis"],
+                     "shrinks": bool(r["ci_high"] < 0)})
     return pd.DataFrame(rows)
 
 
-def main_gains(delta_table: pd.DataFrame, norm: str = "l2") -> pd.DataFrame:
-    """The gains of the ``norm`` family with the most source seeds (then the most cells), at its
-    largest unfrozen_blocks: the comparison closest to the paper's main figure.
+def pooled_gain(df: pd.DataFrame, n_max: int, metric: str = "test_acc",
+                confidence: float = 0.95) -> pd.DataFrame:
+    """The pre-specified small-n test: one interval per claim (target, recipe, non-natural
+    family, unfrozen_blocks) instead of one star per cell.
 
-    A pre-specified analysis choice (which cells the claim is tested on), not presentation, so it
-    lives here; the chapter's text, figure and verdict all read it."""
-    d = delta_table[delta_table["norm"] == norm] if len(delta_table) else delta_table
+    Per (source-seed index, subset seed) pair, the paired gain (family - natural, points)
+    averaged over every n <= ``n_max`` at which that pair has a paired run; then the
+    crossed-seed :func:`ci` of that matrix: ``mean``, ``ci_low``, ``ci_high``, ``p``
+    (uncorrected; one test per claim), ``n_from``/``n_to``/``n_values`` (the n pooled),
+    ``significant`` (CI excludes 0) and ``direction`` (+1 / -1 / 0). Claims with no n <=
+    ``n_max`` are left out.
+    """
+    if not n_max > 0:
+        raise ValueError(f"n_max={n_max!r}: must be a positive number of target images")
+    rows = []
+    for key, fam, long in _claims(df, metric):
+        long = long[long["n"] <= n_max]
+        if long.empty:
+            continue
+        ns = sorted(long["n"].unique())
+        r = ci(_pair_matrix(long.groupby(["seed_index", "seed"])["d"].mean()), confidence)
+        sig = bool(r["ci_low"] > 0 or r["ci_high"] < 0)
+        rows.append({**dict(zip(_CLAIM, key)), **fam, "n_max": n_max, "n_from": ns[0],
+                     "n_to": ns[-1], "n_values": len(ns), **r, "significant": sig,
+                     "direction": int(np.sign(r["mean"])) if sig else 0})
+    return pd.DataFrame(rows)
+
+
+def main_gains(delta_table: pd.DataFrame, blocks: int | None = None, norm: str = "l2",
+               recipe: str | None = None) -> pd.DataFrame:
+    """The rows of ``delta_table`` (:func:`deltas`) closest to the paper's main figure: the
+    gains of the ``norm`` family with the most source seeds (then the most cells), at
+    ``unfrozen_blocks == blocks`` -- the paper's 3 blocks, or its mini analogue
+    (``cfg.main_blocks``), given by the caller -- or, where no row of a recipe has that count,
+    the largest block count below it (a recipe with none below is left out). ``blocks=None``
+    takes the largest block count present. ``recipe`` keeps one recipe; None (default) keeps
+    every recipe present, one set of rows per recipe. The rows keep ``unfrozen_blocks`` and
+    ``recipe`` so titles can say which.
+
+    A pre-specified analysis choice (which cells the claim is tested on), not presentation, so
+    it lives here; the chapter's text, figure and verdict all read it."""
+    if blocks is not None and not (isinstance(blocks, (int, np.integer)) and blocks >= 0):
+        raise ValueError(f"blocks={blocks!r}: must be an unfrozen block count >= 0 or None")
+    if delta_table.empty:
+        return delta_table
+    d = _with_recipe(delta_table)
+    d = d[d["norm"] == norm]
+    if recipe is not None:
+        d = d[d["recipe"] == recipe]
     if d.empty:
         return d
     rank = d.groupby("family").agg(seeds=("n_source_seeds", "max"), cells=("n", "size"))
     family = rank.sort_values(["seeds", "cells"], ascending=False).index[0]
     d = d[d["family"] == family]
-    return d[d["unfrozen_blocks"] == d["unfrozen_blocks"].max()]
+    parts = []
+    for _, g in d.groupby("recipe", sort=True):
+        ks = g["unfrozen_blocks"]
+        k = ks.max() if blocks is None else ks[ks <= blocks].max()
+        if pd.notna(k):
+            parts.append(g[ks == k])
+    return pd.concat(parts) if parts else d.iloc[:0]
