@@ -51,7 +51,8 @@ from .store import Store
 __all__ = [
     "shape_bias", "fourier_stimuli", "texture_fill_stimuli", "ProbeParams", "build_probes",
     "predict", "probe_source", "source_dataset", "evaluate_sources", "summarize", "trend",
-    "transfer_link", "probe_cue_conflict", "SHAPE_TARGETS", "TEXTURE_TARGETS",
+    "transfer_link", "probe_cue_conflict", "evaluate_cue_conflict", "SHAPE_TARGETS",
+    "TEXTURE_TARGETS", "STIMULUS_KINDS",
 ]
 
 # zoo SourceSpec.dataset -> robust_transfer.data name of the source's own dataset
@@ -61,6 +62,14 @@ _CACHE_VERSION = 3
 #: targets whose classes are defined by shape (digits, characters) vs the texture-defined control
 SHAPE_TARGETS = ("mnist5k", "digits", "mnist", "kmnist", "svhn")
 TEXTURE_TARGETS = ("textures",)
+
+#: cue-conflict stimulus kinds (probe names of the shape-bias rows) -> display label, in the
+#: order the tables and figures show them: the mini kinds, then the Geirhos et al. images
+#: (:data:`robust_transfer.cue_conflict.CONFLICT_KINDS`). The archive's shape-only kinds
+#: ("edges", "silhouette") are accuracy rows under the mini probes' names.
+STIMULUS_KINDS = {"cue_fourier": "(a) Fourier", "cue_silhouette": "(b) silhouette",
+                  "cue_stylized": "(c) Geirhos style transfer"}
+
 
 
 # --------------------------------------------------------------------------- metric
@@ -268,14 +277,23 @@ def probe_source(model: torch.nn.Module, images, labels, cfg_or_params, seed: in
 
 
 def source_dataset(source_id: str) -> str:
-    """The :mod:`robust_transfer.data` name of a mini/tiny source's own dataset (its probe set)."""
+    """The :mod:`robust_transfer.data` name of a mini/tiny source's own dataset (its probe set).
+
+    ValueError for ImageNet sources: their probe set is the Geirhos et al. archive
+    (:func:`robust_transfer.cue_conflict.load_cue_conflict`, :func:`evaluate_cue_conflict`).
+    """
     return _source_dataset(zoo.spec(source_id))
 
 
 def _source_dataset(spec) -> str:
+    if spec.dataset == "imagenet":
+        raise ValueError(f"source {spec.id!r} is an ImageNet source: it has no probe set in "
+                         f"robust_transfer.data; its stimuli are the Geirhos et al. images "
+                         f"(cue_conflict.load_cue_conflict), probed by "
+                         f"shape_bias.evaluate_cue_conflict")
     if spec.dataset not in _SOURCE_DATA:
         raise ValueError(f"source dataset {spec.dataset!r} has no mini-scale probe set; allowed: "
-                         f"{sorted(_SOURCE_DATA)} (ImageNet sources use probe_cue_conflict)")
+                         f"{sorted(_SOURCE_DATA)}")
     return _SOURCE_DATA[spec.dataset]
 
 
@@ -283,7 +301,7 @@ def evaluate_sources(cfg, seed: int = 0, *, progress: bool = True, sources=None)
     """Probe rows for every source of ``cfg`` (or ``sources``) as a pandas DataFrame.
 
     Mini/tiny sources get all :func:`probe_source` probes on their own dataset's test set;
-    ImageNet sources get the Geirhos cue-conflict shape bias (:func:`probe_cue_conflict`).
+    ImageNet sources get the Geirhos et al. stimuli (:func:`evaluate_cue_conflict`).
     Columns: source, family, norm, eps, source_seed, label + the probe_source row keys. Each
     source's rows are cached as JSON in ``cache_dir("shape_bias", <source id>)`` keyed by the
     probe parameters, seed and the checkpoint's sha256 (atomic writes), so a warm call only
@@ -292,9 +310,12 @@ def evaluate_sources(cfg, seed: int = 0, *, progress: bool = True, sources=None)
     import pandas as pd
 
     p = ProbeParams.from_config(cfg)
+    ids = list(sources or cfg.sources)
+    imagenet = [sid for sid in ids if zoo.spec(sid).dataset == "imagenet"]
     probe_sets = {}
     frames = []
-    for sid in bar(sources or cfg.sources, desc="shape-bias probes", disable=not progress):
+    for sid in bar([s for s in ids if s not in imagenet], desc="shape-bias probes",
+                   disable=not progress):
         spec = zoo.spec(sid)
         model, meta = zoo.load(sid, allow_download=cfg.allow_download, progress=progress)
         model = model.to(cfg.torch_device())
@@ -305,26 +326,29 @@ def evaluate_sources(cfg, seed: int = 0, *, progress: bool = True, sources=None)
             rows = json.loads(path.read_text())
         else:
             torch.manual_seed(seed)
-            if spec.dataset == "imagenet":
-                rows = probe_cue_conflict(model, allow_download=cfg.allow_download, seed=seed,
-                                          n_boot=p.n_boot)
-            else:
-                name = (_source_dataset(spec), spec.in_channels, spec.image_size)
-                if name not in probe_sets:  # stimuli built once per dataset and format
-                    x, y, _ = data.load(name[0], "test", allow_download=cfg.allow_download)
-                    x = data.to_source_format(x, spec.in_channels, spec.image_size)
-                    probe_sets[name] = build_probes(x, y.numpy(), p, seed)
-                rows = probe_source(model, None, None, p, seed=seed, probes=probe_sets[name])
+            name = (_source_dataset(spec), spec.in_channels, spec.image_size)
+            if name not in probe_sets:  # stimuli built once per dataset and format
+                x, y, _ = data.load(name[0], "test", allow_download=cfg.allow_download)
+                x = data.to_source_format(x, spec.in_channels, spec.image_size)
+                probe_sets[name] = build_probes(x, y.numpy(), p, seed)
+            rows = probe_source(model, None, None, p, seed=seed, probes=probe_sets[name])
             cache.atomic_write_text(path, json.dumps(rows))
-        frame = pd.DataFrame(rows)
-        frame.insert(0, "label", spec.label)
-        frame.insert(0, "source_seed", spec.seed)
-        frame.insert(0, "eps", spec.eps)
-        frame.insert(0, "norm", spec.norm)
-        frame.insert(0, "family", spec.family)
-        frame.insert(0, "source", sid)
-        frames.append(frame)
+        frames.append(_source_frame(rows, sid, spec))
+    if imagenet:
+        frames.append(evaluate_cue_conflict(cfg, sources=imagenet, progress=progress, seed=seed))
     return pd.concat(frames, ignore_index=True)
+
+
+def _source_frame(rows: list[dict], sid: str, spec):
+    """One source's probe rows as a DataFrame, led by the source columns (source, family,
+    norm, eps, source_seed, label)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    for col, value in (("label", spec.label), ("source_seed", spec.seed), ("eps", spec.eps),
+                       ("norm", spec.norm), ("family", spec.family), ("source", sid)):
+        frame.insert(0, col, value)
+    return frame
 
 
 def summarize(rows, level: float = 0.95):
@@ -420,21 +444,105 @@ def transfer_link(cfg, store=None, summary=None):
 
 
 # --------------------------------------------------------------------------- paper scale
-def probe_cue_conflict(model, root=None, *, allow_download: bool = False, seed: int = 0,
-                       n_boot: int = 1000, indices: dict | None = None) -> list[dict]:
-    """Shape-bias row (probe "cue_stylized") of an ImageNet model on the Geirhos stimuli
-    (:func:`robust_transfer.cue_conflict.load_cue_conflict`).
+def _check_kinds(kinds) -> tuple[str, ...]:
+    """``kinds`` (None = every archive kind) as a tuple, each a Geirhos archive kind whose rows
+    the chapter can show."""
+    kinds = tuple(cue_conflict.GEIRHOS_KINDS if kinds is None else kinds)
+    for kind in kinds:
+        if kind not in cue_conflict.GEIRHOS_KINDS:
+            raise ValueError(f"stimulus kind {kind!r} is unknown; allowed: "
+                             f"{list(cue_conflict.GEIRHOS_KINDS)}")
+        if kind in cue_conflict.CONFLICT_KINDS and kind not in STIMULUS_KINDS:
+            raise ValueError(f"stimulus kind {kind!r} is not in shape_bias.STIMULUS_KINDS "
+                             f"{list(STIMULUS_KINDS)}: the tables, plots and findings would drop "
+                             f"its shape-bias rows")
+    if not kinds:
+        raise ValueError(f"kinds=() is not allowed; give some of {list(cue_conflict.GEIRHOS_KINDS)}")
+    return kinds
+
+
+def probe_cue_conflict(model, root=None, *, kinds=("cue_stylized",),
+                       allow_download: bool = False, seed: int = 0, n_boot: int = 1000,
+                       indices: dict | None = None, stimuli: dict | None = None) -> list[dict]:
+    """Rows of an ImageNet model on the Geirhos et al. stimuli, one per kind in ``kinds``
+    (kinds of :data:`robust_transfer.cue_conflict.GEIRHOS_KINDS`; None = every kind; default:
+    the cue-conflict images only).
 
     Decisions are the arg-max of :func:`robust_transfer.cue_conflict.imagenet_to_16` over the
-    model's softmax; same-class stimuli are excluded by :func:`shape_bias`. Row keys as in
-    :func:`probe_source`.
+    model's softmax. Cue-conflict kinds ("cue_stylized") give a shape-bias row (same-class
+    stimuli excluded by :func:`shape_bias`; chance = coverage of random guessing, 2/16);
+    shape-only kinds ("edges", "silhouette") an accuracy row (Wilson CI; chance 1/16). Row keys
+    as in :func:`probe_source`. ``stimuli`` may pass ``{kind: load_cue_conflict(...)}`` loaded
+    once for several models; ValueError for an unknown kind.
     """
+    kinds = _check_kinds(kinds)
     indices = cue_conflict.IMAGENET_16_INDICES if indices is None else indices
-    x, shapes, textures, _ = cue_conflict.load_cue_conflict(root, allow_download=allow_download)
-    scores = cue_conflict.imagenet_to_16(predict(model, x, batch_size=64, probabilities=True),
-                                         indices)
-    decisions = np.array(list(indices))[scores.argmax(1)]
-    sb = shape_bias(decisions, shapes, textures, n_boot=n_boot, seed=seed)
-    return [dict(probe="cue_stylized", param=float("nan"), metric="shape_bias",
-                 value=sb["shape_bias"], ci_low=sb["ci_low"], ci_high=sb["ci_high"],
-                 coverage=sb["coverage"], n=sb["n_conflict"], chance=2 / len(indices))]
+    rows = []
+    for kind in kinds:
+        x, shapes, textures, _ = (stimuli[kind] if stimuli and kind in stimuli else
+                                  cue_conflict.load_cue_conflict(root, kind=kind,
+                                                                 allow_download=allow_download))
+        scores = cue_conflict.imagenet_to_16(predict(model, x, batch_size=64, probabilities=True),
+                                             indices)
+        decisions = np.array(list(indices))[scores.argmax(1)]
+        row = dict(probe=kind, param=float("nan"))
+        if textures is None:
+            acc = stats.wilson(decisions == shapes)
+            row.update(metric="accuracy", value=acc["value"], ci_low=acc["ci_low"],
+                       ci_high=acc["ci_high"], coverage=float("nan"), n=acc["n"],
+                       chance=1 / len(indices))
+        else:
+            sb = shape_bias(decisions, shapes, textures, n_boot=n_boot, seed=seed)
+            row.update(metric="shape_bias", value=sb["shape_bias"], ci_low=sb["ci_low"],
+                       ci_high=sb["ci_high"], coverage=sb["coverage"], n=sb["n_conflict"],
+                       chance=2 / len(indices))
+        rows.append(row)
+    return rows
+
+
+def evaluate_cue_conflict(cfg, *, sources=None, root=None, progress: bool = True, seed: int = 0):
+    """Rows of ImageNet sources on every Geirhos et al. stimulus kind (:func:`probe_cue_conflict`)
+    as a pandas DataFrame in :func:`evaluate_sources`' schema, ready for :func:`summarize`.
+
+    ``sources``: zoo ids of ImageNet sources (default: those of ``cfg.sources``; ValueError for
+    any other source, or when there is none). ``root``: where the texture-vs-shape stimuli are
+    (see :func:`robust_transfer.cue_conflict.load_cue_conflict`; fetched when
+    ``cfg.allow_download``). ``seed`` seeds the bootstrap. Each source's rows are cached as JSON
+    in ``cache_dir("shape_bias", <source id>)``, keyed by the kinds, the stimulus files (names
+    and sizes), ``n_boot``, ``seed`` and the checkpoint's sha256; the images are read only when
+    a source is not cached.
+    """
+    import pandas as pd
+
+    ids = list(sources) if sources is not None else [
+        s for s in cfg.sources if zoo.spec(s).dataset == "imagenet"]
+    if not ids:
+        raise ValueError(f"sources={list(cfg.sources)!r} hold no ImageNet source; "
+                         f"evaluate_cue_conflict needs paper-scale sources (zoo ids "
+                         f"'paper/imagenet/...'), evaluate_sources probes the others")
+    for sid in ids:
+        if zoo.spec(sid).dataset != "imagenet":
+            raise ValueError(f"sources: {sid!r} is not an ImageNet source; evaluate_cue_conflict "
+                             f"needs 'paper/imagenet/...' ids (evaluate_sources probes the others)")
+    kinds = _check_kinds(None)
+    n_boot = ProbeParams.from_config(cfg).n_boot
+    files = {k: cue_conflict.stimulus_files(root, kind=k, allow_download=cfg.allow_download)
+             for k in kinds}
+    fingerprint = {k: [(str(f.relative_to(d)), f.stat().st_size) for f in fs]
+                   for k, (d, fs) in files.items()}
+    stimuli, frames = {}, []
+    for sid in bar(ids, desc="cue-conflict probes", disable=not progress):
+        model, meta = zoo.load(sid, allow_download=cfg.allow_download, progress=progress)
+        key = cache.key(dict(kinds=list(kinds), stimuli=fingerprint, n_boot=n_boot, seed=seed,
+                             source=sid, sha256=meta.get("sha256"), version=_CACHE_VERSION))
+        path = cache.cache_dir("shape_bias", *sid.split("/")) / f"{key}.json"
+        if path.exists():
+            rows = json.loads(path.read_text())
+        else:
+            if not stimuli:  # read once, for the first source that is not cached
+                stimuli.update({k: cue_conflict.load_cue_conflict(root, kind=k) for k in kinds})
+            rows = probe_cue_conflict(model.to(cfg.torch_device()), kinds=kinds, seed=seed,
+                                      n_boot=n_boot, stimuli=stimuli)
+            cache.atomic_write_text(path, json.dumps(rows))
+        frames.append(_source_frame(rows, sid, zoo.spec(sid)))
+    return pd.concat(frames, ignore_index=True)
