@@ -46,6 +46,8 @@ COMPARABLE = ("family", "unfrozen_blocks", "recipe", "target")
 #: the recipe of stored rows that predate the ``recipe`` column
 DEFAULT_RECIPE = "ours"
 _FAMILY_COLS = ("norm", "eps", "source_label")
+_CI_COLS = ["mean", "ci_low", "ci_high", "half_width", "df", "p", "n_source_seeds",
+            "n_subset_seeds", "ci_basis"]
 
 
 def _p_value(mean: float, se: float, df: float) -> float:
@@ -245,7 +247,7 @@ def _compare(cells: dict, fam: pd.DataFrame, over: str, a, b, confidence: float)
     rows = [{**dict(zip(CELL, key)), **fam.loc[key[2]].to_dict(), f"b_{over}": b,
              **ci(d.to_numpy(), confidence), "n_pairs": int(d.notna().to_numpy().sum())}
             for key, d in _pairs(cells, over, a, b)]
-    cols = CELL + list(fam.columns) + [f"b_{over}"] + list(ci([[0.0]])) + ["n_pairs"]
+    cols = CELL + list(fam.columns) + [f"b_{over}"] + _CI_COLS + ["n_pairs"]
     return pd.DataFrame(rows, columns=cols)
 
 

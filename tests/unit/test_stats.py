@@ -307,6 +307,14 @@ def test_compare_over_recipe_and_missing_recipe_is_ours():
     assert len(stats.compare(mixed, "recipe", "authors", "ours")) == 4
 
 
+def test_compare_without_partners_is_empty_with_its_columns():
+    df = _grid_frame(lambda *a: 0.0, blocks=(0, 1))
+    df = df[(df["unfrozen_blocks"] == 0) == (df["norm"] == "natural")]  # no family has both
+    c = stats.compare(df, "unfrozen_blocks", 1, 0)
+    assert c.empty and list(stats.ci([[1.0]])) == [k for k in c.columns if k in stats.ci([[1.0]])]
+    assert {"b_unfrozen_blocks", "n_pairs", "p"} <= set(c.columns)
+
+
 def test_compare_rejects_bad_input():
     df = _grid_frame(lambda *a: 0.0)
     with pytest.raises(ValueError, match="over='n'"):
