@@ -11,12 +11,16 @@ plus the class names. Offline datasets (usable on this repository's CPU presets)
   photos, train and test crops from disjoint image regions.
 
 Online datasets (paper scale; read from their torchvision on-disk formats, fetched with
-torchvision only when ``allow_download=True``): ``cifar10``, ``cifar100``, ``svhn``, ``mnist``,
-``kmnist`` (and ``fashion_mnist``), plus ``folder:<path>`` (``<path>/{train,test}/<class>/*``).
+torchvision only when ``allow_download=True``, which verifies the published md5 sums):
+``cifar10``, ``cifar100``, ``svhn``, ``mnist``, ``kmnist`` (and ``fashion_mnist``), ``food101``
+and ``caltech101`` (held at ``FOLDER_SIZE`` px; Caltech-101 has no official split: a fixed
+seeded 30 training images per class, the rest test), plus ``folder:<path>``
+(``<path>/{train,test}/<class>/*``, e.g. stylized copies of a target).
 
-Any name may be prefixed ``lowres:`` (e.g. ``lowres:folder:/data/food101``): the same images
-passed through :func:`robust_transfer.images.lowres`, the authors' low-pass probe (down to
-32 px and back up).
+``lowres:<name>`` (paper scale, e.g. ``lowres:food101``): the authors' low-pass, the images
+resized (antialiased) to ``LOWRES_SIZE`` = 32 px and held there; the model's input conversion
+(``BlockNet.input_format``) brings them back to its input size (224 px for ImageNet sources).
+Names whose images are no larger than 32 px are refused: for them it would change nothing.
 """
 from __future__ import annotations
 
@@ -86,6 +90,13 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
                 "32x32 natural images, 10 classes"),
     DatasetInfo("cifar100", 100, 3, 32, 50000, 10000, False, "see Krizhevsky 2009 (no explicit licence)",
                 "32x32 natural images, 100 fine classes"),
+    DatasetInfo("food101", 101, 3, FOLDER_SIZE, 75750, 25250, False,
+                "see Bossard et al. 2014 (images from foodspotting.com; research use)",
+                "food photos, 101 dishes, the official 750 / 250 split per class"),
+    DatasetInfo("caltech101", 101, 3, FOLDER_SIZE, 3030, 5647, False,
+                "see Fei-Fei et al. 2004 (CC BY 4.0 on data.caltech.edu)",
+                "object photos, 101 categories (no background class); 30 training images per "
+                "class, fixed seeded, the rest test"),
     DatasetInfo("svhn", 10, 3, 32, 73257, 26032, False, "non-commercial use only (Netzer et al. 2011)",
                 "Street View house-number digits"),
 ]}
@@ -114,7 +125,7 @@ def _folder_path(name: str) -> Path | None:
     return Path(name.split(":", 1)[1]).expanduser() if name.startswith("folder:") else None
 
 
-LOWRES = "lowres:"  # name prefix: the images passed through images.lowres (LOWRES_SIZE px)
+LOWRES = "lowres:"  # name prefix: the images resized to LOWRES_SIZE px (the authors' low-pass)
 
 
 def _strip_lowres(name: str) -> tuple[str, bool]:
@@ -126,9 +137,15 @@ def info(name: str) -> DatasetInfo:
     name, low = _strip_lowres(name)
     if low:
         base = info(name)
-        return DatasetInfo(LOWRES + base.name, base.num_classes, base.channels, base.size,
+        if base.size <= LOWRES_SIZE:
+            raise ValueError(f"dataset {LOWRES + name!r}: {name!r} has {base.size} px images, "
+                             f"no larger than the {LOWRES_SIZE} px of 'lowres:', which would "
+                             f"change nothing; use it on larger images (food101, caltech101, "
+                             f"folder:<path>), or 'lowpass<f>:{name}' for a resolution factor")
+        return DatasetInfo(LOWRES + base.name, base.num_classes, base.channels, LOWRES_SIZE,
                            base.train_size, base.test_size, base.offline, base.licence,
-                           f"{base.description}; low-passed to {LOWRES_SIZE} px and back")
+                           f"{base.description}; low-passed: {base.size} px -> {LOWRES_SIZE} px "
+                           f"(the model resizes to its input size)")
     folder = _folder_path(name)
     if folder is not None:
         classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir()) \
@@ -158,6 +175,11 @@ def _locate(name: str, root: Path) -> list[Path]:
         return [d / "train", d / "test", d / "meta"]
     if name == "svhn":
         return [root / "train_32x32.mat", root / "test_32x32.mat"]
+    if name == "food101":
+        d = root / "food-101"
+        return [d / "meta" / "train.json", d / "meta" / "test.json", d / "images"]
+    if name == "caltech101":
+        return [root / "caltech101" / "101_ObjectCategories"]
     return []
 
 
@@ -168,7 +190,7 @@ def _exists(path: Path) -> bool:
 def check_name(name: str, allow_download: bool = False, parameter: str = "targets") -> None:
     """Raise ``ValueError`` unless ``name`` is a known dataset that can be had on this machine
     (offline, present on disk, or downloadable because ``allow_download``)."""
-    name = _strip_lowres(name)[0]
+    name, low = _strip_lowres(name)
     folder = _folder_path(name)
     if folder is not None:
         if not (folder / "train").is_dir() or not (folder / "test").is_dir():
@@ -178,6 +200,11 @@ def check_name(name: str, allow_download: bool = False, parameter: str = "target
     if name not in DATASETS:
         raise ValueError(f"{parameter}: dataset {name!r} is unknown; allowed: {sorted(DATASETS)} "
                          f"or 'folder:<path>'")
+    if low and DATASETS[name].size <= LOWRES_SIZE:
+        try:
+            info(LOWRES + name)
+        except ValueError as err:
+            raise ValueError(f"{parameter}: {err}") from None
     if name == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
         return
     if DATASETS[name].offline and name != "fashion_mnist":
@@ -252,6 +279,53 @@ def _read_svhn(root: Path, split: str):
     return x, y, _CLASSES["svhn"]
 
 
+def _read_images(files) -> np.ndarray:
+    """Image files as uint8 (N, 3, FOLDER_SIZE, FOLDER_SIZE) RGB (bilinear, antialiased; JPEGs
+    decoded at a reduced scale first when that is still at least FOLDER_SIZE px)."""
+    from PIL import Image
+    out = np.empty((len(files), 3, FOLDER_SIZE, FOLDER_SIZE), np.uint8)
+    for i, f in enumerate(files):
+        with Image.open(f) as im:
+            im.draft("RGB", (FOLDER_SIZE, FOLDER_SIZE))
+            im = im.convert("RGB").resize((FOLDER_SIZE, FOLDER_SIZE), Image.BILINEAR)
+            out[i] = np.asarray(im).transpose(2, 0, 1)
+    return out
+
+
+def _read_food101(root: Path, split: str):
+    """torchvision's Food-101 layout: ``food-101/meta/<split>.json`` ({class: ["class/id"]})
+    and ``food-101/images/<class>/<id>.jpg``; classes sorted as torchvision does."""
+    import json
+    d = root / "food-101"
+    meta = json.loads((d / "meta" / f"{split}.json").read_text())
+    classes = sorted(meta)
+    files = [d / "images" / f"{rel}.jpg" for c in classes for rel in meta[c]]
+    y = np.concatenate([np.full(len(meta[c]), k) for k, c in enumerate(classes)])
+    return _read_images(files), y, classes
+
+
+CALTECH_TRAIN_PER_CLASS = 30  # the usual Caltech-101 protocol (Fei-Fei et al.); the rest is test
+
+
+def _read_caltech101(root: Path, split: str):
+    """torchvision's Caltech-101 layout ``caltech101/101_ObjectCategories/<class>/*.jpg``
+    (``BACKGROUND_Google`` dropped, classes sorted as torchvision does); per class a fixed
+    seeded choice of CALTECH_TRAIN_PER_CLASS training images (at most all but one), the rest
+    test."""
+    d = root / "caltech101" / "101_ObjectCategories"
+    classes = sorted(p.name for p in d.iterdir() if p.is_dir() and p.name != "BACKGROUND_Google")
+    rng = np.random.default_rng(0)
+    files, y = [], []
+    for k, c in enumerate(classes):
+        members = sorted((d / c).glob("*.jpg"))
+        order = rng.permutation(len(members))
+        n_train = min(CALTECH_TRAIN_PER_CLASS, len(members) - 1)
+        keep = np.sort(order[:n_train] if split == "train" else order[n_train:])
+        files += [members[i] for i in keep]
+        y += [k] * len(keep)
+    return _read_images(files), np.asarray(y), classes
+
+
 def _download(name: str, root: Path) -> None:
     """Fetch ``name`` into ``root`` with torchvision (it verifies the published md5 sums)."""
     import torchvision.datasets as tvd
@@ -264,6 +338,10 @@ def _download(name: str, root: Path) -> None:
     elif name == "svhn":
         for split in SPLITS:
             tvd.SVHN(root, split=split, download=True)
+    elif name == "food101":
+        tvd.Food101(root, split="train", download=True)  # one archive holds both splits
+    elif name == "caltech101":
+        tvd.Caltech101(root, download=True)
 
 
 def _download_atomically(name: str, root: Path) -> None:
@@ -290,6 +368,10 @@ def _read_online(name: str, split: str, allow_download: bool, root: Path | None)
         return x[:, None], y, _CLASSES[name]
     if name in ("cifar10", "cifar100"):
         return _read_cifar(name, root, split)
+    if name == "food101":
+        return _read_food101(root, split)
+    if name == "caltech101":
+        return _read_caltech101(root, split)
     return _read_svhn(root, split)
 
 
@@ -375,19 +457,16 @@ def _read_textures(split: str, seed: int = 0):
 
 
 def _read_folder(folder: Path, split: str):
-    from PIL import Image
     base = folder / split
     classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
-    xs, ys = [], []
+    files, ys = [], []
     for label, cls in enumerate(classes):
         for f in sorted((base / cls).iterdir()) if (base / cls).is_dir() else []:
-            with Image.open(f) as im:
-                im = im.convert("RGB").resize((FOLDER_SIZE, FOLDER_SIZE), Image.BILINEAR)
-                xs.append(np.asarray(im).transpose(2, 0, 1))
+            files.append(f)
             ys.append(label)
-    if not xs:
+    if not files:
         raise ValueError(f"folder dataset {folder}: no images under {base}/<class>/")
-    return np.stack(xs), np.asarray(ys), classes
+    return _read_images(files), np.asarray(ys), classes
 
 
 @lru_cache(maxsize=16)
@@ -423,7 +502,7 @@ def load(name: str, split: str, *, allow_download: bool = False, root=None):
     info(name)  # raises for unknown names
     base, low = _strip_lowres(name)
     x, y, classes = _load_cached(base, split, bool(allow_download), None if root is None else str(root))
-    return (lowres(x), y, classes) if low else (x, y, classes)
+    return (to_source_format(x, x.shape[1], LOWRES_SIZE), y, classes) if low else (x, y, classes)
 
 
 # ---------------------------------------------------------------- sampling and formats

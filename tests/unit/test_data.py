@@ -1,6 +1,7 @@
 """Data layer: offline datasets, torchvision formats on local stand-ins, subsets, formats."""
 import gzip
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,7 +249,7 @@ def test_to_source_format():
         data.to_source_format(grey, 2, 8)
 
 
-def test_lowres_prefix_low_passes_the_images(tmp_path):
+def test_lowres_prefix_low_passes_to_32_px(tmp_path):
     from PIL import Image
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
@@ -258,14 +259,103 @@ def test_lowres_prefix_low_passes_the_images(tmp_path):
     name = f"folder:{tmp_path}"
     x, y, _ = data.load(name, "train")
     xl, yl, _ = data.load("lowres:" + name, "train")
-    assert xl.shape == x.shape and torch.equal(y, yl)
-    assert torch.allclose(xl, data.lowres(x))
-    # the high frequencies of random noise are gone: neighbouring pixels become similar
-    assert (xl[..., 1:] - xl[..., :-1]).abs().mean() < 0.5 * (x[..., 1:] - x[..., :-1]).abs().mean()
-    assert data.info("lowres:digits").num_classes == 10
-    data.check_name("lowres:digits")
-    small, _, _ = data.load("lowres:digits", "test")          # 28 px <= 32 px: unchanged
-    assert torch.equal(small, data.load("digits", "test")[0])
+    # the authors' low-pass: held at 32 px, brought back to the model's input size by the model
+    assert xl.shape == (2, 3, data.LOWRES_SIZE, data.LOWRES_SIZE) and torch.equal(y, yl)
+    assert data.info("lowres:" + name).size == data.LOWRES_SIZE
+    back = data.to_source_format(xl, 3, 224)               # what a paper source sees
+    orig = data.to_source_format(x, 3, 224)
+    spec = lambda im: torch.fft.rfft2(im - im.mean((-2, -1), keepdim=True)).abs()
+    # 18-30 cycles per image: above 32 px's limit (16), below 64 px's (32): gone
+    band = (slice(None), slice(None), slice(18, 30), slice(18, 30))
+    assert spec(back)[band].mean() < 0.1 * spec(orig)[band].mean()
+    assert torch.allclose(back.mean((-2, -1)), orig.mean((-2, -1)), atol=0.02)
+    # images of 32 px or less: lowres would change nothing, so it is refused by name
+    for small in ("digits", "cifar10"):
+        with pytest.raises(ValueError, match=f"'{small}' has (28|32) px images"):
+            data.info("lowres:" + small)
+        with pytest.raises(ValueError, match="targets: dataset 'lowres:"):
+            data.check_name("lowres:" + small, allow_download=True)
+    with pytest.raises(ValueError, match="change nothing"):
+        data.load("lowres:digits", "test")
+
+
+def _jpeg(path, rng, size=(48, 40)):
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+def test_food101_from_torchvision_layout(tmp_path, monkeypatch):
+    import json
+    monkeypatch.setattr(data, "_download", lambda *a: pytest.fail("must not download"))
+    rng = np.random.default_rng(0)
+    d = tmp_path / "food-101"
+    meta = {"train": {"pizza": ["pizza/1", "pizza/2"], "apple_pie": ["apple_pie/7"]},
+            "test": {"pizza": ["pizza/3"], "apple_pie": ["apple_pie/8", "apple_pie/9"]}}
+    for split, m in meta.items():
+        for rels in m.values():
+            for rel in rels:
+                _jpeg(d / "images" / f"{rel}.jpg", rng)
+    with pytest.raises(data.DatasetUnavailable, match="food101"):
+        data.load("food101", "train", root=tmp_path)       # no meta yet: not complete
+    (d / "meta").mkdir()
+    for split, m in meta.items():
+        (d / "meta" / f"{split}.json").write_text(json.dumps(m))
+    data._load_cached.cache_clear()
+    x, y, classes = data.load("food101", "train", root=tmp_path)
+    assert classes == ["apple_pie", "pizza"] and y.tolist() == [0, 1, 1]
+    assert tuple(x.shape) == (3, 3, data.FOLDER_SIZE, data.FOLDER_SIZE) and x.dtype == torch.float32
+    xt, yt, _ = data.load("food101", "test", root=tmp_path)
+    assert yt.tolist() == [0, 0, 1] and 0 <= float(xt.min()) and float(xt.max()) <= 1
+    assert data.info("food101").num_classes == 101 and data.info("lowres:food101").size == 32
+
+
+def test_caltech101_from_torchvision_layout_with_a_fixed_split(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_download", lambda *a: pytest.fail("must not download"))
+    rng = np.random.default_rng(1)
+    d = tmp_path / "caltech101" / "101_ObjectCategories"
+    sizes = {"BACKGROUND_Google": 3, "Faces": 4, "accordion": 3, "ant": 33}
+    for c, n in sizes.items():
+        for i in range(1, n + 1):
+            _jpeg(d / c / f"image_{i:04d}.jpg", rng)
+    data._load_cached.cache_clear()
+    x, y, classes = data.load("caltech101", "train", root=tmp_path)
+    xt, yt, _ = data.load("caltech101", "test", root=tmp_path)
+    assert classes == ["Faces", "accordion", "ant"]          # background dropped, sorted
+    # 30 per class for training (all but one where a class is smaller), the rest test
+    assert np.bincount(y.numpy()).tolist() == [3, 2, 30] and np.bincount(yt.numpy()).tolist() == [1, 1, 3]
+    assert tuple(x.shape[1:]) == (3, data.FOLDER_SIZE, data.FOLDER_SIZE)
+    # the split is fixed: disjoint, and the same on every load
+    flat = lambda t: {tuple(v.flatten()[:64].tolist()) for v in t}
+    assert not flat(x) & flat(xt)
+    data._load_cached.cache_clear()
+    assert torch.equal(data.load("caltech101", "train", root=tmp_path)[0], x)
+
+
+@pytest.mark.parametrize("name, cls", [("food101", "Food101"), ("caltech101", "Caltech101")])
+def test_food101_caltech101_download_through_torchvision(tmp_path, monkeypatch, name, cls):
+    import torchvision.datasets as tvd
+    calls = []
+
+    def fake(root, *a, download=False, **k):
+        calls.append((download, k.get("split")))
+        rng = np.random.default_rng(0)
+        if name == "food101":
+            import json
+            for s in ("train", "test"):
+                _jpeg(Path(root) / "food-101" / "images" / "pizza" / f"{s}.jpg", rng)
+                (Path(root) / "food-101" / "meta").mkdir(parents=True, exist_ok=True)
+                (Path(root) / "food-101" / "meta" / f"{s}.json").write_text(
+                    json.dumps({"pizza": [f"pizza/{s}"]}))
+        else:
+            for i in (1, 2):
+                _jpeg(Path(root) / "caltech101" / "101_ObjectCategories" / "ant" / f"image_{i:04d}.jpg", rng)
+
+    monkeypatch.setattr(tvd, cls, fake)
+    data._load_cached.cache_clear()
+    x, y, _ = data.load(name, "test", root=tmp_path, allow_download=True)
+    assert calls and all(c[0] for c in calls) and len(x) == 1
+    assert not list(tmp_path.glob(".partial-*"))
 
 
 def test_a_killed_download_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
