@@ -39,7 +39,7 @@ from .cache import cache_dir, staged_dir
 from .images import LOWRES_SIZE, lowres, sobel_magnitude
 
 __all__ = ["DatasetInfo", "DATASETS", "info", "check_name", "load", "split_pool",
-           "class_covering_subset", "train_subset", "to_source_format", "lowres", "sobel_magnitude", "data_root",
+           "class_covering_subset", "train_subset", "export_image_folder", "to_source_format", "lowres", "sobel_magnitude", "data_root",
            "summary",
            "DatasetUnavailable"]
 
@@ -292,26 +292,26 @@ def _read_images(files) -> np.ndarray:
     return out
 
 
-def _read_food101(root: Path, split: str):
+def _food101_files(root: Path, split: str):
     """torchvision's Food-101 layout: ``food-101/meta/<split>.json`` ({class: ["class/id"]})
-    and ``food-101/images/<class>/<id>.jpg``; classes sorted as torchvision does."""
+    and ``food-101/images/<class>/<id>.jpg``; (files, labels, classes sorted as torchvision)."""
     import json
     d = root / "food-101"
     meta = json.loads((d / "meta" / f"{split}.json").read_text())
     classes = sorted(meta)
     files = [d / "images" / f"{rel}.jpg" for c in classes for rel in meta[c]]
     y = np.concatenate([np.full(len(meta[c]), k) for k, c in enumerate(classes)])
-    return _read_images(files), y, classes
+    return files, y, classes
 
 
 CALTECH_TRAIN_PER_CLASS = 30  # the usual Caltech-101 protocol (Fei-Fei et al.); the rest is test
 
 
-def _read_caltech101(root: Path, split: str):
+def _caltech101_files(root: Path, split: str):
     """torchvision's Caltech-101 layout ``caltech101/101_ObjectCategories/<class>/*.jpg``
     (``BACKGROUND_Google`` dropped, classes sorted as torchvision does); per class a fixed
     seeded choice of CALTECH_TRAIN_PER_CLASS training images (at most all but one), the rest
-    test."""
+    test. Returns (files, labels, classes)."""
     d = root / "caltech101" / "101_ObjectCategories"
     classes = sorted(p.name for p in d.iterdir() if p.is_dir() and p.name != "BACKGROUND_Google")
     rng = np.random.default_rng(0)
@@ -323,7 +323,44 @@ def _read_caltech101(root: Path, split: str):
         keep = np.sort(order[:n_train] if split == "train" else order[n_train:])
         files += [members[i] for i in keep]
         y += [k] * len(keep)
-    return _read_images(files), np.asarray(y), classes
+    return files, np.asarray(y), classes
+
+
+# datasets read from image files: name -> (root, split) -> (files, labels, classes)
+_IMAGE_FILES = {"food101": _food101_files, "caltech101": _caltech101_files}
+
+
+def export_image_folder(name: str, dest, *, center_crop: bool = False,
+                        allow_download: bool = False, root=None) -> Path:
+    """Write ``name``'s train and test images (``food101``, ``caltech101``: this module's
+    split) as an image folder ``dest/{train,test}/<class>/<file>`` and return ``dest``.
+
+    The original files are copied, or, with ``center_crop``, saved as PNG resized to 256 px on
+    the short side and center-cropped to 224 x 224 px (Stylized-ImageNet's preprocessing, so
+    originals framed like its stylized copies). Read back with ``folder:<dest>``.
+    """
+    import shutil
+    from PIL import Image
+    if name not in _IMAGE_FILES:
+        raise ValueError(f"name={name!r} is not allowed; allowed: {sorted(_IMAGE_FILES)}")
+    root = _present(name, allow_download, root)
+    dest = Path(dest)
+    for split in SPLITS:
+        files, y, classes = _IMAGE_FILES[name](root, split)
+        for f, k in zip(files, y):
+            out = dest / split / classes[k] / f.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if not center_crop:
+                shutil.copyfile(f, out)
+                continue
+            with Image.open(f) as im:
+                im = im.convert("RGB")
+                scale = 256 / min(im.size)
+                im = im.resize((max(224, round(im.width * scale)),
+                                max(224, round(im.height * scale))), Image.BILINEAR)
+                left, top = (im.width - 224) // 2, (im.height - 224) // 2
+                im.crop((left, top, left + 224, top + 224)).save(out.with_suffix(".png"))
+    return dest
 
 
 def _download(name: str, root: Path) -> None:
@@ -354,7 +391,9 @@ def _download_atomically(name: str, root: Path) -> None:
         _download(name, staging)
 
 
-def _read_online(name: str, split: str, allow_download: bool, root: Path | None):
+def _present(name: str, allow_download: bool, root: Path | None) -> Path:
+    """The folder holding ``name``'s torchvision files (downloaded first when missing and
+    ``allow_download``; DatasetUnavailable otherwise)."""
     root = Path(root) if root is not None else data_root()
     if not all(_exists(f) for f in _locate(name, root)):
         if not allow_download:
@@ -362,16 +401,20 @@ def _read_online(name: str, split: str, allow_download: bool, root: Path | None)
                 name, root, "Call with allow_download=True (needs internet), or place the "
                 "torchvision-format files there (RT_DATA_DIR selects the folder)."))
         _download_atomically(name, root)
+    return root
+
+
+def _read_online(name: str, split: str, allow_download: bool, root: Path | None):
+    root = _present(name, allow_download, root)
     if name in _IDX_FAMILY:
         raw = root / _IDX_FAMILY[name] / "raw"
         x, y = (read_idx(raw / f) for f in _IDX_FILES[split])
         return x[:, None], y, _CLASSES[name]
     if name in ("cifar10", "cifar100"):
         return _read_cifar(name, root, split)
-    if name == "food101":
-        return _read_food101(root, split)
-    if name == "caltech101":
-        return _read_caltech101(root, split)
+    if name in _IMAGE_FILES:
+        files, y, classes = _IMAGE_FILES[name](root, split)
+        return _read_images(files), y, classes
     return _read_svhn(root, split)
 
 

@@ -310,14 +310,18 @@ def test_food101_from_torchvision_layout(tmp_path, monkeypatch):
     assert data.info("food101").num_classes == 101 and data.info("lowres:food101").size == 32
 
 
-def test_caltech101_from_torchvision_layout_with_a_fixed_split(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_download", lambda *a: pytest.fail("must not download"))
+def _caltech_standin(root):
     rng = np.random.default_rng(1)
-    d = tmp_path / "caltech101" / "101_ObjectCategories"
+    d = root / "caltech101" / "101_ObjectCategories"
     sizes = {"BACKGROUND_Google": 3, "Faces": 4, "accordion": 3, "ant": 33}
     for c, n in sizes.items():
         for i in range(1, n + 1):
             _jpeg(d / c / f"image_{i:04d}.jpg", rng)
+
+
+def test_caltech101_from_torchvision_layout_with_a_fixed_split(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_download", lambda *a: pytest.fail("must not download"))
+    _caltech_standin(tmp_path)
     data._load_cached.cache_clear()
     x, y, classes = data.load("caltech101", "train", root=tmp_path)
     xt, yt, _ = data.load("caltech101", "test", root=tmp_path)
@@ -330,6 +334,24 @@ def test_caltech101_from_torchvision_layout_with_a_fixed_split(tmp_path, monkeyp
     assert not flat(x) & flat(xt)
     data._load_cached.cache_clear()
     assert torch.equal(data.load("caltech101", "train", root=tmp_path)[0], x)
+
+
+def test_export_image_folder_keeps_the_split_for_stylized_copies(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_download", lambda *a: pytest.fail("must not download"))
+    _caltech_standin(tmp_path / "tv")
+    data._load_cached.cache_clear()
+    _, y, classes = data.load("caltech101", "test", root=tmp_path / "tv")
+    out = data.export_image_folder("caltech101", tmp_path / "if", root=tmp_path / "tv")
+    x2, y2, classes2 = data.load(f"folder:{out}", "test")
+    assert classes2 == classes and torch.equal(y2, y)
+    assert len(list((out / "train").rglob("*.jpg"))) == 35
+    crop = data.export_image_folder("caltech101", tmp_path / "crop", center_crop=True,
+                                    root=tmp_path / "tv")
+    from PIL import Image
+    pngs = sorted((crop / "test").rglob("*.png"))
+    assert len(pngs) == len(y) and Image.open(pngs[0]).size == (224, 224)
+    with pytest.raises(ValueError, match="name='cifar10'"):
+        data.export_image_folder("cifar10", tmp_path / "x")
 
 
 @pytest.mark.parametrize("name, cls", [("food101", "Food101"), ("caltech101", "Caltech101")])
