@@ -26,10 +26,11 @@ Sobel edge maps (shape kept, texture removed); the transforms are in :mod:`robus
 :func:`probe_source` runs all of them for one model, :func:`evaluate_sources` for a config's
 sources with an on-disk cache per source.
 
-Paper scale: the Geirhos et al. stimuli and the ImageNet-16 mapping are in
-:mod:`robust_transfer.cue_conflict`; :func:`probe_cue_conflict` probes an ImageNet model on them.
-The authors' low-pass for transfer targets (resize down to 32 px and back) is
-:func:`robust_transfer.images.lowres`, used through target names ``lowres:<dataset>``.
+Paper scale: the Geirhos et al. stimuli (every kind of their archive) and the ImageNet-16
+mapping are in :mod:`robust_transfer.cue_conflict`; :func:`probe_cue_conflict` probes an
+ImageNet model on them, :func:`evaluate_cue_conflict` a config's ImageNet sources. The authors'
+low-pass for transfer targets (down to 32 px, back to the model's input size) is the target
+name prefix ``lowres:<dataset>`` (:mod:`robust_transfer.data`).
 Figures, display tables and findings text are in :mod:`robust_transfer.chapters.ch03_shape_bias`.
 """
 from __future__ import annotations
