@@ -75,13 +75,39 @@ def test_load_cue_conflict_errors(tmp_path):
         cc.parse_cue_conflict_name("cat7.png")
 
 
+def test_every_archive_kind_loads_with_its_labels(tmp_path):
+    assert list(cc.GEIRHOS_KINDS) == ["cue_stylized", "edges", "silhouette"]
+    for kind, rel in (("edges", "bird/bird3.png"), ("silhouette", "oven/oven1.png"),
+                      ("silhouette", "oven/oven10.png")):
+        f = tmp_path / "stimuli" / cc.GEIRHOS_KINDS[kind] / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(f)
+    x, shapes, textures, files = cc.load_cue_conflict(tmp_path, kind="silhouette", size=8)
+    assert x.shape == (2, 3, 8, 8) and list(shapes) == ["oven", "oven"] and textures is None
+    assert files == ["oven/oven1.png", "oven/oven10.png"]
+    assert list(cc.load_cue_conflict(tmp_path, kind="edges", size=8)[1]) == ["bird"]
+    # the cue-conflict images are not there: named, with the path looked at
+    with pytest.raises(FileNotFoundError, match="no cue_stylized stimuli"):
+        cc.load_cue_conflict(tmp_path)
+    # only the cue-conflict folder may be passed as root itself
+    with pytest.raises(FileNotFoundError, match="no edges stimuli"):
+        cc.load_cue_conflict(tmp_path / "stimuli" / "edges", kind="edges")
+    with pytest.raises(ValueError, match="stimulus kind 'texture' is unknown"):
+        cc.load_cue_conflict(tmp_path, kind="texture")
+    assert cc.parse_stimulus_name("a/cat7.png", "edges") == ("cat", None)
+    assert cc.parse_stimulus_name("cat7-dog1.png", "cue_stylized") == ("cat", "dog")
+    with pytest.raises(ValueError, match="not a silhouette stimulus file name"):
+        cc.parse_stimulus_name("cat7-dog1.png", "silhouette")
+
+
 def _archive(members):
     buf, png = io.BytesIO(), io.BytesIO()
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(png, format="PNG")
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("texture-vs-shape-master/README.md", "x")
-        for name in members:
-            zf.writestr(f"texture-vs-shape-master/{cc.GEIRHOS_SUBDIR}/{name}", png.getvalue())
+        for name in members:  # "edges/..." and "filled-silhouettes/..." name their folder
+            sub = "stimuli" if name.startswith(("edges/", "filled-")) else cc.GEIRHOS_SUBDIR
+            zf.writestr(f"texture-vs-shape-master/{sub}/{name}", png.getvalue())
     return buf.getvalue()
 
 
@@ -108,6 +134,17 @@ def test_load_cue_conflict_download_only_when_allowed(tmp_path, monkeypatch):
     assert list(shapes) == ["bear", "cat"] and list(textures) == ["cat", "bear"]
     assert not (root / "README.md").exists()
     assert not [p for p in root.rglob(".partial-*")]  # no staging folder left behind
+
+
+def test_the_download_extracts_every_kind_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("RT_CACHE_DIR", str(tmp_path / "cache"))
+    calls = _fake_urlopen(monkeypatch, _archive(["bear/bear1-cat2.png", "edges/cat/cat1.png",
+                                                 "filled-silhouettes/dog/dog4.png"]))
+    root = tmp_path / "tvs"
+    assert list(cc.load_cue_conflict(root, kind="edges", allow_download=True, size=8)[1]) == ["cat"]
+    assert list(cc.load_cue_conflict(root, kind="silhouette", size=8)[1]) == ["dog"]
+    assert list(cc.load_cue_conflict(root, size=8)[2]) == ["cat"]
+    assert calls == [cc.GEIRHOS_ARCHIVE_URL]
 
 
 def test_a_bad_archive_leaves_no_partial_stimulus_set(tmp_path, monkeypatch):
