@@ -1,14 +1,23 @@
 """The influence study: which training images does a transferred head lean on, natural vs robust?
 
-For a source and a target: frozen pooled source features of a class-covering training subset
-and of test images, standardised (:func:`standardise`), a head fitted to optimum
-(:class:`HeadProblem`, :func:`transferred_head`), its influence matrix (ours and the authors'
-estimator) and Koh & Liang's leave-one-out check, cached per source as a :class:`Study`
-(:func:`study`). Then per target, the natural family against the L2 family closest to eps 1
-(:func:`families`, :func:`run_studies`): top-k same-class shares with bootstrap CIs over test
-images (:func:`summary`) and the paired robust-minus-natural difference
-(:func:`robust_minus_natural`). The maths is :mod:`robust_transfer.influence`; figures and the
-findings text are in ``chapters.ch04_influence``. Sign convention: positive influence = helpful.
+Two settings (``setting``), one code path (:func:`transferred_head`):
+
+- ``"finetuned"`` -- the paper's: the source fine-tuned on the target by Section 1's engine
+  (``transfer.finetune``, same recipe, subsets and seeds as ``transfer.run``) with the paper's
+  block count (:func:`blocks`: ``cfg.main_blocks``, its mini analogue), then the fine-tuned
+  model's pooled features, standardised, and a head solved *to optimum* on them, so influence's
+  optimality assumption holds;
+- ``"head_only"`` -- frozen source features (0 fine-tuned blocks), the same head.
+
+For a source, target and subset seed the influence matrix (ours and the authors' estimator),
+the nearest-neighbour baseline and Koh & Liang's leave-one-out check are cached as a
+:class:`Study` (:func:`study`). Per target the natural family is compared with the L2 family
+closest to eps 1 (:func:`families`, :func:`run_studies`): each study's share (mean over its test
+images) fills a (source seed x subset seed) matrix whose mean and CI come from ``stats.ci``
+(Section 1's crossed estimator, :func:`summary`); the paired robust-minus-natural difference
+pairs the s-th source seed of each family on the same subset seed (:func:`robust_minus_natural`).
+The maths is :mod:`robust_transfer.influence`; figures and the findings text are in
+``chapters.ch04_influence``. Sign convention: positive influence = helpful.
 """
 from __future__ import annotations
 
@@ -25,8 +34,30 @@ from .influence import (AUTHORS_RCOND, SOLVERS, PseudoInverse, at_least_m_of_top
                         probabilities, topk_same_class)
 from .progress import bar
 
-__all__ = ["standardise", "HeadProblem", "transferred_head", "Study", "study", "families",
-           "run_studies", "per_test", "chance", "summary", "robust_minus_natural"]
+__all__ = ["SETTINGS", "blocks", "standardise", "HeadProblem", "transferred_head", "nearest_training", "Study",
+           "study", "families", "run_studies", "per_test", "share_matrix", "chance", "summary",
+           "robust_minus_natural", "METRICS"]
+
+#: the two settings: the paper's fine-tuned model, and frozen source features
+SETTINGS = ("finetuned", "head_only")
+NN_K = 5   # the nearest-neighbour baseline ranks this many training images per test image
+
+
+def blocks(cfg, setting: str) -> int:
+    """Fine-tuned blocks of ``setting``: ``cfg.main_blocks`` (the paper's 3, its mini analogue
+    1; 1 where the field does not exist) for "finetuned", 0 for "head_only"."""
+    if setting not in SETTINGS:
+        raise ValueError(f"setting={setting!r} is unknown; allowed: {list(SETTINGS)}")
+    return int(getattr(cfg, "main_blocks", 1)) if setting == "finetuned" else 0
+
+
+@torch.no_grad()
+def _pooled(model, images: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """``model.features`` (pooled penultimate features) of ``images`` in eval mode, float64."""
+    model.eval()
+    dev = next(model.parameters()).device
+    return torch.cat([model.features(images[i:i + batch].to(dev)).double().cpu()
+                      for i in range(0, len(images), batch)]).numpy()
 
 
 # ---------------------------------------------------------------- the transferred head
@@ -40,9 +71,11 @@ def standardise(X_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 @dataclass
 class HeadProblem:
-    """A transferred head-only model: standardised features, labels, indices into the target's
-    train / test splits, the fitted head ``theta`` (C x (d+1)), its L2 penalty, class names and
-    the images themselves (uint8, in the source's format) for figures."""
+    """A transferred model's last layer: standardised features, labels, indices into the
+    target's train / test splits, the head ``theta`` (C x (d+1)) solved to optimum, its L2
+    penalty, class names, the images (uint8, for figures), the ``setting``, its fine-tuned
+    ``blocks`` and the fine-tuned model's test accuracy (percent, full test split; NaN
+    head-only)."""
 
     source: str
     target: str
@@ -57,32 +90,44 @@ class HeadProblem:
     class_names: list
     images_train: np.ndarray   # uint8 (n, C, H, W): the training images, for figures
     images_test: np.ndarray    # uint8 (n_test, C, H, W)
+    setting: str = "head_only"
+    blocks: int = 0
+    finetune_acc: float = float("nan")
 
     def test_accuracy(self) -> float:
         """Accuracy (fraction) of the head on its test images."""
         return float((probabilities(self.X_test, self.theta).argmax(1) == self.y_test).mean())
 
 
-def transferred_head(source: str, target: str, n: int, seed: int, cfg, model=None) -> HeadProblem:
-    """The paper's "last layer" setting on ``target``: frozen source features, a class-covering
-    subset of n images from the training pool (validation split carved off exactly as in
-    ``transfer.run``), ``cfg.influence_test`` class-covering test images, features standardised
-    with the training statistics, and the head fitted to optimum with l2 = ``cfg.damping``.
-
-    Pooled features come from ``transfer.prefix_features`` (k = 0) under the same cache key as
-    the transfer engine's head-only runs, so they are computed once for both sections.
+def transferred_head(source: str, target: str, n: int, seed: int, cfg, model=None,
+                     setting: str = "finetuned") -> HeadProblem:
+    """The last layer of ``source`` transferred to ``target`` in ``setting`` (see the module
+    docstring): the class-covering subset of n training images and the validation split of
+    ``data.train_subset`` (as ``transfer.run``), ``cfg.influence_test`` class-covering test
+    images, pooled features -- of the model fine-tuned by ``transfer.finetune`` with
+    :func:`blocks` blocks, or frozen source features (cached with the transfer engine's) --
+    standardised with the training statistics, and the head fitted to optimum with
+    l2 = ``cfg.damping``.
     """
+    k = blocks(cfg, setting)
     if model is None:
         model = zoo.load(source, allow_download=cfg.allow_download, progress=False)[0]
         model = model.to(cfg.torch_device())
     x_tr, y_tr, x_te, y_te, num_classes, data_hash = transfer.target_arrays(target, cfg.allow_download)
     labels, t_labels = y_tr.numpy(), y_te.numpy()
-    train_idx, _ = data.train_subset(labels, n, cfg.val_size, seed)
+    train_idx, val_idx = data.train_subset(labels, n, cfg.val_size, seed)
     n_test = min(cfg.influence_test, len(t_labels))
     test_idx = np.asarray(data.class_covering_subset(t_labels, n_test, seed))
     key = (source, target, data_hash)
-    F_tr = transfer.prefix_features(model, x_tr, 0, (*key, "train")).double().numpy()[train_idx]
-    F_te = transfer.prefix_features(model, x_te, 0, (*key, "test")).double().numpy()[test_idx]
+    finetune_acc = float("nan")
+    if k == 0:
+        F_tr = transfer.prefix_features(model, x_tr, 0, (*key, "train")).double().numpy()[train_idx]
+        F_te = transfer.prefix_features(model, x_te, 0, (*key, "test")).double().numpy()[test_idx]
+    else:
+        out = transfer.finetune(model, x_tr, y_tr, train_idx, val_idx, x_te, y_te, k, cfg, seed,
+                                num_classes=num_classes, feature_key=key, return_model=True)
+        F_tr, F_te = _pooled(out["model"], x_tr[train_idx]), _pooled(out["model"], x_te[test_idx])
+        finetune_acc = float(out["test_acc"])
     X_tr, X_te = standardise(F_tr, F_te)
     y_train, y_test = labels[train_idx], t_labels[test_idx]
     theta = fit_head(X_tr, y_train, cfg.damping, num_classes=num_classes)
@@ -90,14 +135,21 @@ def transferred_head(source: str, target: str, n: int, seed: int, cfg, model=Non
     u8 = lambda x: (x * 255).round().to(torch.uint8).numpy()  # noqa: E731
     return HeadProblem(source, target, X_tr, y_train, X_te, y_test, train_idx, test_idx, theta,
                        float(cfg.damping), list(class_names), u8(x_tr[train_idx]),
-                       u8(x_te[test_idx]))
+                       u8(x_te[test_idx]), setting, k, finetune_acc)
+
+
+def nearest_training(X_train: np.ndarray, X_test: np.ndarray, k: int = NN_K) -> np.ndarray:
+    """Indices (n_test x k) of each test image's k nearest training images, Euclidean distance
+    in the head's (standardised) feature space, nearest first."""
+    d2 = (X_test ** 2).sum(1)[:, None] - 2 * X_test @ X_train.T + (X_train ** 2).sum(1)[None]
+    return np.argsort(d2, axis=1, kind="stable")[:, :k]
 
 
 # ---------------------------------------------------------------- one source on one target
 @dataclass
 class Study:
-    """One source transferred (head only) to one target: the influence matrices and the
-    leave-one-out check.
+    """One source transferred to one target (one subset seed, one setting): the influence
+    matrices, the nearest-neighbour baseline and the leave-one-out check.
 
     ``I`` (n_test x n_train, nats, positive = helpful), ``I_authors`` (the authors' estimator:
     Hessian without the L2 term, pseudo-inverse cut at ``AUTHORS_RCOND``), ``y_train``,
@@ -107,7 +159,9 @@ class Study:
     |influence| on the test image with the highest loss, Koh & Liang's protocol): ``loo_test``
     (its row), ``loo_train`` (columns), ``loo_actual`` (n_test x loo_points actual loss changes
     for every test image, nats), ``loo_pred`` (the matching influences); ``meta`` (source,
-    target, class_names, l2, n, seed).
+    target, class_names, l2, n, seed, setting, blocks, finetune_acc); ``nn_order`` (n_test x
+    ``NN_K`` nearest training images in the head's feature space, nearest first; None in caches
+    written before it existed).
     """
 
     I: np.ndarray
@@ -124,6 +178,7 @@ class Study:
     loo_actual: np.ndarray
     loo_pred: np.ndarray
     meta: dict
+    nn_order: np.ndarray | None = None
 
     @property
     def source(self) -> str:
@@ -143,6 +198,8 @@ class Study:
         out.update(test_acc=np.float64(self.test_acc), loo_test=np.int64(self.loo_test),
                    loo_train=self.loo_train, loo_actual=self.loo_actual, loo_pred=self.loo_pred,
                    meta=json.dumps(self.meta))
+        if self.nn_order is not None:
+            out["nn_order"] = self.nn_order
         return out
 
     def save(self, path) -> None:
@@ -171,25 +228,35 @@ def _solver_name(solver) -> str:
 
 
 def study(source: str, target: str, cfg, seed: int | None = None, model=None,
-          solver: str = "auto", progress: bool = True) -> Study:
-    """Influence matrices and the leave-one-out check: ``source`` transferred (head only) to
-    ``target`` with target-subset ``seed`` (default ``cfg.seeds[0]``); ``solver`` a name in
-    ``influence.SOLVERS``. Returns a :class:`Study`. Cached in ``cache_dir("influence")`` keyed
-    by everything that changes the numbers.
+          solver: str = "auto", progress: bool = True, setting: str = "finetuned",
+          n: int | None = None) -> Study:
+    """Influence matrices, nearest-neighbour baseline and leave-one-out check: ``source``
+    transferred to ``target`` in ``setting`` (:data:`SETTINGS`) on ``n`` training images
+    (default ``cfg.influence_n``) of subset ``seed`` (default ``cfg.seeds[0]``); ``solver`` a
+    name in ``influence.SOLVERS``. Returns a :class:`Study`, cached in
+    ``cache_dir("influence")`` keyed by everything that changes it (the fine-tuning recipe and
+    block count included).
     """
     method = _solver_name(solver)
+    k = blocks(cfg, setting)
     seed = cfg.seeds[0] if seed is None else seed
+    n = cfg.influence_n if n is None else n
     if model is None:
         model = zoo.load(source, allow_download=cfg.allow_download, progress=False)[0]
         model = model.to(cfg.torch_device())
-    key = cache_key(dict(v=3, source=source, weights=transfer.weights_fingerprint(model),
+    recipe = {} if k == 0 else dict(
+        {f: getattr(cfg, f, None) for f in ("recipe", "epochs", "long_epochs", "long_epochs_n",
+                                            "lr", "head_lr", "batch_size", "frozen_bn",
+                                            "augment")},
+        recipe_version=transfer.RECIPE_VERSION)
+    key = cache_key(dict(v=4, source=source, weights=transfer.weights_fingerprint(model),
                          target=target, data=transfer.target_arrays(target, cfg.allow_download)[5],
-                         n=cfg.influence_n, seed=seed, test=cfg.influence_test, l2=cfg.damping,
-                         val=cfg.val_size, loo=cfg.loo_points, method=method))
+                         n=n, seed=seed, test=cfg.influence_test, l2=cfg.damping,
+                         val=cfg.val_size, loo=cfg.loo_points, method=method, blocks=k, **recipe))
     path = cache_dir("influence") / f"{key}.npz"
     if path.exists():
         return Study.load(path)
-    prob = transferred_head(source, target, cfg.influence_n, seed, cfg, model=model)
+    prob = transferred_head(source, target, n, seed, cfg, model=model, setting=setting)
     I = influence(prob.X_train, prob.y_train, prob.X_test, prob.y_test, prob.theta, prob.l2,
                   solver=method)
     I_authors = influence(prob.X_train, prob.y_train, prob.X_test, prob.y_test, prob.theta, 0.0,
@@ -204,7 +271,9 @@ def study(source: str, target: str, cfg, seed: int | None = None, model=None,
                 test_acc=float(prob.test_accuracy()), loo_test=t, loo_train=cols,
                 loo_actual=actual, loo_pred=I[:, cols],
                 meta=dict(source=source, target=target, class_names=prob.class_names,
-                          l2=prob.l2, n=cfg.influence_n, seed=seed))
+                          l2=prob.l2, n=n, seed=seed, setting=setting, blocks=k,
+                          finetune_acc=prob.finetune_acc),
+                nn_order=nearest_training(prob.X_train, prob.X_test))
     out.save(path)
     return out
 
@@ -225,35 +294,53 @@ def families(sources) -> dict[str, list[str]]:
             "robust": [s for s in l2 if specs[s].eps == eps]}
 
 
-def run_studies(fams: dict, cfg, progress: bool = True) -> dict[tuple[str, str], list[Study]]:
-    """``{(kind, target): [Study per source id]}`` over ``cfg.influence_targets`` for the
-    families of :func:`families` (see :func:`study`; cached)."""
-    jobs = [(kind, t, sid) for t in cfg.influence_targets for kind, ids in fams.items()
-            for sid in ids]
+def run_studies(fams: dict, cfg, setting: str = "finetuned", targets=None, n: int | None = None,
+                progress: bool = True) -> dict[tuple[str, str], list[Study]]:
+    """``{(kind, target): [Study per (source seed, subset seed)]}`` in ``setting`` over
+    ``targets`` (default ``cfg.influence_targets``) and every subset seed of ``cfg.seeds``, for
+    the families of :func:`families` (see :func:`study`; cached). Each list runs source-major:
+    all subset seeds of the family's first source, then the next source."""
+    blocks(cfg, setting)
+    targets = cfg.influence_targets if targets is None else targets
+    jobs = [(kind, t, sid, seed) for t in targets for kind, ids in fams.items()
+            for sid in ids for seed in cfg.seeds]
     out = {}
-    for kind, t, sid in bar(jobs, desc="influence", disable=not progress):
-        out.setdefault((kind, t), []).append(study(sid, t, cfg, progress=False))
+    for kind, t, sid, seed in bar(jobs, desc=f"influence ({setting})", disable=not progress):
+        out.setdefault((kind, t), []).append(study(sid, t, cfg, seed=seed, setting=setting, n=n,
+                                                   progress=False))
     return out
 
 
-def per_test(studies: list[Study], metric: str, k: int = 1, matrix: str = "I") -> np.ndarray:
-    """Per test image, ``metric`` averaged over a family's source seeds (same test images):
-    "topk" = fraction of the top-k helpful training images sharing the label (k=1: top-1 same
-    class), "3of5" = at least 3 of the top 5 share it; ``matrix`` "I" (ours) or "I_authors".
-    Values in [0, 1], shape (n_test,)."""
-    y_test = studies[0].y_test
-    vals = []
-    for s in studies:
-        if not np.array_equal(s.y_test, y_test):
-            raise ValueError("studies of one family must share their test images (same seed)")
-        I = getattr(s, matrix)
-        if metric == "topk":
-            vals.append(topk_same_class(I, s.y_test, s.y_train, [k])[:, 0])
-        elif metric == "3of5":
-            vals.append(at_least_m_of_top_k(I, s.y_test, s.y_train, 3, 5))
-        else:
-            raise ValueError(f"metric={metric!r} is unknown; allowed: ['topk', '3of5']")
-    return np.mean(vals, axis=0)
+#: per-test metrics of :func:`per_test`: name -> (what it measures, paper key or None)
+METRICS = {"top1": "the most helpful training image shares the test image's label",
+           "3of5": "at least 3 of the 5 most helpful training images share it",
+           "nn1": "the nearest training image (head's feature space) shares it",
+           "nn5": "a random one of the 5 nearest training images shares it (expected share)"}
+
+
+def per_test(study: Study, metric: str, matrix: str = "I") -> np.ndarray:
+    """Per test image of one study, in [0, 1]: ``metric`` one of :data:`METRICS` -- "top1" (the
+    most helpful training image shares the label), "3of5" (at least 3 of the top 5 do), "nn1" /
+    "nn5" (the nearest-neighbour baselines); ``matrix`` "I" (ours) or "I_authors"."""
+    if metric == "top1":
+        return topk_same_class(getattr(study, matrix), study.y_test, study.y_train, [1])[:, 0]
+    if metric == "3of5":
+        return at_least_m_of_top_k(getattr(study, matrix), study.y_test, study.y_train, 3, 5)
+    if metric in ("nn1", "nn5"):
+        order = study.nn_order[:, :1] if metric == "nn1" else study.nn_order[:, :5]
+        return (study.y_train[order] == study.y_test[:, None]).mean(axis=1)
+    raise ValueError(f"metric={metric!r} is unknown; allowed: {list(METRICS)}")
+
+
+def share_matrix(studies: list[Study], metric: str, matrix: str = "I") -> "pandas.DataFrame":
+    """Percent of test images (:func:`per_test` mean) per study as a (source seed x subset
+    seed) matrix: rows = the family's sources in run order (index 0, 1, ...: the s-th seed of
+    each family pairs), columns = subset seeds."""
+    import pandas as pd
+    sources = list(dict.fromkeys(s.source for s in studies))
+    rows = [dict(src=sources.index(s.source), seed=s.meta["seed"],
+                 v=100 * float(per_test(s, metric, matrix).mean())) for s in studies]
+    return pd.DataFrame(rows).pivot_table(index="src", columns="seed", values="v", aggfunc="mean")
 
 
 def chance(study: Study) -> float:
@@ -263,22 +350,27 @@ def chance(study: Study) -> float:
     return float(np.mean([(y_train == c).mean() for c in study.y_test]))
 
 
-def summary(studies: dict, n_boot: int = 2000) -> "pandas.DataFrame":
-    """One row per (target, kind): sources, head test accuracy, top-1 same-class and >=3-of-top-5
-    shares (percent) with 95% bootstrap CIs over test images, the paper's numbers, the top-1
-    share with the authors' estimator (``top1_authors``), chance level, and the leave-one-out
-    Pearson / Spearman / slope (median over sources)."""
+def summary(studies: dict, confidence: float = 0.95) -> "pandas.DataFrame":
+    """One row per (target, kind): sources and subset seeds, head and fine-tuned test accuracy
+    (percent), then per metric of :data:`METRICS` the share (percent of test images, mean over
+    the (source seed x subset seed) matrix) with its ``stats.ci`` interval (``_lo``, ``_hi``),
+    the paper's top-1 / 3-of-5 numbers (``paper_``), the top-1 share with the authors'
+    estimator (``top1_authors``), chance level, and the leave-one-out Pearson / Spearman /
+    slope (median over studies)."""
     import pandas as pd
     rows = []
     for (kind, target), ss in studies.items():
-        r = dict(target=target, kind=kind, sources=len(ss),
-                 test_acc=100 * float(np.mean([s.test_acc for s in ss])))
-        for name, vals in (("top1", per_test(ss, "topk", 1)), ("3of5", per_test(ss, "3of5"))):
-            m, lo, hi = stats.bootstrap_mean(vals, n_boot)
-            r.update({name: 100 * m, f"{name}_lo": 100 * lo, f"{name}_hi": 100 * hi,
-                      f"paper_{name}": reference.INFLUENCE[name][kind]})
-        r["top1_authors"] = 100 * float(per_test(ss, "topk", 1, "I_authors").mean())
-        r["chance"] = 100 * chance(ss[0])
+        r = dict(target=target, kind=kind, setting=ss[0].meta.get("setting", "head_only"),
+                 sources=len({s.source for s in ss}), subset_seeds=len({s.meta["seed"] for s in ss}),
+                 n=ss[0].I.shape[1], test_acc=100 * float(np.mean([s.test_acc for s in ss])),
+                 finetune_acc=float(np.mean([s.meta.get("finetune_acc", np.nan) for s in ss])))
+        for name in METRICS:
+            c = stats.ci(share_matrix(ss, name).to_numpy(), confidence)
+            r.update({name: c["mean"], f"{name}_lo": c["ci_low"], f"{name}_hi": c["ci_high"]})
+        for name in ("top1", "3of5"):
+            r[f"paper_{name}"] = reference.INFLUENCE[name][kind]
+        r["top1_authors"] = float(share_matrix(ss, "top1", "I_authors").to_numpy().mean())
+        r["chance"] = 100 * float(np.mean([chance(s) for s in ss]))
         cors = [loo_correlation(s.loo_pred, s.loo_actual) for s in ss
                 if s.loo_pred.size > 2]          # loo_points = 0: no check
         r["loo_pearson"] = float(np.median([c["pearson"] for c in cors])) if cors else np.nan
@@ -289,11 +381,12 @@ def summary(studies: dict, n_boot: int = 2000) -> "pandas.DataFrame":
     return pd.DataFrame(rows)
 
 
-def robust_minus_natural(studies: dict, target: str, metric: str = "topk", k: int = 1,
-                         n_boot: int = 2000) -> tuple[float, float, float]:
-    """Paired robust-minus-natural difference of a per-test metric (percentage points) on the
-    same test images: (mean, CI low, CI high), bootstrap over test images."""
-    d = per_test(studies[("robust", target)], metric, k) - per_test(studies[("natural", target)],
-                                                                      metric, k)
-    m, lo, hi = stats.bootstrap_mean(d, n_boot)
-    return 100 * float(m), 100 * float(lo), 100 * float(hi)
+def robust_minus_natural(studies: dict, target: str, metric: str = "top1",
+                         confidence: float = 0.95) -> tuple[float, float, float]:
+    """Paired robust-minus-natural difference of a share (percentage points): the s-th source
+    seed of each family on the same subset seed, the (source seed x subset seed) difference
+    matrix through ``stats.ci``. Returns (mean, CI low, CI high)."""
+    d = share_matrix(studies[("robust", target)], metric) \
+        - share_matrix(studies[("natural", target)], metric)
+    c = stats.ci(d.dropna(how="all").dropna(axis=1, how="all").to_numpy(), confidence)
+    return float(c["mean"]), float(c["ci_low"]), float(c["ci_high"])

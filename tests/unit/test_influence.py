@@ -264,35 +264,59 @@ def test_bootstrap_ci_of_the_shares():
     assert small[2] - small[1] > hi[0] - lo[0]   # fewer test images, wider interval
 
 
-def test_transferred_head_and_cached_study(tmp_path, monkeypatch):
-    """End to end on a stand-in source (random ResNet-8) and the offline digits target."""
+@pytest.mark.slow
+def test_both_settings_end_to_end_and_cached(tmp_path, monkeypatch):
+    """End to end on a stand-in source (random ResNet-8) and the offline digits target, in the
+    fine-tuned setting (transfer.finetune with cfg.main_blocks, head re-solved to optimum on the
+    fine-tuned features) and head-only; each cached under its own key."""
+    import dataclasses
+    from robust_transfer import config, models, transfer, zoo
+    cfg = dataclasses.replace(config.resolve("tiny"), val_size=50, influence_test=30,
+                              damping=0.01, influence_n=60, loo_points=3, seeds=(0,), epochs=2)
     monkeypatch.setenv("RT_CACHE_DIR", str(tmp_path))
-    from robust_transfer import models, zoo
     monkeypatch.setattr(zoo, "spec", lambda sid: types.SimpleNamespace(in_channels=1, image_size=28))
     torch.manual_seed(0)
     model = models.build("resnet8", 10, 1).eval()
-    cfg = types.SimpleNamespace(allow_download=False, val_size=50, influence_test=30, damping=0.01,
-                                influence_n=60, loo_points=3, seeds=(0,))
+    calls = []
+    real = transfer.finetune
+
+    def spy(*args, **kwargs):
+        calls.append((args[7], kwargs["feature_key"][:2], kwargs["return_model"]))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(transfer, "finetune", spy)
     out = ist.study("stand-in", "digits", cfg, model=model, progress=False)
-    assert isinstance(out, ist.Study)
-    assert out.I.shape == (30, 60)
-    assert len(set(out.y_train)) == 10 and out.loo_actual.shape == (30, 3)
-    assert out.I_authors.shape == (30, 60)
-    assert out.images_train.shape == (60, 1, 28, 28) and out.images_test.dtype == np.uint8
-    assert inf.loo_correlation(out.loo_pred, out.loo_actual)["pearson"] > 0.9
-    assert isinstance(out.test_acc, float) and isinstance(out.loo_test, int)
-    files = list((tmp_path / "influence").glob("*.npz"))
-    assert len(files) == 1
+    assert calls == [(ist.blocks(cfg, "finetuned"), ("stand-in", "digits"), True)]
+    head = ist.study("stand-in", "digits", cfg, model=model, progress=False, setting="head_only")
+    assert len(calls) == 1                                    # head-only: no fine-tuning
+    assert out.meta["setting"] == "finetuned" and out.meta["blocks"] >= 1
+    assert head.meta["setting"] == "head_only" and head.meta["blocks"] == 0
+    assert np.isnan(head.meta["finetune_acc"]) and 0 <= out.meta["finetune_acc"] <= 100
+    assert not np.allclose(out.I, head.I)                     # other features, other influence
+    for s in (out, head):
+        assert s.I.shape == s.I_authors.shape == (30, 60) and s.nn_order.shape == (30, ist.NN_K)
+        assert len(set(s.y_train)) == 10 and s.loo_actual.shape == (30, 3)
+        assert s.images_train.shape == (60, 1, 28, 28) and s.images_test.dtype == np.uint8
+        assert inf.loo_correlation(s.loo_pred, s.loo_actual)["pearson"] > 0.9
+    # the same subset as transfer.run
+    from robust_transfer import data
+    np.testing.assert_array_equal(out.train_idx, data.train_subset(
+        transfer.target_arrays("digits", False)[1].numpy(), 60, 50, 0)[0])
+    assert len(list((tmp_path / "influence").glob("*.npz"))) == 2
     monkeypatch.setattr(ist, "fit_head", lambda *a, **k: pytest.fail("cache not used"))
     again = ist.study("stand-in", "digits", cfg, model=model, progress=False)
     np.testing.assert_array_equal(again.I, out.I)
-    assert again.meta == out.meta and again.meta["target"] == "digits"
-    assert (again.test_acc, again.loo_test) == (out.test_acc, out.loo_test)
-    # the cache key names the solver: another solver is another study
+    np.testing.assert_array_equal(again.nn_order, out.nn_order)
+    assert again.meta == out.meta
+    # the key names the solver, the recipe and the block count
     with pytest.raises(ValueError, match="solver"):
         ist.study("stand-in", "digits", cfg, model=model, solver=inf.cg, progress=False)
-    with pytest.raises(pytest.fail.Exception, match="cache not used"):
-        ist.study("stand-in", "digits", cfg, model=model, solver="cg", progress=False)
+    for other in (dict(epochs=3), dict(main_blocks=2) if hasattr(cfg, "main_blocks") else
+                  dict(lr=cfg.lr * 2)):
+        with pytest.raises(pytest.fail.Exception, match="cache not used"):
+            ist.study("stand-in", "digits", dataclasses.replace(cfg, **other), model=model,
+                      progress=False)
+    with pytest.raises(ValueError, match="setting='last'"):
+        ist.study("stand-in", "digits", cfg, model=model, setting="last")
 
 
 def test_study_reads_the_dict_format_of_older_caches(tmp_path):
@@ -322,7 +346,7 @@ def test_study_reads_the_dict_format_of_older_caches(tmp_path):
             np.testing.assert_array_equal(z[k], v)
 
 
-def _fake_study(I, y_train, y_test, source):
+def _fake_study(I, y_train, y_test, source, seed=0):
     n_test, n = I.shape
     return ist.Study(I=I, I_authors=I, images_train=np.zeros((n, 1, 2, 2), np.uint8),
                      images_test=np.zeros((n_test, 1, 2, 2), np.uint8), y_train=y_train,
@@ -330,40 +354,76 @@ def _fake_study(I, y_train, y_test, source):
                      test_acc=0.5, loo_test=0, loo_train=np.arange(3),
                      loo_actual=I[:, :3], loo_pred=I[:, :3],
                      meta=dict(source=source, target="t", class_names=["a", "b"], l2=0.1, n=n,
-                               seed=0))
+                               seed=seed, setting="finetuned"),
+                     nn_order=np.tile(np.arange(ist.NN_K), (n_test, 1)))
 
 
-def _fake_target(rng, robust_same, natural_same, n_test=60, n=40):
-    """Studies where the top-1 training image shares the test label with the given rates."""
+def _fake_target(rng, robust_same, natural_same, n_test=60, n=40, sources=3, seeds=3):
+    """Studies (sources x subset seeds per family) where the top-1 training image shares the
+    test label with the given rates."""
     y_train, y_test = np.arange(n) % 2, np.arange(n_test) % 2
     out = {}
     for kind, rate in (("natural", natural_same), ("robust", robust_same)):
-        I = rng.normal(size=(n_test, n))
-        same = rng.random(n_test) < rate
-        for t in range(n_test):
-            cols = np.flatnonzero((y_train == y_test[t]) == same[t])
-            I[t, cols[0]] = 10.0
-        out[kind] = [_fake_study(I, y_train, y_test, f"{kind}/s0")]
+        out[kind] = []
+        for src in range(sources):
+            for seed in range(seeds):
+                I = rng.normal(size=(n_test, n))
+                same = rng.random(n_test) < rate
+                for t in range(n_test):
+                    cols = np.flatnonzero((y_train == y_test[t]) == same[t])
+                    I[t, cols[0]] = 10.0
+                out[kind].append(_fake_study(I, y_train, y_test, f"{kind}/s{src}", seed))
     return out
 
 
-def test_summary_and_headline_verdict_rule():
+def test_crossed_seed_intervals_and_pairing():
+    """Shares form a (source seed x subset seed) matrix through stats.ci; the paired difference
+    pairs the s-th source of each family on the same subset seed."""
+    rng = np.random.default_rng(1)
+    fake = _fake_target(rng, 0.9, 0.4)
+    m = ist.share_matrix(fake["robust"], "top1")
+    assert m.shape == (3, 3) and list(m.columns) == [0, 1, 2]
+    c = stats.ci(m.to_numpy())
+    studies = {("natural", "A"): fake["natural"], ("robust", "A"): fake["robust"]}
+    row = ist.summary(studies).set_index("kind").loc["robust"]
+    assert row["top1"] == pytest.approx(c["mean"]) and row["top1_lo"] == pytest.approx(c["ci_low"])
+    assert row["sources"] == 3 and row["subset_seeds"] == 3
+    d = ist.robust_minus_natural(studies, "A", "top1")
+    expected = stats.ci((m - ist.share_matrix(fake["natural"], "top1")).to_numpy())
+    assert d == pytest.approx((expected["mean"], expected["ci_low"], expected["ci_high"]))
+    # the nearest-neighbour baseline: nn_order column 0 is training image 0 (label 0)
+    nn1 = ist.per_test(fake["robust"][0], "nn1")
+    np.testing.assert_array_equal(nn1, (fake["robust"][0].y_test == 0).astype(float))
+    with pytest.raises(ValueError, match="metric='top9'"):
+        ist.per_test(fake["robust"][0], "top9")
+
+
+def test_summary_and_headline_verdict_rule(monkeypatch):
+    """The verdict rests on the pre-specified comparison: fine-tuned setting, first target,
+    crossed-seed CI of the paired top-1 difference; other targets only in the detail."""
     from robust_transfer.chapters import ch04_influence as ch
     rng = np.random.default_rng(0)
     good, bad = _fake_target(rng, 0.95, 0.3), _fake_target(rng, 0.5, 0.5)
+    worse = _fake_target(rng, 0.2, 0.8)
     studies = {("natural", "A"): good["natural"], ("robust", "A"): good["robust"]}
-    table = ist.summary(studies, n_boot=500).set_index("kind")
+    table = ist.summary(studies).set_index("kind")
     assert table.loc["robust", "top1"] > 85 and table.loc["natural", "top1"] < 45
     assert table.loc["robust", "paper_top1"] == 78.61
-    h = ch.headline(studies, n_boot=500)
+    h = ch.headline(studies)
     assert h["verdict"] == "reproduced" and h["target"] == "A"
     assert h["top1_diff_lo"] > 0 and h["paper_top1_robust"] == 78.61
-    assert h["paper_top1_natural"] == 55.08
+    assert h["paper_top1_natural"] == 55.08 and h["pairs"] == 9 and h["pairs_positive"] == 9
     assert h["top1_robust"] == pytest.approx(table.loc["robust", "top1"])
     assert h["top1_diff"] == pytest.approx(h["top1_robust"] - h["top1_natural"])
     assert all(isinstance(v, (float, str)) for v in h.values()), h
     studies.update({("natural", "B"): bad["natural"], ("robust", "B"): bad["robust"]})
-    assert ch.headline(studies, n_boot=500)["verdict"] == "partly"
-    assert "1 of 2" in ch.headline(studies, n_boot=500)["verdict_detail"]
+    h2 = ch.headline(studies)
+    assert h2["verdict"] == "reproduced" and "B:" in h2["verdict_detail"]
     only_b = {k: v for k, v in studies.items() if k[1] == "B"}
-    assert ch.headline(only_b, n_boot=500)["verdict"] == "not reproduced"
+    assert ch.headline(only_b)["verdict"] == "not reproduced"
+    assert ch.headline({("natural", "C"): worse["natural"],
+                        ("robust", "C"): worse["robust"]})["verdict"] == "reversed"
+    assert ch.headline({})["verdict"] == "not reproduced"
+    monkeypatch.setattr(ch, "_labels", lambda st: {"natural": "Natural", "robust": "L2"})
+    text = ch.findings({"finetuned": studies})
+    assert "78.61" in text and "nearest training image" in text

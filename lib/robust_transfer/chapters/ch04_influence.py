@@ -13,13 +13,17 @@ import numpy as np
 from .. import reference, stats, zoo
 from ..influence import (class_mean_matrix, class_sorted, loo_correlation, top_training,
                          topk_same_class)
-from ..influence_study import chance, robust_minus_natural, summary
+from ..influence_study import METRICS, chance, robust_minus_natural, share_matrix, summary
 from . import common
 
 __all__ = ["plot_topk", "plot_class_matrices", "plot_examples", "plot_loo", "explorer",
-           "findings", "headline"]
+           "table", "findings", "headline", "results_row", "PRIMARY"]
 
 KINDS = ("natural", "robust")
+#: the pre-specified comparison the verdict rests on (chosen before looking at the robust
+#: numbers): the paired robust-minus-natural top-1 share, fine-tuned setting, first influence
+#: target, 95% CI of the (source seed x subset seed) difference matrix (``stats.ci``)
+PRIMARY = dict(setting="finetuned", metric="top1")
 
 
 def _labels(studies: dict) -> dict:
@@ -32,12 +36,12 @@ def _targets(studies: dict) -> list[str]:
     return list(dict.fromkeys(t for _, t in studies))
 
 
-def plot_topk(studies: dict, ks=range(1, 101), n_boot: int = 1000):
-    """Figure: per target, mean percentage of the top-k most helpful training images that share
-    the test image's label vs k, one line per source family, 95% bootstrap bands over test images
-    (clipped to [0, 100]), chance line."""
+def plot_topk(studies: dict, ks=range(1, 101)):
+    """Figure: per target, percentage of the top-k most helpful training images that share the
+    test image's label vs k, one line per source family: mean over its (source seed x subset
+    seed) studies, band = ``stats.ci`` of that matrix (clipped to [0, 100]); chance line."""
     import pandas as pd
-    targets = sorted({t for _, t in studies})
+    targets = _targets(studies)
     labels = _labels(studies)
     colour = common.colours(KINDS)
     fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 3.6), squeeze=False)
@@ -47,11 +51,17 @@ def plot_topk(studies: dict, ks=range(1, 101), n_boot: int = 1000):
             if not ss:
                 continue
             kk = [k for k in ks if k <= ss[0].I.shape[1]]
-            vals = np.mean([topk_same_class(s.I, s.y_test, s.y_train, kk) for s in ss], 0)
-            m, lo, hi = stats.bootstrap_mean(vals, n_boot)
-            g = pd.DataFrame(dict(k=kk, mean=100 * m, ci_low=100 * lo, ci_high=100 * hi))
-            common.band(ax, g, f"{labels[kind]} ({len(ss)} seeds)", colour[kind], x="k",
-                        clip=(0, 100))
+            curves = [100 * topk_same_class(s.I, s.y_test, s.y_train, kk).mean(0) for s in ss]
+            src = list(dict.fromkeys(s.source for s in ss))
+            rows = []
+            for i, k in enumerate(kk):
+                m = pd.DataFrame([dict(src=src.index(s.source), seed=s.meta["seed"], v=c[i])
+                                  for s, c in zip(ss, curves)]).pivot_table(
+                    index="src", columns="seed", values="v")
+                c = stats.ci(m.to_numpy())
+                rows.append(dict(k=k, mean=c["mean"], ci_low=c["ci_low"], ci_high=c["ci_high"]))
+            common.band(ax, pd.DataFrame(rows), f"{labels[kind]} ({len(ss)} studies)",
+                        colour[kind], x="k", clip=(0, 100))
         ax.axhline(100 * chance(studies[next(k for k in studies if k[1] == t)][0]), color="grey",
                    ls=":", label="chance")
         ax.set(xscale="log", xlabel="k (top-k most helpful training images)",
@@ -159,93 +169,112 @@ def explorer(studies: dict, target: str, k: int = 5):
     return widgets.VBox([slider, out])
 
 
-def findings(studies: dict, n_boot: int = 2000) -> str:
-    """Markdown findings computed from the studies: per target the robust and natural shares
-    with CIs, the paired difference and its verdict, the paper's numbers, and the LOO check."""
+def table(by_setting: dict) -> "pandas.DataFrame":
+    """``summary`` of each setting's studies (``{setting: studies}``) stacked: one row per
+    (setting, target, kind), shares in percent with crossed-seed CIs, baselines beside them."""
+    import pandas as pd
+    return pd.concat([summary(st).assign(setting=setting) for setting, st in by_setting.items()],
+                     ignore_index=True)
+
+
+def _pairs_positive(studies: dict, target: str, metric: str = "top1") -> tuple[int, int]:
+    """(cells with robust > natural, cells) of the (source seed x subset seed) difference."""
+    d = (share_matrix(studies[("robust", target)], metric)
+         - share_matrix(studies[("natural", target)], metric)).to_numpy().ravel()
+    d = d[~np.isnan(d)]
+    return int((d > 0).sum()), int(d.size)
+
+
+def findings(by_setting: dict) -> str:
+    """Markdown findings per setting and target: robust and natural shares with crossed-seed
+    CIs, the paired difference and its verdict, the nearest-neighbour baselines, the paper's
+    numbers, the authors' estimator, and (fine-tuned setting) the leave-one-out check."""
     paper = reference.INFLUENCE
-    table = summary(studies, n_boot).set_index(["target", "kind"])
-    labels = _labels(studies)
     out = []
-    for t in sorted({t for _, t in studies}):
-        if (t, "robust") not in table.index or (t, "natural") not in table.index:
-            continue
-        r, nat = table.loc[(t, "robust")], table.loc[(t, "natural")]
-        s0 = studies[("robust", t)][0]
-        n, n_test = s0.I.shape[1], s0.I.shape[0]
-        parts = [f"**{t}** (n = {n} training images, {n_test} test images, head-only, "
-                 f"{int(r['sources'])} robust / {int(nat['sources'])} natural source seeds; head test "
-                 f"accuracy {r['test_acc']:.1f}% vs {nat['test_acc']:.1f}%)."]
-        for key, name in (("top1", "the most helpful training image shares the test image's class"),
-                          ("3of5", "at least 3 of the 5 most helpful training images share it")):
-            m, lo, hi = robust_minus_natural(studies, t, "topk" if key == "top1" else "3of5",
-                                             n_boot=n_boot)
-            same_dir = (m > 0) == (paper[key]["robust"] > paper[key]["natural"]) and lo > 0
+    for setting, studies in by_setting.items():
+        tab = summary(studies).set_index(["target", "kind"])
+        labels = _labels(studies)
+        for t in _targets(studies):
+            if (t, "robust") not in tab.index or (t, "natural") not in tab.index:
+                continue
+            r, nat = tab.loc[(t, "robust")], tab.loc[(t, "natural")]
+            what = ("fine-tuned model's last layer" if setting == "finetuned"
+                    else "head-only, frozen source features")
+            parts = [f"**{t}, {what}** (n = {int(r['n'])} training images, "
+                     f"{int(r['sources'])} source seeds x {int(r['subset_seeds'])} subset seeds per "
+                     f"family; head test accuracy {r['test_acc']:.1f}% robust vs "
+                     f"{nat['test_acc']:.1f}% natural)."]
+            for key in ("top1", "3of5"):
+                m, lo, hi = robust_minus_natural(studies, t, key)
+                pos, cells = _pairs_positive(studies, t, key)
+                parts.append(
+                    f"{METRICS[key].capitalize()}: {r[key]:.1f}% [{r[key + '_lo']:.1f}, "
+                    f"{r[key + '_hi']:.1f}] of test images with the robust source "
+                    f"({labels['robust']}), {nat[key]:.1f}% [{nat[key + '_lo']:.1f}, "
+                    f"{nat[key + '_hi']:.1f}] with the natural one; paired difference "
+                    f"{m:+.1f} points [{lo:+.1f}, {hi:+.1f}] ({pos} of {cells} seed pairs "
+                    f"positive), {common.verdict(lo, hi, 'robust source')} (paper: "
+                    f"{paper[key]['robust']:.2f}% vs {paper[key]['natural']:.2f}%).")
+            m, lo, hi = robust_minus_natural(studies, t, "nn1")
             parts.append(
-                f"For {r[key]:.1f}% [{r[key + '_lo']:.1f}, {r[key + '_hi']:.1f}] of test images with "
-                f"the robust source ({labels['robust']}) and {nat[key]:.1f}% "
-                f"[{nat[key + '_lo']:.1f}, {nat[key + '_hi']:.1f}] with the natural one, {name}; "
-                f"the paired difference is {m:+.1f} points [{lo:+.1f}, {hi:+.1f}], "
-                f"{common.verdict(lo, hi, 'robust source')}. The paper reports "
-                f"{paper[key]['robust']:.2f}% vs {paper[key]['natural']:.2f}% (CIFAR-10, n = 3200): "
-                + ("this run reproduces the direction." if same_dir else
-                   "this run does **not** reproduce a significant robust advantage."))
-        parts.append(f"A random ranking would give {r['chance']:.1f}% for the top-1 share.")
-        parts.append("" if np.isnan(r["loo_pearson"]) else
-                     f"Influence vs actual leave-one-out retraining: Pearson {r['loo_pearson']:.3f} "
-                     f"(robust) and {nat['loo_pearson']:.3f} (natural), Spearman "
-                     f"{r['loo_spearman']:.3f} and {nat['loo_spearman']:.3f} (median over sources, "
-                     f"all test images x the retrained points; Koh & Liang report about 0.99 for "
-                     f"convex models); the actual changes are {r['loo_slope']:.2f} and "
-                     f"{nat['loo_slope']:.2f} times the predicted ones (least-squares slope; 1 = "
-                     f"right scale, > 1 = influence underestimates the effect of a removal).")
-        parts.append(f"With the authors' estimator instead (Hessian without the L2 term, "
-                     f"pseudo-inverse cutting eigenvalues below 5% of the largest), the top-1 "
-                     f"same-class share would be {r['top1_authors']:.1f}% (robust) vs "
-                     f"{nat['top1_authors']:.1f}% (natural).")
-        out.append(" ".join(p for p in parts if p))
+                f"Baseline, no influence at all: the nearest training image in the head's "
+                f"feature space shares the label for {r['nn1']:.1f}% (robust) vs "
+                f"{nat['nn1']:.1f}% (natural) of test images (difference {m:+.1f} [{lo:+.1f}, "
+                f"{hi:+.1f}]), a random one of the 5 nearest for {r['nn5']:.1f}% vs "
+                f"{nat['nn5']:.1f}%; chance {r['chance']:.1f}%. Influence's top-1 share is "
+                f"{r['top1'] - r['nn1']:+.1f} (robust) and {nat['top1'] - nat['nn1']:+.1f} "
+                f"(natural) points from the nearest-neighbour one.")
+            if setting == "finetuned" and not np.isnan(r["loo_pearson"]):
+                parts.append(
+                    f"Influence vs actual leave-one-out retraining of this head: Pearson "
+                    f"{r['loo_pearson']:.3f} / {nat['loo_pearson']:.3f} (robust / natural), "
+                    f"Spearman {r['loo_spearman']:.3f} / {nat['loo_spearman']:.3f}, slope "
+                    f"{r['loo_slope']:.2f} / {nat['loo_slope']:.2f} (median over studies; 1 = "
+                    f"right scale).")
+            parts.append(f"The authors' estimator (no L2 term, 5% pseudo-inverse cut) gives "
+                         f"{r['top1_authors']:.1f}% vs {nat['top1_authors']:.1f}% top-1.")
+            out.append(" ".join(parts))
     return "\n\n".join(out)
 
 
-def headline(studies: dict, n_boot: int = 2000) -> dict:
-    """The chapter's headline numbers as plain floats / strings, for the first influence target
-    (in run order, ``target``): the top-1 same-class share (percent of test images) with the
-    natural and the robust source and their 95% bootstrap CIs (``top1_natural``,
-    ``top1_natural_lo``, ``top1_natural_hi``, likewise ``top1_robust*``), the paired
-    robust-minus-natural difference in points with its CI (``top1_diff``, ``top1_diff_lo``,
-    ``top1_diff_hi``), the paper's shares (``paper_top1_robust`` = 78.61,
-    ``paper_top1_natural`` = 55.08), and over *all* influence targets with both families:
+def headline(studies: dict) -> dict:
+    """The chapter's headline numbers (plain floats / strings) from the **fine-tuned** setting's
+    studies, on the first influence target in run order (``target``): the top-1 same-class share
+    (percent of test images) natural and robust with crossed-seed 95% CIs (``top1_natural``,
+    ``_lo``, ``_hi``, likewise ``top1_robust*``), the paired robust-minus-natural difference
+    (``top1_diff``, ``_lo``, ``_hi``), the seed pairs where robust > natural
+    (``pairs_positive`` of ``pairs``), the nearest-neighbour baseline (``nn1_natural``,
+    ``nn1_robust``), the paper's shares (``paper_top1_robust`` = 78.61, ``paper_top1_natural``
+    = 55.08), and
 
-    ``verdict`` -- "reproduced" if the paired top-1 difference's 95% CI lies above 0 on every
-    target, "partly" if on some but not all, "not reproduced" if on none (also when there is no
-    target with both families); ``verdict_detail`` says on which targets.
-
-    The same bootstrap (``n_boot`` resamples, seed 0) as :func:`findings`, so the numbers match
-    its text.
+    ``verdict`` -- the :data:`PRIMARY` comparison: "reproduced" if the paired top-1 difference's
+    95% CI lies above 0, "reversed" if below 0, "not reproduced" otherwise (also without a
+    natural/robust pair); ``verdict_detail`` says so and lists the other targets' CIs.
     """
     nan = float("nan")
-    table = summary(studies, n_boot).set_index(["target", "kind"])
+    tab = summary(studies).set_index(["target", "kind"]) if studies else None
     targets = [t for t in _targets(studies)
-               if (t, "robust") in table.index and (t, "natural") in table.index]
-    diffs = {t: robust_minus_natural(studies, t, "topk", 1, n_boot) for t in targets}
-    above = [t for t in targets if diffs[t][1] > 0]
+               if (t, "robust") in tab.index and (t, "natural") in tab.index]
     out = dict(target=targets[0] if targets else "")
     for kind in KINDS:
-        row = table.loc[(targets[0], kind)] if targets else None
-        for suffix in ("", "_lo", "_hi"):
-            out[f"top1_{kind}{suffix}"] = float(row["top1" + suffix]) if targets else nan
+        row = tab.loc[(targets[0], kind)] if targets else {}
+        for name, col in ((f"top1_{kind}", "top1"), (f"top1_{kind}_lo", "top1_lo"),
+                          (f"top1_{kind}_hi", "top1_hi"), (f"nn1_{kind}", "nn1")):
+            out[name] = float(row[col]) if targets else nan
+    diffs = {t: robust_minus_natural(studies, t, "top1") for t in targets}
     m, lo, hi = diffs[targets[0]] if targets else (nan, nan, nan)
-    out.update(top1_diff=float(m), top1_diff_lo=float(lo), top1_diff_hi=float(hi),
+    pos, cells = _pairs_positive(studies, targets[0]) if targets else (0, 0)
+    out.update(top1_diff=m, top1_diff_lo=lo, top1_diff_hi=hi, pairs_positive=float(pos),
+               pairs=float(cells),
                paper_top1_robust=float(reference.INFLUENCE["top1"]["robust"]),
                paper_top1_natural=float(reference.INFLUENCE["top1"]["natural"]))
-    if targets and len(above) == len(targets):
-        out["verdict"] = "reproduced"
-    elif above:
-        out["verdict"] = "partly"
-    else:
-        out["verdict"] = "not reproduced"
-    out["verdict_detail"] = (f"robust-minus-natural top-1 CI above 0 on {len(above)} of "
-                             f"{len(targets)} influence targets"
-                             + (f" ({', '.join(above)})" if above else ""))
+    out["verdict"] = ("reproduced" if lo > 0 else "reversed" if hi < 0 else "not reproduced")
+    others = "; ".join(f"{t}: {d[0]:+.1f} [{d[1]:+.1f}, {d[2]:+.1f}]"
+                       for t, d in diffs.items() if t != out["target"])
+    out["verdict_detail"] = (
+        f"pre-specified: fine-tuned setting, {out['target'] or 'no target'}, robust-minus-natural "
+        f"top-1 difference {m:+.1f} [{lo:+.1f}, {hi:+.1f}] points, {pos} of {cells} seed pairs "
+        f"positive" + (f"; other targets {others}" if others else ""))
     return out
 
 
@@ -258,7 +287,7 @@ def results_row(values: dict, preset: str) -> dict:
             "paper": f"top-1 same class {values['paper_top1_natural']:.2f}% -> "
                      f"{values['paper_top1_robust']:.2f}% (CIFAR-10, n = 3200)",
             "ours": (f"{values['top1_natural']:.1f}% -> {values['top1_robust']:.1f}% "
-                     f"({values['target']}; {preset} preset)" if have else
+                     f"({values['target']}, fine-tuned; {preset} preset)" if have else
                      f"no natural/robust pair ({preset} preset)"),
             "ci": (f"difference {values['top1_diff']:+.1f} [{values['top1_diff_lo']:+.1f}, "
                    f"{values['top1_diff_hi']:+.1f}] points" if have else "–"),
