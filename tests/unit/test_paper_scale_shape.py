@@ -2,6 +2,8 @@
 the ImageNet sources, a few Geirhos-format stimuli of every archive kind written into a temp dir
 in the archive's layout, then shape_bias.evaluate_cue_conflict -> shape_bias.summarize -> the
 chapter's tables, figures, findings and headline (what notebook 03 calls at paper scale)."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,8 @@ from PIL import Image
 from robust_transfer import config, cue_conflict as cc, models, shape_bias as sb, zoo
 
 SOURCES = ("paper/imagenet/natural", "paper/imagenet/l2/3")
-STIMULI = {"cue_stylized": ["bear/bear1-bottle3.png", "cat/cat2-dog1.png", "car/car1-car2.png"],
+CLASS = {"natural": cc.IMAGENET_16_INDICES["bottle"][0], "l2": cc.IMAGENET_16_INDICES["bear"][0]}
+STIMULI = {"cue_stylized": ["bear/bear1-bottle3.png", "bear/bear2-cat1.png", "car/car1-car2.png"],
            "edges": ["bird/bird1.png"], "silhouette": ["truck/truck4.png"]}
 
 
@@ -25,7 +28,10 @@ def _write_stimuli(root):
 
 @pytest.fixture
 def paper_standins(tmp_path, monkeypatch):
-    """An empty cache, the stimuli under tmp_path/stim, zoo.load handing random ResNet-50s."""
+    """An empty cache, the stimuli under tmp_path/stim, zoo.load handing random ResNet-50s
+    whose heads always answer one class: the natural one a bottle (a texture decision on
+    bear1-bottle3, none on bear2-cat1: shape bias 0, coverage 1/2), the L2 one a bear (two shape
+    decisions: shape bias 1, coverage 1)."""
     monkeypatch.setenv("RT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(cc.urllib.request, "urlopen",
                         lambda url: pytest.fail("the stand-in test must not download"))
@@ -33,9 +39,15 @@ def paper_standins(tmp_path, monkeypatch):
 
     def fake_load(sid, **kw):
         loads.append(sid)
-        if sid not in built:
-            torch.manual_seed(len(built))
-            built[sid] = models.build("resnet50", 1000)
+        if sid not in built:  # one random body (built once: ~1 s), a head per source
+            if not built:
+                torch.manual_seed(0)
+                built[None] = models.build("resnet50", 1000)
+            built[sid] = copy.deepcopy(built[None])
+            with torch.no_grad():
+                built[sid].head.weight.zero_()
+                built[sid].head.bias.zero_()
+                built[sid].head.bias[CLASS[zoo.spec(sid).norm]] = 10.0
         return built[sid], {"sha256": f"standin-{sid}"}
 
     monkeypatch.setattr(zoo, "load", fake_load)
@@ -57,9 +69,11 @@ def test_paper_scale_chapter_path_runs_on_standins(paper_standins, monkeypatch):
     assert list(rows.columns[:6]) == ["source", "family", "norm", "eps", "source_seed", "label"]
     stylized = rows[rows["probe"] == "cue_stylized"]
     assert (stylized["metric"] == "shape_bias").all() and (stylized["n"] == 2).all()
+    assert stylized["value"].tolist() == [0.0, 1.0] and stylized["coverage"].tolist() == [0.5, 1.0]
     assert np.allclose(stylized["chance"], 2 / 16)
     shape_only = rows[rows["probe"] != "cue_stylized"]
     assert (shape_only["metric"] == "accuracy").all() and (shape_only["n"] == 1).all()
+    assert (shape_only["value"] == 0.0).all()        # bird and truck: neither bottle nor bear
 
     summary = sb.summarize(rows)
     table = ch.shape_bias_table(summary)
@@ -74,11 +88,13 @@ def test_paper_scale_chapter_path_runs_on_standins(paper_standins, monkeypatch):
     plt.close(fig)
     plt.close(ch.plot_probe_curves(summary))
     assert isinstance(ch.findings(summary), str)
-    values = ch.headline(summary)
-    assert values["robust_label"] == "L2 ε=3" and values["stylized_direction"]
-    assert values["verdict"] in ("reproduced", "not reproduced")
+    values = ch.headline(summary)     # the cue-conflict numbers the chapter glues
+    sty = summary[summary["probe"] == "cue_stylized"].set_index("norm")["value"]
+    assert values["stylized_natural"] == pytest.approx(sty["natural"])
+    assert values["stylized_robust"] == pytest.approx(sty["l2"])
+    assert values["stylized_direction"] in ("rises", "is flat")  # 0 -> 1 on 2 images
     row = ch.results_row(values, cfg.preset)
-    assert "stylized" in row["ours"]
+    assert row["verdict"] and row["ours"]
 
     # warm: rows come from the cache, the stimuli are not read again
     monkeypatch.setattr(cc, "load_cue_conflict", lambda *a, **k: pytest.fail("cache missed"))
