@@ -40,21 +40,44 @@ class Config:
     n_values: tuple[int, ...] = (10, 20, 40, 80, 160, 320, 640, 1280)
     seeds: tuple[int, ...] = (0, 1, 2)  # target-subset seeds (per source seed)
     val_size: int = 100                 # validation images carved from each target's train pool
-    # --- fine-tuning recipe
+    # --- fine-tuning recipe (robust_transfer.transfer): "ours" or "authors" (their code)
+    recipe: str = "ours"
     unfrozen_blocks: tuple[int, ...] = (0, 1)
+    main_blocks: int = 1                # the paper's 3 blocks (layer4), or its mini analogue
     epochs: int = 30
-    lr: float = 1e-4                    # Adam lr for unfrozen blocks
-    head_lr: float = 1e-3               # Adam lr for the head
+    long_epochs: int = 0                # epochs for n > long_epochs_n (0 = epochs); paper 150
+    long_epochs_n: int = 1600
+    lr: float = 1e-4                    # "ours": Adam lr for unfrozen blocks
+    head_lr: float = 1e-3               # "ours": Adam lr for the head
     # runs with unfrozen_blocks > 0 only for these sources (() = all) and n <= finetune_max_n
     # (0 = all n): the mini budget fine-tunes the main families only (see notebook 02)
     finetune_sources: tuple[str, ...] = tuple(zoo.main_sources("mini"))
     finetune_max_n: int = 640
     batch_size: int = 128
-    frozen_bn: str = "eval"             # "eval" (ours) or "train" (the authors' code)
-    augment: bool = False               # the paper's augmentation; disables the cached-prefix path
+    frozen_bn: str = "eval"             # "ours": "eval", or "train" (the authors' code)
+    augment: bool = False               # "ours": the paper's augmentation (no cached prefix)
+    # the seed schedule: only few_seeds subset seeds for n > few_seeds_n (0 = every seed at
+    # every n); full_set adds one run (the first seed) on the whole training pool
+    few_seeds: int = 0
+    few_seeds_n: int = 6400
+    full_set: bool = False
+    # the other recipe, run beside the main one ("" = none) on the fine-tuned sources, at
+    # main_blocks and these n (() = n_values)
+    compare_recipe: str = "authors"
+    compare_n_values: tuple[int, ...] = (10, 40, 160, 640)
+    # Fig. 4: every block count in block_counts on the fine-tuned sources, for block_targets
+    # (() = targets) at block_n_values (() = n_values)
+    block_counts: tuple[int, ...] = (0, 1, 2, 3)
+    block_targets: tuple[str, ...] = ("mnist5k",)
+    block_n_values: tuple[int, ...] = (10, 40, 160)
     # --- shape bias (Section 2)
     n_stimuli: int = 1000
     blur_sigmas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
+    # transfer to texture-replaced / low-passed copies (stylized:<t>, lowpass<f>:<t>) of these
+    # grey targets at these n (every cfg.seeds subset seed, unfrozen_blocks 0); () = not run
+    shape_targets: tuple[str, ...] = ("digits",)
+    shape_n_values: tuple[int, ...] = (40, 320)
+    lowpass_factor: float = 4.0         # 28 px -> 7 px -> 28 px
     # --- influence functions (Section 3)
     influence_targets: tuple[str, ...] = ("mnist5k", "digits")
     influence_n: int = 1000
@@ -88,9 +111,14 @@ PRESETS: dict[str, dict] = {
         unfrozen_blocks=(0, 1),
         finetune_sources=(),
         finetune_max_n=0,
+        compare_n_values=(10,),
+        block_counts=(0, 1, 3),
+        block_targets=("digits",),
+        block_n_values=(10,),
         epochs=3,
         n_stimuli=60,
         blur_sigmas=(0.0, 1.0),
+        shape_n_values=(10, 40),
         influence_targets=("digits",),
         influence_n=100,
         influence_test=40,
@@ -109,14 +137,25 @@ PRESETS: dict[str, dict] = {
         n_values=(100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600),
         seeds=tuple(range(10)),
         val_size=1000,
+        recipe="authors",
         unfrozen_blocks=(0, 1, 3, 9),
+        main_blocks=3,
         finetune_sources=(),
         finetune_max_n=0,
         epochs=100,
+        long_epochs=150,
+        few_seeds=5,
+        full_set=True,
+        compare_recipe="",
+        compare_n_values=(),
+        block_counts=(0, 1, 3, 9),
+        block_targets=(),
+        block_n_values=(),
         lr=1e-3,
         head_lr=1e-2,
         augment=True,
         n_stimuli=1280,
+        shape_targets=(),
         influence_targets=("cifar10",),
         influence_n=3200,
         influence_test=10000,
@@ -124,10 +163,11 @@ PRESETS: dict[str, dict] = {
     ),
 }
 
-_CHOICES = {"device": ("cpu", "cuda", "auto"), "frozen_bn": ("eval", "train")}
+_CHOICES = {"device": ("cpu", "cuda", "auto"), "frozen_bn": ("eval", "train"),
+            "recipe": ("ours", "authors"), "compare_recipe": ("", "ours", "authors")}
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _TYPES = typing.get_type_hints(Config)
-_STR_TUPLES = ("sources", "finetune_sources", "targets", "influence_targets")
+_STR_TUPLES = ("sources", "finetune_sources", "targets", "block_targets", "influence_targets")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -199,16 +239,20 @@ def _validate(cfg: Config) -> None:
         if not torch.cuda.is_available():
             _fail("device", cfg.device, "this machine has no CUDA device; allowed here: "
                   "['cpu', 'auto'] ('auto' uses CUDA where there is one)")
-    for name in ("allow_download", "augment"):
+    for name in ("allow_download", "augment", "full_set"):
         if not isinstance(getattr(cfg, name), bool):
             _fail(name, getattr(cfg, name), "must be True or False")
     for name in ("epochs", "batch_size", "val_size", "n_stimuli", "influence_n",
-                 "influence_test"):
+                 "influence_test", "long_epochs_n", "few_seeds_n"):
         v = getattr(cfg, name)
         if not _is_int(v) or v < 1:
             _fail(name, v, "must be a positive integer")
-    if not _is_int(cfg.loo_points) or cfg.loo_points < 0:
-        _fail("loo_points", cfg.loo_points, "must be an integer >= 0")
+    for name in ("loo_points", "long_epochs", "few_seeds"):
+        if not _is_int(getattr(cfg, name)) or getattr(cfg, name) < 0:
+            _fail(name, getattr(cfg, name), "must be an integer >= 0 (0 = off)")
+    if cfg.compare_recipe == cfg.recipe:
+        _fail("compare_recipe", cfg.compare_recipe, f"must differ from recipe={cfg.recipe!r} "
+              f"(or be '' for none)")
     for name in ("lr", "head_lr"):
         v = getattr(cfg, name)
         if not _is_number(v) or not 0 < v <= 10:
@@ -237,39 +281,66 @@ def _validate(cfg: Config) -> None:
     if not _is_int(cfg.finetune_max_n) or cfg.finetune_max_n < 0:
         _fail("finetune_max_n", cfg.finetune_max_n, "must be an integer >= 0 (0 = every n)")
     arch_blocks = min(zoo.spec(sid).num_blocks for sid in cfg.sources)
-    for k in cfg.unfrozen_blocks:
-        if not _is_int(k) or not 0 <= k <= arch_blocks:
-            _fail("unfrozen_blocks", cfg.unfrozen_blocks,
-                  f"each must be an integer in 0..{arch_blocks} for these sources")
-    for name in ("targets", "influence_targets"):
+    for name in ("unfrozen_blocks", "block_counts"):
+        for k in getattr(cfg, name):
+            if not _is_int(k) or not 0 <= k <= arch_blocks:
+                _fail(name, getattr(cfg, name),
+                      f"each must be an integer in 0..{arch_blocks} for these sources")
+    if not _is_int(cfg.main_blocks) or not 0 <= cfg.main_blocks <= arch_blocks:
+        _fail("main_blocks", cfg.main_blocks, f"must be an integer in 0..{arch_blocks} for these "
+              f"sources (the paper's 3, or its analogue)")
+    for name in ("targets", "block_targets", "influence_targets"):
         if not getattr(cfg, name) and name == "targets":
             _fail(name, (), "give at least one target dataset")
         for t in getattr(cfg, name):
             data.check_name(t, allow_download=cfg.allow_download, parameter=name)
-    for n in cfg.n_values:
-        if not _is_int(n) or n < 1:
-            _fail("n_values", cfg.n_values, "each n must be a positive integer (total images)")
-    for t in cfg.targets:
-        info = data.info(t)
-        if info.train_size is None:
-            continue  # folder:<path> datasets: checked when loaded
-        pool = info.train_size - cfg.val_size
-        if pool < info.num_classes:
-            _fail("val_size", cfg.val_size, f"target {t!r} has {info.train_size} training images; "
-                  f"val_size must leave at least one per class")
-        for n in cfg.n_values:
-            if n > pool:
-                _fail("n_values", n, f"target {t!r} has a training pool of {pool} images after "
-                      f"the validation split (val_size={cfg.val_size}); allowed n <= {pool}")
-            if n < info.num_classes:
-                _fail("n_values", n, f"target {t!r} has {info.num_classes} classes; a class-covering "
-                      f"subset needs n >= {info.num_classes}")
+    checks = [("n_values", cfg.targets), ("compare_n_values", cfg.targets),
+              ("block_n_values", cfg.block_targets or cfg.targets)]
+    for name, _ in checks:
+        for n in getattr(cfg, name):
+            if not _is_int(n) or n < 1:
+                _fail(name, getattr(cfg, name), "each n must be a positive integer (total images)")
+    for name, targets in checks:
+        for t in targets:
+            info = data.info(t)
+            if info.train_size is None:
+                continue  # folder:<path> datasets: checked when loaded
+            pool = info.train_size - cfg.val_size
+            if pool < info.num_classes:
+                _fail("val_size", cfg.val_size, f"target {t!r} has {info.train_size} training "
+                      f"images; val_size must leave at least one per class")
+            for n in getattr(cfg, name):
+                if n > pool:
+                    _fail(name, n, f"target {t!r} has a training pool of {pool} images after "
+                          f"the validation split (val_size={cfg.val_size}); allowed n <= {pool}")
+                if n < info.num_classes:
+                    _fail(name, n, f"target {t!r} has {info.num_classes} classes; a "
+                          f"class-covering subset needs n >= {info.num_classes}")
     _validate_shape(cfg)
     _validate_influence(cfg)
 
 
 def _validate_shape(cfg: Config) -> None:
     """Section 2's fields."""
+    if not _is_number(cfg.lowpass_factor) or cfg.lowpass_factor <= 1:
+        _fail("lowpass_factor", cfg.lowpass_factor, "must be a finite number > 1 (the "
+              "resolution divisor of the lowpass<f>: targets)")
+    for n in cfg.shape_n_values:
+        if not _is_int(n) or n < 1:
+            _fail("shape_n_values", cfg.shape_n_values, "each n must be a positive integer")
+    for t in cfg.shape_targets:
+        if not isinstance(t, str):
+            _fail("shape_targets", cfg.shape_targets, "each entry must be a dataset name")
+        for name in (t, f"stylized:{t}", f"lowpass{cfg.lowpass_factor:g}:{t}"):
+            data.check_name(name, allow_download=cfg.allow_download, parameter="shape_targets")
+        info = data.info(t)
+        if info.train_size is None:
+            continue
+        pool = info.train_size - cfg.val_size
+        for n in cfg.shape_n_values:
+            if not info.num_classes <= n <= pool:
+                _fail("shape_n_values", n, f"target {t!r} allows {info.num_classes} (one image "
+                      f"per class) <= n <= {pool} (its pool after val_size={cfg.val_size})")
 
 
 def _validate_influence(cfg: Config) -> None:

@@ -1,8 +1,11 @@
 """Expand a configuration into transfer runs and run the ones the store does not hold yet.
 
-``grid(cfg)`` crosses sources x targets x unfrozen_blocks x n_values x seeds; each run is a
-dict with the recipe fields that change its result (see ``RECIPE_FIELDS``), so its store key
-(``cache.key(run)``) changes whenever any of them does.
+``grid(cfg)`` holds every run of ``cells(cfg)``: the main grid (sources x targets x
+unfrozen_blocks x n_values x seeds in ``cfg.recipe``, with the seed schedule and the full-set
+runs), the other recipe's runs beside it (``cfg.compare_recipe``) and the block-count runs
+(``cfg.block_counts``). Each run is a dict with the fields that change its result
+(``transfer.recipe_fields`` of its recipe), so its store key (``cache.key(run)``) changes
+whenever any of them does.
 
 Tasks. ``tasks(cfg, store)`` cuts the runs missing from the store into one :class:`Task` per
 (source, unfrozen_blocks, target, seed): the missing runs of that target-subset seed, in
@@ -75,6 +78,7 @@ SLURM through dask-jobqueue (``pip install dask-jobqueue``; run where ``sbatch``
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import socket
@@ -87,15 +91,14 @@ from datetime import datetime, timezone
 
 import torch
 
-from . import transfer, zoo
+from . import data, transfer, zoo
 from .cache import key as cache_key
 from .progress import bar
 from .store import Store
 
-__all__ = ["RECIPE_FIELDS", "EXECUTORS", "Task", "SweepResult", "cells", "grid", "tasks", "run",
-           "status"]
+__all__ = ["EXECUTORS", "Task", "SweepResult", "cells", "grid", "tasks", "run", "status",
+           "full_n"]
 
-RECIPE_FIELDS = ("epochs", "lr", "head_lr", "batch_size", "frozen_bn", "augment", "val_size")
 EXECUTORS = ("serial", "processes", "dask")
 _WAKE = 1.0  # at most this many seconds between looks at a parallel sweep's rows (progress)
 
@@ -108,42 +111,85 @@ def _wanted(cfg, source: str, k: int, n: int) -> bool:
             and (not cfg.finetune_max_n or n <= cfg.finetune_max_n))
 
 
-def cells(cfg) -> list[dict]:
-    """The (source, target, unfrozen_blocks, n, seed) of every run of ``cfg``, without the
-    weights' and data's hashes (which need the sources and the target data on this machine).
+def full_n(cfg, target: str) -> int:
+    """The "full training set" n of ``target``: its whole training pool after the validation
+    split (``val_size`` images fewer than the authors' full set, which had no validation)."""
+    return data.info(target).train_size - cfg.val_size
 
-    sources x targets x unfrozen_blocks x n_values x seeds, except that runs with
-    unfrozen_blocks > 0 are limited to ``cfg.finetune_sources`` and ``cfg.finetune_max_n``.
+
+def _seeds(cfg, n: int) -> tuple[int, ...]:
+    """The subset seeds of the runs at ``n``: all, or the first ``few_seeds`` above
+    ``few_seeds_n`` (the paper: 10 seeds up to 6,400 images, 5 above)."""
+    return cfg.seeds[:cfg.few_seeds] if cfg.few_seeds and n > cfg.few_seeds_n else cfg.seeds
+
+
+def cells(cfg) -> list[dict]:
+    """The (source, target, unfrozen_blocks, n, seed, recipe) of every run of ``cfg``, without
+    the weights' and data's hashes (which need the sources and the target data on this machine).
+
+    1. the main grid, ``cfg.recipe``: sources x targets x unfrozen_blocks x n_values x seeds,
+       runs with unfrozen_blocks > 0 limited to ``finetune_sources`` and ``finetune_max_n``,
+       seeds by the schedule (``few_seeds`` above ``few_seeds_n``), plus with ``full_set`` one
+       run (the first seed) at :func:`full_n` per source, target and block count;
+    2. ``compare_recipe`` (if any): the fine-tuned sources at ``main_blocks`` and
+       ``compare_n_values`` (() = n_values) on every target;
+    3. Fig. 4: the fine-tuned sources at every ``block_counts`` on ``block_targets`` (() =
+       targets) and ``block_n_values`` (() = n_values), in ``cfg.recipe``.
+    A run listed twice is kept once, at its first place.
     """
-    return [dict(source=s, target=t, unfrozen_blocks=k, n=n, seed=seed)
-            for s in cfg.sources for t in cfg.targets for k in cfg.unfrozen_blocks
-            for n in cfg.n_values for seed in cfg.seeds if _wanted(cfg, s, k, n)]
+    tuned = [s for s in cfg.sources if not cfg.finetune_sources or s in cfg.finetune_sources]
+    out = [dict(source=s, target=t, unfrozen_blocks=k, n=n, seed=seed, recipe=cfg.recipe)
+           for s in cfg.sources for t in cfg.targets for k in cfg.unfrozen_blocks
+           for n in cfg.n_values for seed in _seeds(cfg, n) if _wanted(cfg, s, k, n)]
+    if cfg.full_set:
+        out += [dict(source=s, target=t, unfrozen_blocks=k, n=full_n(cfg, t), seed=cfg.seeds[0],
+                     recipe=cfg.recipe)
+                for s in cfg.sources for t in cfg.targets for k in cfg.unfrozen_blocks
+                if data.info(t).train_size is not None and (k == 0 or s in tuned)]
+    if cfg.compare_recipe:
+        out += [dict(source=s, target=t, unfrozen_blocks=cfg.main_blocks, n=n, seed=seed,
+                     recipe=cfg.compare_recipe)
+                for s in tuned for t in cfg.targets for n in cfg.compare_n_values or cfg.n_values
+                for seed in _seeds(cfg, n)]
+    out += [dict(source=s, target=t, unfrozen_blocks=k, n=n, seed=seed, recipe=cfg.recipe)
+            for s in tuned for t in cfg.block_targets or cfg.targets for k in cfg.block_counts
+            for n in cfg.block_n_values or cfg.n_values for seed in _seeds(cfg, n)]
+    seen, unique = set(), []
+    for c in out:
+        key = tuple(c.values())
+        if key not in seen:
+            seen.add(key)
+            unique.append(c)
+    return unique
 
 
 def grid(cfg) -> list[dict]:
     """All runs of ``cfg`` (one dict per run: source, its weights' revision, target, its data's
-    content hash, unfrozen_blocks, n, seed + recipe), in :func:`cells` order."""
-    recipe = {f: getattr(cfg, f) for f in RECIPE_FIELDS}
-    recipe["recipe_version"] = transfer.RECIPE_VERSION
+    content hash, unfrozen_blocks, n, seed + ``transfer.recipe_fields`` of its recipe), in
+    :func:`cells` order."""
+    fields = {r: transfer.recipe_fields(cfg, r) for r in {cfg.recipe, cfg.compare_recipe} if r}
     revisions = {s: zoo.revision(s) for s in cfg.sources}
+    targets = {c["target"] for c in cells(cfg)}
     # the content hash of each target's images and labels: a changed dataset (e.g. a
     # folder:<path> whose files changed) never reuses old rows
-    data_hashes = {t: transfer.target_arrays(t, cfg.allow_download)[5] for t in cfg.targets}
+    data_hashes = {t: transfer.target_arrays(t, cfg.allow_download)[5] for t in targets}
     return [dict(source=c["source"], source_revision=revisions[c["source"]], target=c["target"],
                  target_revision=data_hashes[c["target"]], unfrozen_blocks=c["unfrozen_blocks"],
-                 n=c["n"], seed=c["seed"], **recipe) for c in cells(cfg)]
+                 n=c["n"], seed=c["seed"], **fields[c["recipe"]]) for c in cells(cfg)]
 
 
 # ----------------------------------------------------------------------------- tasks
 
 @dataclass(frozen=True)
 class Task:
-    """The missing runs of one (source, unfrozen_blocks, target, seed) cell, in increasing n."""
+    """The missing runs of one (source, unfrozen_blocks, target, seed, recipe) cell, in
+    increasing n."""
 
     source: str
     unfrozen_blocks: int
     target: str
     seed: int
+    recipe: str
     runs: tuple  # of run dicts (``grid`` entries)
 
     @property
@@ -158,23 +204,26 @@ class Task:
         return [r["n"] for r in self.runs]
 
     def label(self) -> str:
-        """A short readable name: ``<source> k=<k> <target> seed=<seed>``."""
-        return f"{self.source} k={self.unfrozen_blocks} {self.target} seed={self.seed}"
+        """A short readable name: ``<source> k=<k> <target> seed=<seed> <recipe>``."""
+        return (f"{self.source} k={self.unfrozen_blocks} {self.target} seed={self.seed} "
+                f"{self.recipe}")
 
 
 def tasks(cfg, store: Store) -> list[Task]:
     """The runs of ``grid(cfg)`` missing from ``store``, as one :class:`Task` per (source,
-    unfrozen_blocks, target, seed) with runs in increasing n; heaviest first (more unfrozen
-    blocks, then more target images in total), ties ordered by seed, target, then source."""
+    unfrozen_blocks, target, seed, recipe) with runs in increasing n; heaviest first (the
+    authors' recipe, which has no cached-prefix path, then more unfrozen blocks, then more
+    target images in total), ties ordered by seed, target, then source."""
     cells: dict[tuple, list[dict]] = {}
     for r in store.missing(grid(cfg)):
-        cells.setdefault((r["source"], r["unfrozen_blocks"], r["target"], r["seed"]), []).append(r)
+        cells.setdefault((r["source"], r["unfrozen_blocks"], r["target"], r["seed"],
+                          r["recipe"]), []).append(r)
     src = {s: i for i, s in enumerate(cfg.sources)}
-    tgt = {t: i for i, t in enumerate(cfg.targets)}
-    out = [Task(s, k, t, seed, tuple(sorted(runs, key=lambda r: r["n"])))
-           for (s, k, t, seed), runs in cells.items()]
-    return sorted(out, key=lambda c: (-c.unfrozen_blocks, -sum(c.n_values), c.seed,
-                                      tgt[c.target], src[c.source]))
+    tgt = {t: i for i, t in enumerate(dict.fromkeys(key[2] for key in cells))}
+    out = [Task(s, k, t, seed, recipe, tuple(sorted(runs, key=lambda r: r["n"])))
+           for (s, k, t, seed, recipe), runs in cells.items()]
+    return sorted(out, key=lambda c: (c.recipe != "authors", -c.unfrozen_blocks,
+                                      -sum(c.n_values), c.seed, tgt[c.target], src[c.source]))
 
 
 # ----------------------------------------------------------------------------- one task
@@ -205,6 +254,8 @@ def _run_task(task: Task, cfg, store_path: str, run_fn=None, load_fn=None,
         return 0
     run_fn = run_fn or transfer.run
     model = _source_model(load_fn or zoo.load, task.source, cfg.allow_download)
+    if task.recipe != cfg.recipe:
+        cfg = dataclasses.replace(cfg, recipe=task.recipe)
     for r in todo:
         t0 = time.perf_counter()
         metrics = run_fn(r["source"], r["target"], r["n"], r["unfrozen_blocks"], r["seed"], cfg,
@@ -234,7 +285,7 @@ def _failure(task: Task, store: Store, err: BaseException, attempts: int, execut
     tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
     runs = [r for r in task.runs if r not in store] or list(task.runs)
     return dict(source=task.source, unfrozen_blocks=task.unfrozen_blocks, target=task.target,
-                seed=task.seed, n=[r["n"] for r in runs], runs=[Store.key(r) for r in runs],
+                seed=task.seed, recipe=task.recipe, n=[r["n"] for r in runs], runs=[Store.key(r) for r in runs],
                 error=type(err).__name__, message=str(err)[:2000], traceback=tb[-4000:],
                 attempts=attempts, executor=executor, host=socket.gethostname(),
                 time=datetime.now(timezone.utc).isoformat(timespec="seconds"))

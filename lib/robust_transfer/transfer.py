@@ -1,11 +1,34 @@
 """Transfer a source model to a target task: new head, last k blocks fine-tuned, rest frozen.
 
-One run = (source, target, n, unfrozen_blocks, seed). The target's training split is cut into a
-validation set and a pool (``data.train_subset``; never the test set); the ``n`` training images
-are a class-covering subset of the pool (``data.class_covering_subset``, nested in n for a
-seed). The epoch is chosen on validation; the test accuracy is reported at that epoch.
+One run = (source, target, n, unfrozen_blocks, seed, recipe). The target's training split is
+cut into a validation set and a pool (``data.train_subset``; never the test set); the ``n``
+training images are a class-covering subset of the pool (``data.class_covering_subset``, nested
+in n for a seed). Every run also records the test accuracy at :func:`curve_epochs` (report
+only: the paper's Fig. 3, accuracy vs fine-tuning epochs), never used to pick anything.
+:func:`epochs_for` gives the epoch count: ``cfg.epochs``, or ``cfg.long_epochs`` for
+n > ``cfg.long_epochs_n`` (the paper: 100, and 150 above 1,600 images).
 
-The recipe (stable at n = 10 where plain SGD on a fresh head is not):
+Two recipes share this engine (``cfg.recipe``, part of every result key):
+
+**"authors"** -- the authors' code (Utrera et al. 2021, Sec. 3 and Appendix; their repository's
+fine-tuning script), item by item:
+
+- a new fc layer with weight ~ N(0, 1) and bias 0 on the raw (unstandardised) pooled features
+  (``AUTHORS_HEAD_STD``);
+- SGD, lr 0.1, momentum 0.9, weight decay 5e-4 on every trained parameter (the unfrozen blocks
+  and the fc; ``AUTHORS_LR``, ``AUTHORS_MOMENTUM``, ``AUTHORS_WEIGHT_DECAY``), batches of
+  ``cfg.batch_size`` (128) in a seeded order, plain cross-entropy, no clipping;
+- the learning rate multiplied by 0.1 every ``epochs // 3`` epochs (``AUTHORS_DECAY``);
+- the whole model in train mode during training steps: every BatchNorm layer, frozen ones
+  included, normalises with batch statistics and updates its running statistics;
+- the paper's augmentation on every training batch (random crop with padding 4, horizontal
+  flip, colour jitter 0.25, rotation up to 2 degrees: :func:`_augment`) applied *at the
+  resolution the model sees*: a target is first converted to the source's input format (e.g.
+  CIFAR-10 32 px -> 224 px for the ImageNet ResNet-50s), then cropped with padding 4 there;
+- the last epoch reported (no selection).
+
+**"ours"** -- stable at n = 10, where plain SGD on a fresh N(0, 1) head is not; the epoch is
+chosen on validation and the test accuracy reported at that epoch:
 
 1. features entering the head are *standardised* with the mean / std of the n training images
    (a fixed affine layer in front of the linear head);
@@ -45,18 +68,58 @@ from . import data, zoo
 from .cache import atomic_path, cache_dir
 
 __all__ = ["run", "finetune", "prefix_features", "target_arrays", "weights_fingerprint", "use_fast_path",
-           "RECIPE_VERSION", "CLIP_NORM"]
+           "recipe_fields", "epochs_for", "curve_epochs", "RECIPES", "RECIPE_VERSION", "CLIP_NORM",
+           "AUTHORS_LR", "AUTHORS_MOMENTUM", "AUTHORS_WEIGHT_DECAY", "AUTHORS_DECAY",
+           "AUTHORS_HEAD_STD"]
 
-RECIPE_VERSION = 1   # bump when the fine-tuning algorithm changes (part of every result key)
-CLIP_NORM = 1.0      # max global gradient norm per step
-LOGREG_C = 1.0       # inverse L2 strength of the logistic-regression head (init and fine-tune)
-WARMUP = 0.1         # fraction of the optimisation steps with a linear learning-rate warm-up
+RECIPES = ("ours", "authors")
+RECIPE_VERSION = 2   # bump when the fine-tuning algorithm changes (part of every result key)
+CLIP_NORM = 1.0      # "ours": max global gradient norm per step
+LOGREG_C = 1.0       # "ours": inverse L2 strength of the logistic-regression head
+WARMUP = 0.1         # "ours": fraction of the steps with a linear learning-rate warm-up
+AUTHORS_LR = 0.1             # "authors": SGD learning rate (every trained parameter)
+AUTHORS_MOMENTUM = 0.9
+AUTHORS_WEIGHT_DECAY = 5e-4
+AUTHORS_DECAY = 0.1          # lr factor every epochs // 3 epochs
+AUTHORS_HEAD_STD = 1.0       # new fc weight ~ N(0, AUTHORS_HEAD_STD^2), bias 0
+CURVE_POINTS = 10            # test accuracy recorded at ~this many epochs (+ epoch 0)
 EVAL_BATCH = 256
 
 
-def use_fast_path(cfg) -> bool:
-    """True when the cached-prefix path is exact: no augmentation and frozen BN in eval mode."""
-    return not cfg.augment and cfg.frozen_bn == "eval"
+def _recipe(cfg, recipe: str | None) -> str:
+    recipe = cfg.recipe if recipe is None else recipe
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe={recipe!r} is not allowed; allowed: {list(RECIPES)}")
+    return recipe
+
+
+def use_fast_path(cfg, recipe: str | None = None) -> bool:
+    """True when the cached-prefix path is exact: recipe "ours" with no augmentation and frozen
+    BN in eval mode (the authors' recipe augments and trains BN: never)."""
+    return _recipe(cfg, recipe) == "ours" and not cfg.augment and cfg.frozen_bn == "eval"
+
+
+def recipe_fields(cfg, recipe: str | None = None) -> dict:
+    """The configuration fields that change the result of a run of ``recipe`` (default
+    ``cfg.recipe``), plus ``recipe`` and ``recipe_version``: what a result key must contain."""
+    recipe = _recipe(cfg, recipe)
+    names = ["epochs", "long_epochs", "long_epochs_n", "batch_size", "val_size"]
+    if recipe == "ours":
+        names += ["lr", "head_lr", "frozen_bn", "augment"]
+    return {"recipe": recipe, **{f: getattr(cfg, f) for f in names},
+            "recipe_version": RECIPE_VERSION}
+
+
+def epochs_for(cfg, n: int) -> int:
+    """Fine-tuning epochs of a run on ``n`` images: ``cfg.long_epochs`` when it is set and
+    n > ``cfg.long_epochs_n``, else ``cfg.epochs``."""
+    return cfg.long_epochs if cfg.long_epochs and n > cfg.long_epochs_n else cfg.epochs
+
+
+def curve_epochs(epochs: int) -> list[int]:
+    """The epochs (0 = before any step) at which a run records its test accuracy: 0, the last
+    epoch and evenly spaced ones between, at most ``CURVE_POINTS + 1``."""
+    return sorted({round(i * epochs / CURVE_POINTS) for i in range(CURVE_POINTS + 1)})
 
 
 # ----------------------------------------------------------------------------- data plumbing
@@ -246,23 +309,45 @@ def _augment(x: torch.Tensor) -> torch.Tensor:
     return _augment_with(x, **_augment_params(len(x), x.shape[1]))
 
 
+def _new_head(recipe: str, feats: torch.Tensor, labels: torch.Tensor, num_classes: int):
+    """The target head: "ours" a :class:`_StandardisedHead` started from the logistic-regression
+    fit on ``feats``; "authors" an ``nn.Linear`` with weight ~ N(0, AUTHORS_HEAD_STD^2), bias 0
+    (drawn from torch's global RNG, seeded by :func:`finetune`)."""
+    if recipe == "ours":
+        return _StandardisedHead(*_logreg_head(feats.cpu(), labels, num_classes))
+    head = nn.Linear(feats.shape[1], num_classes)
+    with torch.no_grad():
+        head.weight.normal_(0.0, AUTHORS_HEAD_STD)
+        head.bias.zero_()
+    return head
+
+
 def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfrozen_blocks: int,
              cfg, seed: int, *, num_classes: int, fast: bool | None = None,
-             feature_key: tuple[str, ...] | None = None, return_model: bool = False) -> dict:
-    """Fine-tune a copy of ``model`` on ``x_train[train_idx]``; epoch chosen on ``val_idx``.
+             feature_key: tuple[str, ...] | None = None, return_model: bool = False,
+             recipe: str | None = None) -> dict:
+    """Fine-tune a copy of ``model`` on ``x_train[train_idx]`` with ``recipe`` (default
+    ``cfg.recipe``; see the module docstring) for :func:`epochs_for` epochs.
 
     ``fast`` (default :func:`use_fast_path`) trains only ``model.suffix`` on frozen-prefix
     activations (cached under ``feature_key`` if given, else computed in memory); otherwise every
-    step runs the full forward. Returns accuracies in percent: ``test_acc`` (at ``best_epoch``),
-    ``val_acc``, ``val_curve`` (epochs 0..E, epoch 0 = the logistic-regression head),
-    ``train_loss_curve``, and ``fast_path``; with ``return_model`` also ``model``: the
-    fine-tuned copy (eval mode, on ``cfg``'s device) at the reported epoch.
+    step runs the full forward. Returns accuracies in percent: ``test_acc`` (at ``best_epoch``:
+    chosen on validation for "ours", the last epoch for "authors"), ``val_acc``, ``val_curve``
+    (validation accuracy at epochs 0..E; "ours" epoch 0 = the logistic-regression head),
+    ``curve_epochs`` and ``test_curve`` (test accuracy at those epochs, report only),
+    ``train_loss_curve``, ``epochs``, ``recipe`` and ``fast_path``; with ``return_model`` also
+    ``model``: the fine-tuned copy (eval mode, on ``cfg``'s device) at the reported epoch.
     """
+    recipe = _recipe(cfg, recipe)
+    authors = recipe == "authors"
     k = unfrozen_blocks
-    fast = use_fast_path(cfg) if fast is None else fast
-    if fast and not use_fast_path(cfg):
-        raise ValueError("fast=True needs augment=False and frozen_bn='eval' (the prefix must be "
-                         "a fixed function of the image)")
+    fast = use_fast_path(cfg, recipe) if fast is None else fast
+    if fast and not use_fast_path(cfg, recipe):
+        raise ValueError("fast=True needs recipe='ours', augment=False and frozen_bn='eval' (the "
+                         "prefix must be a fixed function of the image)")
+    augment = authors or cfg.augment
+    bn_train = authors or cfg.frozen_bn == "train"
+    epochs = epochs_for(cfg, len(train_idx))
     torch.manual_seed(seed)
     dev = cfg.torch_device()
     fingerprint = weights_fingerprint(model) if fast and feature_key is not None else None
@@ -271,6 +356,7 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
     train_idx = torch.as_tensor(np.asarray(train_idx), dtype=torch.long)
     val_idx = torch.as_tensor(np.asarray(val_idx), dtype=torch.long)
     y_train, y_test = y_train.long(), y_test.long()
+    test_idx = torch.arange(len(y_test))
 
     if fast:
         if feature_key is None:
@@ -286,7 +372,9 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
     else:
         def frozen(split, idx, train_step=False):
             x = (x_train if split == "train" else x_test)[idx].to(dev)
-            if train_step and cfg.augment:
+            if train_step and augment:  # at the resolution the model sees
+                if model.input_format is not None:
+                    x = data.to_source_format(x, *model.input_format)
                 x = _augment(x)
             with torch.no_grad():
                 return model.prefix(x, k)
@@ -294,8 +382,8 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
     trainable = model.trainable_modules(k)
     blocks = nn.ModuleList(trainable[:-1])
 
-    def set_mode(training: bool):  # BN: running stats everywhere, or the authors' train mode
-        model.train(training and cfg.frozen_bn == "train")
+    def set_mode(training: bool):  # BN: running stats everywhere, or train mode (authors)
+        model.train(training and bn_train)
 
     def logits_of(split, idx, train_step=False):
         return model.suffix(frozen(split, idx, train_step), k)
@@ -309,13 +397,13 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
                       for i in range(0, len(idx), EVAL_BATCH))
         return 100.0 * correct / max(len(idx), 1)
 
-    # head: standardised features + logistic-regression initialisation (source blocks, eval BN)
+    # the new head, on the features the source's blocks give (eval-mode BN)
     with torch.no_grad():
         h0 = frozen("train", train_idx)
         for block in blocks:
             h0 = block(h0)
         f0 = model.pool(h0) if k > 0 else h0
-    model.head = _StandardisedHead(*_logreg_head(f0.cpu(), y_train[train_idx], num_classes)).to(dev)
+    model.head = _new_head(recipe, f0, y_train[train_idx], num_classes).to(dev)
 
     for p in model.parameters():
         p.requires_grad_(False)
@@ -323,23 +411,32 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
     block_params = list(blocks.parameters())
     for p in head_params + block_params:
         p.requires_grad_(True)
-    groups = [{"params": head_params, "lr": cfg.head_lr}]
-    if block_params:
-        groups.append({"params": block_params, "lr": cfg.lr})
-    opt = torch.optim.Adam(groups)
-    base_lrs = [g["lr"] for g in groups]
-    warmup = max(1, round(WARMUP * cfg.epochs * -(-len(train_idx) // cfg.batch_size)))
+    steps_per_epoch = -(-len(train_idx) // cfg.batch_size)
+    if authors:
+        opt = torch.optim.SGD(head_params + block_params, lr=AUTHORS_LR,
+                              momentum=AUTHORS_MOMENTUM, weight_decay=AUTHORS_WEIGHT_DECAY)
+        decay = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, epochs // 3),
+                                                gamma=AUTHORS_DECAY)
+    else:
+        groups = [{"params": head_params, "lr": cfg.head_lr}]
+        if block_params:
+            groups.append({"params": block_params, "lr": cfg.lr})
+        opt = torch.optim.Adam(groups)
+        base_lrs = [g["lr"] for g in groups]
+        warmup = max(1, round(WARMUP * epochs * steps_per_epoch))
+        penalty = 1.0 / (2 * LOGREG_C * len(train_idx))  # the logistic-regression fit's L2 term
     step = 0
-    penalty = 1.0 / (2 * LOGREG_C * len(train_idx))  # the logistic-regression fit's L2 term
-    changing = nn.ModuleList([*blocks, model.head]) if cfg.frozen_bn == "eval" else model
+    changing = nn.ModuleList([*blocks, model.head]) if not bn_train else model
 
     def snapshot():
         return {n_: t.detach().clone() for n_, t in changing.state_dict().items()}
 
     gen = torch.Generator().manual_seed(seed)
+    at = curve_epochs(epochs)
     val_curve, loss_curve = [accuracy("train", val_idx)], []
-    best_epoch, best_state = 0, snapshot()
-    for epoch in range(1, cfg.epochs + 1):
+    test_curve = [accuracy("test", test_idx)]
+    best_epoch, best_state = 0, None if authors else snapshot()
+    for epoch in range(1, epochs + 1):
         set_mode(True)
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]
         total = 0.0
@@ -347,24 +444,38 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
             idx = order[i:i + cfg.batch_size]
             loss = F.cross_entropy(logits_of("train", idx, train_step=True), y_train[idx].to(dev))
             opt.zero_grad(set_to_none=True)
-            (loss + penalty * model.head.linear.weight.pow(2).sum()).backward()
-            torch.nn.utils.clip_grad_norm_(head_params + block_params, CLIP_NORM)
-            if step < warmup:  # linear warm-up (a scheduler object costs more than the step)
-                for g, lr in zip(opt.param_groups, base_lrs):
-                    g["lr"] = lr * (step + 1) / warmup
+            if authors:
+                loss.backward()
+            else:
+                (loss + penalty * model.head.linear.weight.pow(2).sum()).backward()
+                torch.nn.utils.clip_grad_norm_(head_params + block_params, CLIP_NORM)
+                if step < warmup:  # linear warm-up (a scheduler object costs more than the step)
+                    for g, lr in zip(opt.param_groups, base_lrs):
+                        g["lr"] = lr * (step + 1) / warmup
             opt.step()
             step += 1
             total += float(loss.detach()) * len(idx)
+        if authors:
+            decay.step()
         loss_curve.append(total / len(order))
         val_curve.append(accuracy("train", val_idx))
-        if val_curve[-1] > val_curve[best_epoch]:
+        if epoch in at:
+            test_curve.append(accuracy("test", test_idx))
+        if authors:
+            best_epoch = epoch
+        elif val_curve[-1] > val_curve[best_epoch]:
             best_epoch, best_state = epoch, snapshot()
-    changing.load_state_dict(best_state)
+    if best_state is not None:
+        changing.load_state_dict(best_state)
     out = {
-        "test_acc": accuracy("test", torch.arange(len(y_test))),
+        "test_acc": test_curve[-1] if best_epoch == epochs else accuracy("test", test_idx),
         "val_acc": val_curve[best_epoch],
         "best_epoch": best_epoch,
+        "epochs": epochs,
+        "recipe": recipe,
         "val_curve": val_curve,
+        "curve_epochs": at,
+        "test_curve": test_curve,
         "train_loss_curve": loss_curve,
         "fast_path": bool(fast),
     }
@@ -375,7 +486,8 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
 
 def run(source_id: str, target: str, n: int, unfrozen_blocks: int, seed: int, cfg, *,
         model=None, fast: bool | None = None) -> dict:
-    """One transfer run; returns the metrics of :func:`finetune` plus source facts and timings.
+    """One transfer run with ``cfg.recipe``; returns the metrics of :func:`finetune` plus source
+    facts and timings.
 
     ``model`` is the loaded source (``zoo.load(source_id)[0]``; loaded here when None). Target
     images are converted to the source's channels / size. Accuracies in percent, times in s.

@@ -72,9 +72,11 @@ _RECIPE_VERSION = 1  # bump when train.py's recipe changes so cached sources are
 #: the trained grid of every trained scale, in listing order: (norm, eps as written, seed)
 _TRAINED_GRID = ([("natural", None, s) for s in (0, 1, 2)]
                  + [("l2", "1.0", s) for s in (0, 1, 2)]
-                 + [("l2", "0.5", 0), ("l2", "2.0", 0), ("linf", "0.1", 0), ("noise", "0.1", 0)])
-#: the trained families with three seeds (family id without ``<scale>/fmnist/``): the mini
-#: budget fine-tunes these only (``config``'s ``finetune_sources``)
+                 + [("l2", "0.5", 0), ("l2", "2.0", 0)]
+                 + [("linf", "0.1", s) for s in (0, 1, 2)]
+                 + [("noise", "0.1", 0)])
+#: the trained families the mini budget fine-tunes (``config``'s ``finetune_sources``; three
+#: seeds each; L-inf eps 0.1 also has three, for the head-only L2 vs L-inf comparison)
 MAIN_FAMILIES = ("natural", "l2/1.0")
 
 _TV_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"

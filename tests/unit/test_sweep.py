@@ -15,7 +15,8 @@ SOURCES = ("tiny/fmnist/natural/s0", "tiny/fmnist/l2/1.0/s0")
 
 def _cfg(**kw):
     base = dict(sources=SOURCES, targets=("digits", "textures"), n_values=(10, 20, 40),
-                seeds=(0, 1), unfrozen_blocks=(0, 1), finetune_sources=(), finetune_max_n=0)
+                seeds=(0, 1), unfrozen_blocks=(0, 1), finetune_sources=(), finetune_max_n=0,
+                compare_recipe="", block_counts=())
     return dataclasses.replace(Config(), **{**base, **kw})
 
 
@@ -47,6 +48,34 @@ def test_grid_crosses_everything_and_limits_finetuning():
     k1 = [r for r in limited if r["unfrozen_blocks"] == 1]
     assert {r["source"] for r in k1} == {SOURCES[0]} and max(r["n"] for r in k1) == 20
     assert len([r for r in limited if r["unfrozen_blocks"] == 0]) == 24
+
+
+def test_grid_adds_the_other_recipe_block_counts_seed_schedule_and_full_set():
+    from robust_transfer import data, transfer
+    base = sweep.grid(_cfg())
+    assert {r["recipe"] for r in base} == {"ours"}
+    g = sweep.grid(_cfg(compare_recipe="authors", compare_n_values=(10, 40), main_blocks=1,
+                        finetune_sources=SOURCES[:1]))
+    other = [r for r in g if r["recipe"] == "authors"]
+    assert len(other) == 1 * 2 * 2 * 2   # fine-tuned sources x targets x n x seeds
+    assert {r["unfrozen_blocks"] for r in other} == {1} and {r["source"] for r in other} == {SOURCES[0]}
+    assert all("lr" not in r and "frozen_bn" not in r for r in other)  # unused by the recipe
+    assert all(r["recipe_version"] == transfer.RECIPE_VERSION for r in g)
+    # the recipe is part of the key: same cell, other recipe -> other row
+    assert len({Store.key(r) for r in g}) == len(g)
+    blocks = sweep.grid(_cfg(block_counts=(0, 1, 3), block_targets=("digits",),
+                             block_n_values=(10,)))
+    k3 = [r for r in blocks if r["unfrozen_blocks"] == 3]
+    assert len(k3) == 2 * 1 * 1 * 2 and {r["target"] for r in k3} == {"digits"}
+    assert len(blocks) == len(base) + len(k3)   # k = 0, 1 at n = 10 already in the main grid
+    sched = sweep.grid(_cfg(few_seeds=1, few_seeds_n=20, full_set=True, unfrozen_blocks=(0,)))
+    at40 = [r for r in sched if r["n"] == 40]
+    assert {r["seed"] for r in at40} == {0}
+    full = [r for r in sched if r["n"] > 40]
+    pools = {t: data.info(t).train_size - Config().val_size for t in ("digits", "textures")}
+    assert sorted((r["target"], r["n"]) for r in full) == sorted(
+        (t, pools[t]) for t in pools for _ in SOURCES)
+    assert {r["seed"] for r in full} == {0}
 
 
 def test_killed_sweep_leaves_no_partial_row_and_resumes(tmp_path):
@@ -86,7 +115,7 @@ def test_client_executor(tmp_path):
 def test_tasks_are_cells_in_increasing_n_heaviest_first(tmp_path):
     cfg, store = _cfg(), Store(tmp_path / "s")
     tasks = sweep.tasks(cfg, store)
-    # one task per (source, unfrozen_blocks, target, seed); the old grouping made 2 x 2 = 4
+    # one task per (source, unfrozen_blocks, target, seed, recipe); the old grouping made 4
     assert len(tasks) == 2 * 2 * 2 * 2
     assert len({(t.source, t.unfrozen_blocks, t.target, t.seed) for t in tasks}) == len(tasks)
     assert all(t.n_values == [10, 20, 40] for t in tasks)

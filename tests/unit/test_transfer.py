@@ -236,3 +236,115 @@ def test_augment_runs_on_the_tensors_device():
     out = transfer._augment_with(x.cuda(), **p)
     assert out.is_cuda
     assert (out.cpu() - transfer._augment_with(x, **p)).abs().amax(1).lt(1e-4).float().mean() > 0.99
+
+
+# ----------------------------------------------------------------------------- the authors' recipe
+def test_recipe_fields_epochs_and_curve_epochs():
+    cfg = _cfg(epochs=100, long_epochs=150, long_epochs_n=1600)
+    assert transfer.epochs_for(cfg, 1600) == 100 and transfer.epochs_for(cfg, 1601) == 150
+    assert transfer.epochs_for(_cfg(epochs=7), 10**6) == 7          # long_epochs 0: off
+    ours, authors = transfer.recipe_fields(cfg, "ours"), transfer.recipe_fields(cfg, "authors")
+    assert ours["recipe"] == "ours" and authors["recipe"] == "authors"
+    assert {"lr", "head_lr", "frozen_bn", "augment"} <= set(ours)
+    assert not {"lr", "head_lr", "frozen_bn", "augment"} & set(authors)  # fixed by the recipe
+    assert transfer.curve_epochs(30) == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30]
+    assert transfer.curve_epochs(3) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="recipe='sgd'"):
+        transfer.recipe_fields(cfg, "sgd")
+    assert not transfer.use_fast_path(_cfg(), "authors") and transfer.use_fast_path(_cfg(), "ours")
+
+
+def test_authors_recipe_item_by_item(digits, source, monkeypatch):
+    """SGD(0.1, 0.9, wd 5e-4) on every trained parameter, x0.1 every epochs // 3, N(0, 1) head
+    with bias 0 on raw features, BN in train mode (frozen running stats move), augmentation on
+    every training batch, last epoch reported, test curve recorded."""
+    x_tr, y_tr, x_te, y_te = digits
+    sub, val = _split(y_tr, 40)
+    made = {}
+    real_sgd, real_step = torch.optim.SGD, torch.optim.lr_scheduler.StepLR
+
+    def sgd(params, **kw):
+        made["sgd"] = kw
+        opt = real_sgd(params, **kw)
+        made["params"] = [p for g in opt.param_groups for p in g["params"]]
+        return opt
+
+    def step_lr(opt, **kw):
+        made["step"] = kw
+        return real_step(opt, **kw)
+
+    augmented = []
+    real_augment = transfer._augment
+    monkeypatch.setattr(transfer.torch.optim, "SGD", sgd)
+    monkeypatch.setattr(transfer.torch.optim.lr_scheduler, "StepLR", step_lr)
+    monkeypatch.setattr(transfer, "_augment", lambda x: augmented.append(x.shape) or real_augment(x))
+    cfg = _cfg(recipe="authors", epochs=6, batch_size=16)
+    stem_bn = source.stem[1].running_mean.clone()
+    r = transfer.finetune(source, x_tr, y_tr, sub, val, x_te, y_te, 1, cfg, 0, num_classes=10,
+                          return_model=True)
+    assert made["sgd"] == dict(lr=0.1, momentum=0.9, weight_decay=5e-4)
+    assert made["step"] == dict(step_size=2, gamma=0.1)
+    m = r["model"]
+    trained = {id(p) for p in [*m.blocks[-1].parameters(), *m.head.parameters()]}
+    assert {id(p) for p in made["params"]} == trained          # every trained parameter, no more
+    assert isinstance(m.head, torch.nn.Linear)                   # raw features, no standardising
+    assert not torch.equal(m.stem[1].running_mean, stem_bn)      # frozen BN ran in train mode
+    assert torch.equal(source.stem[1].running_mean, stem_bn)     # the source itself untouched
+    assert len(augmented) == 6 * 3                               # every batch of every epoch
+    assert r["best_epoch"] == r["epochs"] == 6 and r["recipe"] == "authors"   # last epoch
+    assert r["curve_epochs"] == [0, 1, 2, 3, 4, 5, 6] and r["test_acc"] == r["test_curve"][-1]
+    assert not r["fast_path"] and len(r["val_curve"]) == 7
+    head = transfer._new_head("authors", torch.randn(5000, 64), None, 10)
+    assert abs(float(head.weight.detach().std()) - 1.0) < 0.02 and not head.bias.detach().any()
+
+
+def test_authors_augmentation_at_the_model_resolution(digits, monkeypatch):
+    """A target smaller than the model's input is converted first, then cropped with padding 4
+    there (the authors crop 224-px images, not 32-px ones)."""
+    x_tr, y_tr, x_te, y_te = digits
+    sub, val = _split(y_tr, 20)
+    torch.manual_seed(0)
+    model = models.build("resnet8", 10, 3).eval()
+    model.input_format = (3, 40)
+    seen = []
+    real_augment = transfer._augment
+    monkeypatch.setattr(transfer, "_augment", lambda x: seen.append(tuple(x.shape)) or real_augment(x))
+    transfer.finetune(model, x_tr, y_tr, sub, val, x_te, y_te, 1, _cfg(recipe="authors", epochs=1),
+                      0, num_classes=10)
+    assert seen and all(s[1:] == (3, 40, 40) for s in seen)
+
+
+@pytest.mark.slow
+def test_paper_shaped_smoke_run(tmp_path, monkeypatch):
+    """The paper's code path on CPU without the internet: the authors' recipe on a torchvision
+    ResNet-50 (random weights) at 224 px with 3 unfrozen blocks (layer4), on a CIFAR-10 stand-in
+    in the on-disk format torchvision downloads, through ``transfer.run``."""
+    import pickle
+
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i, name in enumerate([f"data_batch_{j}" for j in range(1, 6)] + ["test_batch"]):
+        with open(d / name, "wb") as fh:
+            pickle.dump({b"data": rng.integers(0, 256, (10, 3 * 32 * 32), dtype=np.uint8),
+                         b"labels": list(range(10))}, fh)
+    with open(d / "batches.meta", "wb") as fh:
+        pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, fh)
+    monkeypatch.setenv("RT_DATA_DIR", str(tmp_path))
+    transfer.target_arrays.cache_clear()
+    data._load_cached.cache_clear()
+    torch.manual_seed(0)
+    model = models.build("resnet50", 1000).eval()
+    model.input_format = (3, 224)                      # as zoo.load sets it for ImageNet sources
+    cfg = dataclasses.replace(Config(), recipe="authors", epochs=1, batch_size=10, val_size=10,
+                              main_blocks=3)
+    spec = transfer.zoo.spec("paper/imagenet/l2/3")
+    monkeypatch.setattr(transfer.zoo, "spec", lambda sid: spec)
+    try:
+        r = transfer.run("paper/imagenet/l2/3", "cifar10", 10, 3, 0, cfg, model=model)
+    finally:
+        transfer.target_arrays.cache_clear()
+        data._load_cached.cache_clear()
+    assert r["recipe"] == "authors" and r["epochs"] == 1 and r["best_epoch"] == 1
+    assert 0 <= r["test_acc"] <= 100 and r["n_test"] == 10 and r["curve_epochs"] == [0, 1]
+    assert np.isfinite(r["train_loss_curve"][0])
