@@ -13,8 +13,8 @@ from robust_transfer import config, cue_conflict as cc, models, shape_bias as sb
 
 SOURCES = ("paper/imagenet/natural", "paper/imagenet/l2/3")
 CLASS = {"natural": cc.IMAGENET_16_INDICES["bottle"][0], "l2": cc.IMAGENET_16_INDICES["bear"][0]}
-STIMULI = {"cue_stylized": ["bear/bear1-bottle3.png", "bear/bear2-cat1.png", "car/car1-car2.png"],
-           "edges": ["bird/bird1.png"], "silhouette": ["truck/truck4.png"]}
+STIMULI = {"cue_stylized": ["bear/bear1-bottle3.png", "bear/bear2-cat1.png"],  # 8 images in all:
+           "edges": ["bird/bird1.png"], "silhouette": ["truck/truck4.png"]}  # ResNet-50 on CPU
 
 
 def _write_stimuli(root):
@@ -101,6 +101,12 @@ def test_paper_scale_chapter_path_runs_on_standins(paper_standins, monkeypatch):
     again = sb.evaluate_cue_conflict(cfg, root=root, progress=False)
     assert loads == list(SOURCES) * 2
     assert np.allclose(again["value"], rows["value"], equal_nan=True)
+    # evaluate_sources hands ImageNet sources to evaluate_cue_conflict (default stimulus root;
+    # the same files, so the same cached rows)
+    from robust_transfer import cache
+    _write_stimuli(cache.cache_dir("shape_bias", "texture-vs-shape"))
+    via = sb.evaluate_sources(cfg, progress=False)
+    assert via.equals(again)
 
 
 def test_paper_scale_errors_are_loud(paper_standins, monkeypatch):
