@@ -21,12 +21,23 @@ seeded 30 training images per class, the rest test), plus ``folder:<path>``
 resized (antialiased) to ``LOWRES_SIZE`` = 32 px and held there; the model's input conversion
 (``BlockNet.input_format``) brings them back to its input size (224 px for ImageNet sources).
 Names whose images are no larger than 32 px are refused: for them it would change nothing.
+
+Derived targets (Section 2, any grey 28 px target; :func:`derived`):
+
+- ``stylized:<name>``: texture replaced, shape kept (:func:`robust_transfer.images.stylize`
+  with :data:`STYLE_PHOTOS`, scikit-image photos held apart from the ``textures`` dataset's,
+  and :data:`STYLE_SEED`): each image's grey level blends two texture crops of one of 12 styles.
+- ``lowpass<f>:<name>``: resolution low-pass by the factor ``f`` > 1
+  (:func:`robust_transfer.images.downsample`: 28 px -> round(28 / f) px -> 28 px).
+
+Both are deterministic functions of the original images and are memoised like every dataset.
 """
 from __future__ import annotations
 
 import gzip
 import os
 import pickle
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -36,10 +47,10 @@ import torch
 import torch.nn.functional as F
 
 from .cache import cache_dir, staged_dir
-from .images import LOWRES_SIZE, lowres, sobel_magnitude
+from .images import LOWRES_SIZE, downsample, lowres, sobel_magnitude, stylize
 
 __all__ = ["DatasetInfo", "DATASETS", "info", "check_name", "load", "split_pool",
-           "class_covering_subset", "train_subset", "export_image_folder", "to_source_format", "lowres", "sobel_magnitude", "data_root",
+           "class_covering_subset", "train_subset", "derived", "export_image_folder", "STYLE_PHOTOS", "STYLE_SEED", "to_source_format", "lowres", "sobel_magnitude", "data_root",
            "summary",
            "DatasetUnavailable"]
 
@@ -132,8 +143,56 @@ def _strip_lowres(name: str) -> tuple[str, bool]:
     return (name[len(LOWRES):], True) if name.startswith(LOWRES) else (name, False)
 
 
+STYLIZED = "stylized:"  # name prefix: texture replaced, shape kept (images.stylize)
+STYLE_PHOTOS = ("moon", "immunohistochemistry", "cell", "chelsea")  # not in TEXTURE_PHOTOS
+STYLE_SEED = 0
+_LOWPASS = re.compile(r"lowpass([^:]*):(.*)")
+
+
+def derived(name: str) -> tuple[str, str, float] | None:
+    """``(base name, kind, factor)`` of a derived target name: ``("digits", "stylized", nan)``
+    for ``stylized:digits``, ``("digits", "lowpass", 4.0)`` for ``lowpass4:digits``; None for
+    any other name. ValueError for a malformed factor or an empty base name."""
+    if name.startswith(STYLIZED):
+        base, kind, factor = name[len(STYLIZED):], "stylized", float("nan")
+    else:
+        m = _LOWPASS.fullmatch(name)
+        if m is None:
+            return None
+        try:
+            factor = float(m.group(1))
+        except ValueError:
+            factor = float("nan")
+        if not factor > 1 or factor == float("inf"):
+            raise ValueError(f"target {name!r}: 'lowpass<f>:' needs a resolution factor f > 1, "
+                             f"e.g. 'lowpass4:digits'; got f={m.group(1)!r}")
+        base, kind = m.group(2), "lowpass"
+    if not base:
+        raise ValueError(f"target {name!r} names no base dataset, e.g. '{name}digits'")
+    return base, kind, factor
+
+
+def _derived_info(name: str, base: str, kind: str, factor: float) -> DatasetInfo:
+    b = info(base)
+    if kind == "stylized":
+        if b.channels != 1:
+            raise ValueError(f"target {name!r}: 'stylized:' needs a grey dataset (shapes on a "
+                             f"dark background); {base!r} has {b.channels} channels")
+        what = (f"texture replaced, shape kept ({len(STYLE_PHOTOS) * (len(STYLE_PHOTOS) - 1)} "
+                f"styles from scikit-image photos {', '.join(STYLE_PHOTOS)})")
+    else:
+        what = f"low-passed by resolution factor {factor:g} ({b.size} px -> " \
+               f"{max(1, round(b.size / factor))} px -> {b.size} px)"
+    return DatasetInfo(name, b.num_classes, b.channels, b.size, b.train_size, b.test_size,
+                       b.offline, b.licence + ("; scikit-image sample photos (public domain / "
+                       "CC0)" if kind == "stylized" else ""), f"{b.description}; {what}")
+
+
 def info(name: str) -> DatasetInfo:
     """The registry entry of ``name`` (``folder:<path>`` entries are built from the folder)."""
+    d = derived(name)
+    if d is not None:
+        return _derived_info(name, *d)
     name, low = _strip_lowres(name)
     if low:
         base = info(name)
@@ -190,6 +249,14 @@ def _exists(path: Path) -> bool:
 def check_name(name: str, allow_download: bool = False, parameter: str = "targets") -> None:
     """Raise ``ValueError`` unless ``name`` is a known dataset that can be had on this machine
     (offline, present on disk, or downloadable because ``allow_download``)."""
+    try:
+        d = derived(name)
+        if d is not None:
+            info(name)
+    except ValueError as err:
+        raise ValueError(f"{parameter}: {err}") from None
+    if d is not None:
+        return check_name(d[0], allow_download, parameter)
     name, low = _strip_lowres(name)
     folder = _folder_path(name)
     if folder is not None:
@@ -512,6 +579,18 @@ def _read_folder(folder: Path, split: str):
     return _read_images(files), np.asarray(ys), classes
 
 
+def _style_photos() -> list[np.ndarray]:
+    return [_texture_photo(p) for p in STYLE_PHOTOS]
+
+
+@lru_cache(maxsize=8)
+def _load_derived(name: str, split: str, allow_download: bool, root: str | None):
+    base, kind, factor = derived(name)
+    x, y, classes = load(base, split, allow_download=allow_download, root=root)
+    x = stylize(x, _style_photos(), STYLE_SEED) if kind == "stylized" else downsample(x, factor)
+    return x.contiguous().requires_grad_(False), y, classes
+
+
 @lru_cache(maxsize=16)
 def _load_cached(name: str, split: str, allow_download: bool, root: str | None):
     folder = _folder_path(name)
@@ -543,6 +622,8 @@ def load(name: str, split: str, *, allow_download: bool = False, root=None):
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not allowed; allowed: {list(SPLITS)}")
     info(name)  # raises for unknown names
+    if derived(name) is not None:
+        return _load_derived(name, split, bool(allow_download), None if root is None else str(root))
     base, low = _strip_lowres(name)
     x, y, classes = _load_cached(base, split, bool(allow_download), None if root is None else str(root))
     return (to_source_format(x, x.shape[1], LOWRES_SIZE), y, classes) if low else (x, y, classes)

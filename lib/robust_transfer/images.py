@@ -1,18 +1,23 @@
 """Pure image transforms: low/high-pass, resizing, patch shuffle, edges, silhouettes, Fourier
-phase/amplitude recombination.
+phase/amplitude recombination, texture replacement (stylize).
 
 Every function takes a batch of images (N, C, H, W) with values in [0, 1] (a float tensor or an
 array; channels first) and returns a new batch; nothing is cached or read from disk. Lengths
-(``sigma``, ``size``, ``patch``) are in pixels. Imports nothing from the rest of the package.
+(``sigma``, ``size``, ``patch``) are in pixels. :func:`stylize` takes its texture photos as
+arguments (the caller reads them). Imports nothing from the rest of the package.
 """
 from __future__ import annotations
+
+import hashlib
+from itertools import permutations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-__all__ = ["LOWRES_SIZE", "as_array", "lowpass", "highpass", "lowres", "patch_shuffle",
+__all__ = ["LOWRES_SIZE", "as_array", "lowpass", "highpass", "lowres", "downsample", "stylize",
+           "stylize_styles", "patch_shuffle",
            "sobel_magnitude", "edge_map", "silhouette_mask", "fourier_recombine", "to_unit_range"]
 
 LOWRES_SIZE = 32  # the authors' low-resolution probe size in pixels
@@ -64,7 +69,77 @@ def lowres(images: torch.Tensor, size: int = LOWRES_SIZE) -> torch.Tensor:
     return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
 
 
+def downsample(images, factor: float) -> torch.Tensor:
+    """Resolution low-pass: resize (bilinear, antialiased) down by ``factor`` (to
+    ``round(H / factor)`` px, at least 1) and back up to H x W with :func:`lowres`.
+
+    Unlike :func:`lowres` at a fixed 32 px, this removes detail at any image size: 28 px digits
+    with ``factor`` 4 go through 7 x 7. ``factor`` must be a number > 1.
+    """
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not factor > 1:
+        raise ValueError(f"factor={factor!r} must be a number > 1 (the resolution divisor)")
+    x = torch.as_tensor(as_array(images), dtype=torch.float32)
+    return lowres(x, max(1, int(round(min(x.shape[-2:]) / factor))))
+
+
 # --------------------------------------------------------------------------- shape / texture
+def stylize_styles(n_photos: int) -> list[tuple[int, int]]:
+    """The styles of :func:`stylize`: every ordered pair (foreground photo, background photo)
+    of distinct photo indices, e.g. 12 styles from 4 photos."""
+    if not isinstance(n_photos, int) or n_photos < 2:
+        raise ValueError(f"n_photos={n_photos!r} must be an integer >= 2 (a style pairs two photos)")
+    return list(permutations(range(n_photos), 2))
+
+
+def _texture_crop(photo: np.ndarray, h: int, w: int, rng, mean: float, std: float) -> np.ndarray:
+    """A random h x w crop of a grey photo, randomly rotated by k * 90 degrees (square crops) and
+    standardised to ``mean`` and standard deviation ``std`` (clipped to [0, 1])."""
+    i = rng.integers(0, photo.shape[0] - h + 1)
+    j = rng.integers(0, photo.shape[1] - w + 1)
+    crop = photo[i:i + h, j:j + w]
+    if h == w:
+        crop = np.rot90(crop, int(rng.integers(4)))
+    return np.clip(mean + std * (crop - crop.mean()) / max(crop.std(), 1e-6), 0.0, 1.0)
+
+
+def stylize(images, photos, seed: int, contrast: float = 0.6, std: float = 0.1) -> torch.Tensor:
+    """Texture-replaced copies of grey shapes on a dark background (digits): shape kept, texture
+    replaced.
+
+    Each image's grey level g (channel mean, in [0, 1]) becomes the blend weight between two
+    texture crops: ``g * foreground + (1 - g) * background``. The style (an ordered pair of two
+    different ``photos``, :func:`stylize_styles`) and the crop places / rotations are drawn from
+    a generator seeded by ``seed`` and a hash of the image itself, so each output image is a
+    deterministic function of its input image and ``seed`` (order- and batch-independent). The
+    crops are standardised to standard deviation ``std`` and means 0.5 +- ``contrast`` / 2
+    (foreground brighter): the shape keeps a ``contrast`` of the original full black-to-white
+    step, the texture is the photos'. ``photos``: 2-d grey arrays in [0, 1], each at least
+    H x W. Returns float32 (N, C, H, W) in [0, 1].
+    """
+    for name, v in (("contrast", contrast), ("std", std)):
+        if not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            raise ValueError(f"{name}={v!r} must be a number in [0, 1] (grey levels)")
+    x = as_array(images)
+    _, c, h, w = x.shape
+    photos = [np.asarray(p, dtype=np.float64) for p in photos]
+    styles = stylize_styles(len(photos))
+    for k, p in enumerate(photos):
+        if p.ndim != 2 or p.shape[0] < h or p.shape[1] < w:
+            raise ValueError(f"photos[{k}] has shape {p.shape}; need a 2-d grey image of at "
+                             f"least {h}x{w} px")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be an integer >= 0")
+    grey = np.clip(x.mean(axis=1), 0.0, 1.0)
+    out = np.empty((len(x), h, w))
+    for i, g in enumerate(grey):
+        digest = hashlib.blake2b(g.astype(np.float32).tobytes(), digest_size=8).digest()
+        rng = np.random.default_rng([int(seed), *np.frombuffer(digest, dtype=np.uint32).tolist()])
+        fg, bg = styles[rng.integers(len(styles))]
+        out[i] = g * _texture_crop(photos[fg], h, w, rng, 0.5 + contrast / 2, std) + \
+            (1 - g) * _texture_crop(photos[bg], h, w, rng, 0.5 - contrast / 2, std)
+    return torch.from_numpy(np.repeat(out[:, None], c, axis=1).astype(np.float32))
+
+
 def patch_shuffle(images, grid: int, seed: int) -> torch.Tensor:
     """Images cut into a ``grid`` x ``grid`` array of tiles, tiles permuted per image (seeded)."""
     x = as_array(images)

@@ -75,7 +75,13 @@ def test_ch02_glues_the_library_numbers(values, cfg):
 
 def test_ch03_glues_the_library_numbers(values, cfg):
     summary = shape_bias.summarize(shape_bias.evaluate_sources(cfg, progress=False))
-    expected = ch03_shape_bias.headline(summary, shape_bias.transfer_link(cfg, None, summary))
+    runs = shape_bias.transfer_versions(cfg, run=False)  # the rows the notebook wrote
+    assert len(runs) == len(sweep.grid(shape_bias.transfer_config(cfg)))
+    expected = ch03_shape_bias.headline(summary, shape_bias.transfer_link(cfg, None, summary),
+                                        shape_bias.cue_validation(summary),
+                                        shape_bias.version_test(runs),
+                                        shape_bias.version_table(runs))
+    assert expected["verdict"] != "not testable"
     _check(values["03"], "ch03", expected)
     _check_row(values["03"], "ch03", ch03_shape_bias.results_row(expected, cfg.preset))
 

@@ -390,3 +390,27 @@ def test_a_killed_download_leaves_nothing_that_looks_complete(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         data.load("kmnist", "train", root=tmp_path, allow_download=True)
     assert not list(tmp_path.rglob("*ubyte*"))
+
+
+def test_derived_targets_stylized_and_lowpass():
+    x, y, names = data.load("digits", "test")
+    xs, ys, names_s = data.load("stylized:digits", "test")
+    xl, yl, _ = data.load("lowpass4:digits", "test")
+    assert xs.shape == xl.shape == x.shape and torch.equal(ys, y) and torch.equal(yl, y)
+    assert names_s == names and not torch.equal(xs, x) and not torch.equal(xl, x)
+    assert data.load("stylized:digits", "test")[0] is xs  # memoised
+    from robust_transfer import images
+    np.testing.assert_allclose(xl.numpy(), images.downsample(x, 4).numpy())
+    i = data.info("lowpass4:digits")
+    assert (i.num_classes, i.size, i.train_size) == (10, 28, data.info("digits").train_size)
+    assert "28 px -> 7 px" in i.description and "12 styles" in data.info("stylized:mnist5k").description
+    assert data.derived("lowpass2.5:mnist5k") == ("mnist5k", "lowpass", 2.5)
+    assert data.derived("digits") is None
+    # the stylizing photos are held apart from the textures target's photos
+    assert not set(data.STYLE_PHOTOS) & set(data.TEXTURE_PHOTOS)
+    data.check_name("stylized:digits")
+    for bad, match in (("lowpassx:digits", "factor"), ("lowpass1:digits", "factor"),
+                       ("stylized:", "base"), ("stylized:nope", "unknown"),
+                       ("lowpass4:nope", "unknown"), ("stylized:cifar10", "grey")):
+        with pytest.raises(ValueError, match=match):
+            data.check_name(bad)

@@ -120,3 +120,58 @@ def test_edge_map_and_silhouette():
     ring[0, 0, 4:6, 4:6] = 0
     assert images.silhouette_mask(ring)[0, 4, 4]  # holes are filled
     assert not images.silhouette_mask(ring)[0, 0, 0]
+
+
+# --------------------------------------------------------------------------- derived targets
+def _digit_like(n=6, size=28, seed=0):
+    """Bright strokes (a ring or a bar) on a black background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    out = np.zeros((n, 1, size, size), np.float32)
+    for i in range(n):
+        cy, cx = rng.integers(10, 18, 2)
+        r = np.hypot(yy - cy, xx - cx)
+        out[i, 0] = ((r > 5) & (r < 8)) if i % 2 else (np.abs(xx - cx) < 2) & (np.abs(yy - cy) < 9)
+    return torch.from_numpy(out)
+
+
+def test_downsample_removes_detail_by_a_factor_at_any_size():
+    x = _templates(4, 28)
+    for f in (2, 4):
+        y = images.downsample(x, f)
+        assert y.shape == x.shape and 0 <= y.min() and y.max() <= 1
+        # what is left is (nearly) band-limited to the small grid: little power above it
+        spec = np.abs(np.fft.fft2(y.numpy())) ** 2
+        k = np.abs(np.fft.fftfreq(28))
+        high = (k[:, None] > 0.5 / f + 0.05) | (k[None, :] > 0.5 / f + 0.05)
+        assert spec[..., high].sum() / spec.sum() < 0.02
+    assert (images.downsample(x, 4) - x).abs().mean() > (images.downsample(x, 2) - x).abs().mean()
+    # the authors' fixed 32 px changes nothing at 28 px; the factor does
+    assert torch.equal(images.lowres(x), x) and not torch.equal(images.downsample(x, 2), x)
+    for bad in (1, 0.5, "4", True):
+        with pytest.raises(ValueError, match="factor"):
+            images.downsample(x, bad)
+
+
+def test_stylize_keeps_the_shape_replaces_the_texture_and_is_a_function_of_each_image():
+    x = _digit_like()
+    photos = [np.random.default_rng(k).random((60, 70)) * 0.5 + 0.25 * k for k in range(3)]
+    y = images.stylize(x, photos, seed=0)
+    assert y.shape == x.shape and y.dtype == torch.float32 and 0 <= y.min() and y.max() <= 1
+    mask = x[:, 0] > 0.5
+    inside, outside = y[:, 0][mask].mean(), y[:, 0][~mask].mean()
+    assert inside - outside == pytest.approx(0.6, abs=0.08)  # the shape, at `contrast`
+    assert y[:, 0][~mask].std() > 0.05                        # texture where x was flat black
+    # deterministic per image and seed: order and batch do not matter; the seed does
+    perm = torch.tensor([3, 1, 5, 0, 2, 4])
+    assert torch.equal(images.stylize(x[perm], photos, seed=0), y[perm])
+    assert torch.equal(images.stylize(x[2:3], photos, seed=0), y[2:3])
+    assert not torch.equal(images.stylize(x, photos, seed=1), y)
+    # styles: every ordered pair of distinct photos
+    assert images.stylize_styles(3) == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
+    with pytest.raises(ValueError, match="n_photos"):
+        images.stylize(x, photos[:1], seed=0)
+    with pytest.raises(ValueError, match="photos"):
+        images.stylize(x, [np.zeros((10, 10))] * 2, seed=0)
+    with pytest.raises(ValueError, match="contrast"):
+        images.stylize(x, photos, seed=0, contrast=2)

@@ -212,11 +212,11 @@ def test_evaluate_sources_caches_per_source(monkeypatch, tmp_path):
     first = sb.evaluate_sources(cfg, progress=False)
     files = list(tmp_path.rglob("*.json"))
     assert len(files) == 1 and "shape_bias" in str(files[0])
-    # the cache key is unchanged by the move to cache.key (pinned: old caches stay valid)
+    # the cache key (pinned; version 4 added the cue-alone probes)
     params = dataclasses.asdict(sb.ProbeParams.from_config(cfg))
     key = cache.key(dict(params=params, seed=0, source="tiny/fmnist/natural/s0", sha256="abc",
-                         version=3))
-    assert files[0].name == f"{key}.json" == "22be63a64d6e8ede.json"
+                         version=4))
+    assert files[0].name == f"{key}.json" == "70bcadbc1bf13d55.json"
     monkeypatch.setattr(sb, "probe_source", lambda *a, **k: pytest.fail("cache not used"))
     second = sb.evaluate_sources(cfg, progress=False)
     assert first.equals(second)
@@ -248,7 +248,7 @@ def test_summarize_and_trend():
     assert tr["spearman"] == pytest.approx(1.0)
     assert sb.trend(s, "cue_fourier", norm="linf")["direction"] == "is flat"  # wide CI
     text = ch.findings(s)
-    assert "Fourier-phase shape share (stimulus a) **rises**" in text
+    assert "shape share of stimulus (a) Fourier **rises**" in text
     assert "no paired" in text and "cannot be" in text
 
 
@@ -305,7 +305,8 @@ def test_transfer_link_reads_the_store(tmp_path):
                                    value=0.5, ci_low=0.4, ci_high=0.6, coverage=0.3, n_seeds=1,
                                    chance=0.2, ci_kind="images") for f, sp in specs.items()])
     h = ch.headline(by_family, link)
-    assert h["robust_label"] == l2["label"].iloc[0] and h["verdict"] == "not reproduced"
+    assert h["cue_robust_label"] == l2["label"].iloc[0] and h["cue_verdict"] == "not reproduced"
+    assert h["verdict"] == "not testable"  # no transfer-versions test given
     assert h["link_shape_minus_texture"] == pytest.approx(4.0)
 
 
@@ -346,8 +347,8 @@ def _summary(fourier, silhouette, blur=(0.5, 0.6), half=0.05):
 ])
 def test_headline_numbers_and_verdict(fourier, silhouette, verdict):
     h = ch.headline(_summary(fourier, silhouette))
-    assert h["verdict"] == verdict
-    assert (h["natural_label"], h["robust_label"], h["robust_eps"]) == ("natural", "L2 ε=3", 3.0)
+    assert h["cue_verdict"] == verdict and h["verdict"] == "not testable"
+    assert h["cue_robust_label"] == "L2 ε=3"
     assert h["fourier_natural"] == pytest.approx(fourier[0])
     assert h["fourier_robust"] == pytest.approx(fourier[2])
     assert h["fourier_robust_low"] == pytest.approx(fourier[2] - 0.05)
@@ -363,14 +364,14 @@ def test_headline_numbers_and_verdict(fourier, silhouette, verdict):
 def test_headline_without_a_robust_source_is_not_testable():
     s = _summary((0.3, 0.4, 0.6), (0.5, 0.6, 0.8))
     h = ch.headline(s[s["norm"] == "natural"])
-    assert h["verdict"] == "not testable" and np.isnan(h["fourier_natural"])
+    assert h["cue_verdict"] == "not testable" and np.isnan(h["fourier_natural"])
 
 
 def test_findings_text_is_unchanged():
     """Pinned findings for a fixed summary: the text moved to the chapter module byte for byte."""
     text = ch.findings(_summary((0.3, 0.4, 0.6), (0.5, 0.5, 0.52)))
     assert text.splitlines()[0] == (
-        "- With growing L2 eps, the Fourier-phase shape share (stimulus a) **rises** (eps 0: "
+        "- With growing L2 eps, the shape share of stimulus (a) Fourier **rises** (eps 0: "
         "0.30; eps 1: 0.40; eps 3: 0.60; Spearman rho 1.00). Natural: 0.30 [0.25, 0.35]. "
         "Shape / texture hits per stimulus: natural 12% / 28%; L2 ε=1 16% / 24%; "
         "L2 ε=3 24% / 16%.")
@@ -407,5 +408,185 @@ def test_plot_stimuli_draws_every_probe():
     probes = sb.build_probes(x, y, params)
     fig = ch.plot_stimuli(probes, x, list("abcd"), n=3)
     # 2 cue-conflict types x 3 rows + clean + lowpass 1 + highpass 1 + shuffle + silh. + edges
-    assert len(fig.axes) == 3 * (6 + 6)
+    # + phase only + amplitude only + texture patches
+    assert len(fig.axes) == 3 * (6 + 9)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- cue-alone checks
+def test_cue_alone_stimuli_keep_one_cue_each():
+    x = _templates(6, 12)
+    d = sb.cue_alone_stimuli(x, seed=5, patch=3)  # seed 0 would draw the templates themselves
+    assert set(d) == {"phase_only", "amplitude_only", "texture_patches"}
+    fx = np.fft.fft2(x.double().numpy())
+    ph, am = (np.fft.fft2(d[k].double().numpy()) for k in ("phase_only", "amplitude_only"))
+    nz = np.ones((12, 12), bool)
+    nz[0, 0] = False
+    # phase only: the phase of x, one amplitude at every non-DC frequency
+    np.testing.assert_allclose(ph[..., nz] / np.abs(ph[..., nz]),
+                               fx[..., nz] / np.abs(fx[..., nz]), atol=1e-4)
+    a = np.abs(ph[..., nz]).reshape(6, -1)
+    assert (a.std(1) / a.mean(1)).max() < 1e-4
+    # amplitude only: x's amplitudes up to one factor per image, not x's phase
+    ratio = (np.abs(am[..., nz]) / np.abs(fx[..., nz])).reshape(6, -1)
+    assert (ratio.std(1) / ratio.mean(1)).max() < 1e-3
+    assert not np.allclose(am[..., nz] / np.abs(am[..., nz]), fx[..., nz] / np.abs(fx[..., nz]),
+                           atol=0.1)
+    # texture patches: whole frame filled with pixels of the image itself
+    tp = d["texture_patches"].numpy()
+    assert (tp > 0).mean() > 0.9
+    assert all(np.isin(tp[i], x[i].numpy()).all() for i in range(6))
+
+
+def _val_summary(texture_acc_natural):
+    import pandas as pd
+    rows = []
+    for fam, norm, eps in (("x/natural", "natural", 0.0), ("x/l2", "l2", 1.0)):
+        for probe, v in (("phase_only", 0.5), ("amplitude_only", 0.4), ("silhouette", 0.6),
+                         ("texture_patches", texture_acc_natural if norm == "natural" else 0.3)):
+            rows.append(dict(family=fam, norm=norm, eps=eps, label=norm, probe=probe,
+                             param=np.nan, metric="accuracy", value=v, ci_low=v - 0.05,
+                             ci_high=v + 0.05, coverage=np.nan, n_seeds=1, chance=0.1,
+                             ci_kind="images"))
+    return pd.DataFrame(rows)
+
+
+def test_cue_validation_flags_a_kind_whose_cue_alone_is_at_chance():
+    v = sb.cue_validation(_val_summary(0.3))
+    assert v.groupby("kind")["informative"].all().all()
+    v = sb.cue_validation(_val_summary(0.12))  # CI [0.07, 0.17] includes chance 0.1
+    informative = v.groupby("kind")["informative"].all()
+    assert informative["cue_fourier"] and not informative["cue_silhouette"]
+    assert not v.loc[(v["kind"] == "cue_silhouette") & (v["norm"] == "natural"),
+                     "texture_usable"].iloc[0]
+    table = ch.validation_table(v)
+    assert set(table["kind informative"]) == {"yes", "no"}
+    # the uninformative kind is dropped from the cue verdict
+    s = _summary((0.3, 0.4, 0.6), (0.5, 0.5, 0.52))
+    s = s.assign(family=s["family"].map({"x/natural/0.0": "x/natural", "x/l2/3.0": "x/l2"})
+                 .fillna(s["family"]))
+    h = ch.headline(s, None, v)
+    assert h["silhouette_informative"] == "no" and h["fourier_informative"] == "yes"
+    assert h["cue_verdict_basis"].startswith("fourier") and "silhouette" not in h["cue_verdict_basis"]
+    assert "cannot separate shape from texture" in ch.findings(s, None, v)
+
+
+def test_chapter_refuses_unknown_stimulus_kinds():
+    s = _summary((0.3, 0.4, 0.6), (0.5, 0.6, 0.8))
+    s.loc[s["probe"] == "cue_silhouette", "probe"] = "cue_mystery"
+    for fn in (ch.shape_bias_table, ch.findings, ch.headline, ch.plot_shape_bias):
+        with pytest.raises(ValueError, match="cue_mystery"):
+            fn(s)
+
+
+# --------------------------------------------------------------------------- transfer versions
+def _version_frame(did_stylized=4.0, seeds=(0, 1, 2), subset_seeds=(0, 1, 2)):
+    """Store-like rows: natural and L2 (3 source seeds) and L-inf (1 seed) on original /
+    stylized / lowpass digits at n 10 and 40; the L2 gain is 2 points on the original, 2 +
+    ``did_stylized`` on the stylized copy, 1 on the low-passed copy (plus seed noise)."""
+    import pandas as pd
+    rows = []
+    rng = np.random.default_rng(0)
+    gains = {"original": 2.0, "stylized": 2.0 + did_stylized, "lowpass": 1.0}
+    for family, norm, eps, label, src_seeds in (
+            ("m/natural", "natural", 0.0, "natural", seeds), ("m/l2/1.0", "l2", 1.0, "L2 ε=1", seeds),
+            ("m/linf/0.1", "linf", 0.1, "L∞ ε=0.1", (0,))):
+        for version, target in (("original", "digits"), ("stylized", "stylized:digits"),
+                                ("lowpass", "lowpass4:digits")):
+            for n in (10, 40):
+                for s in src_seeds:
+                    for j in subset_seeds:
+                        acc = 50 + n / 4 + 3 * j + s + (gains[version] if norm != "natural"
+                                                        else 0) + rng.normal(0, 0.3)
+                        rows.append(dict(target=target, version=version, base_target="digits",
+                                         family=family, norm=norm, eps=eps, source_label=label,
+                                         source_seed=s, seed=j, n=n, unfrozen_blocks=0,
+                                         test_acc=acc))
+    return pd.DataFrame(rows)
+
+
+def test_version_test_recovers_a_known_difference_in_differences():
+    frame = _version_frame(did_stylized=4.0)
+    t = sb.version_test(frame).set_index(["family", "version"])
+    l2s, l2l = t.loc[("m/l2/1.0", "stylized")], t.loc[("m/l2/1.0", "lowpass")]
+    assert l2s["did"] == pytest.approx(4.0, abs=0.5) and l2s["direction"] == "grows"
+    assert l2s["ci_basis"] == "source+subset seeds" and l2s["n_source_seeds"] == 3
+    assert l2l["did"] == pytest.approx(-1.0, abs=0.5) and l2l["direction"] == "shrinks"
+    assert l2s["gain_original"] == pytest.approx(2.0, abs=0.5)
+    assert t.loc[("m/linf/0.1", "stylized"), "n_source_seeds"] == 1
+    null = sb.version_test(_version_frame(did_stylized=0.0)).set_index(["family", "version"])
+    assert null.loc[("m/l2/1.0", "stylized"), "direction"] == "no detectable change"
+
+
+def test_version_table_uses_the_crossed_seed_estimator():
+    frame = _version_frame()
+    vt = sb.version_table(frame)
+    assert set(vt["version"]) == {"original", "stylized", "lowpass"}
+    assert set(vt["n"]) == {0, 10, 40}
+    g = frame[(frame.version == "stylized") & (frame.n == 40)]
+    m = (g[g.family == "m/l2/1.0"].pivot_table(index="source_seed", columns="seed",
+                                               values="test_acc").to_numpy()
+         - g[g.family == "m/natural"].pivot_table(index="source_seed", columns="seed",
+                                                  values="test_acc").to_numpy())
+    row = vt[(vt.version == "stylized") & (vt.n == 40) & (vt.metric == "gain")
+             & (vt.family == "m/l2/1.0")].iloc[0]
+    c = stats.ci(m)
+    assert (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx(
+        (c["mean"], c["ci_low"], c["ci_high"]))
+    assert not ((vt.metric == "gain") & (vt.norm == "natural")).any()
+    display = ch.versions_table(vt)
+    assert "gain pooled" in display.columns and "acc % n=10" in display.columns
+
+
+@pytest.mark.parametrize("did, verdict", [(4.0, "partly"), (0.0, "not reproduced")])
+def test_transfer_headline_verdict_and_row(did, verdict):
+    frame = _version_frame(did_stylized=did)
+    test, vt = sb.version_test(frame), sb.version_table(frame)
+    assert ch.headline_family(test) == "m/l2/1.0"
+    h = ch.headline(_summary((0.3, 0.4, 0.6), (0.5, 0.6, 0.8)), None, None, test, vt)
+    assert h["verdict"] == verdict  # the low-pass DiD is negative in every case
+    assert h["robust_label"] == "L2 ε=1" and h["robust_seeds"] == 3.0
+    assert h["natural_label"] == "natural"
+    assert h["did_stylized"] == pytest.approx(did, abs=0.5)
+    assert h["stylized_gain"] == pytest.approx(2.0 + did, abs=0.5)
+    for k, v in h.items():
+        assert type(v) in (float, str), (k, type(v))
+    row = ch.results_row(h, "mini")
+    assert row["verdict"] == verdict and "stylized" in row["ours"] and "[" in row["ci"]
+    text = ch.transfer_findings(h, test)
+    assert "Supporting rows: L∞ ε=0.1" in text and "subset seeds only" in text
+    assert list(ch.did_table(test).index.get_level_values(1)).count("L2 ε=1") == 2
+
+
+def test_transfer_config_keeps_the_recipe_and_drops_the_noise_control():
+    from robust_transfer import config, zoo
+    cfg = config.resolve("tiny")
+    cfg2 = sb.transfer_config(cfg)
+    assert cfg2.targets == ("digits", "stylized:digits", "lowpass4:digits")
+    assert cfg2.n_values == cfg.shape_n_values and cfg2.seeds == cfg.seeds
+    assert cfg2.unfrozen_blocks == (0,)
+    assert {zoo.spec(s).norm for s in cfg2.sources} == {"natural", "l2", "linf"}
+    for f in dataclasses.fields(cfg):
+        if f.name not in ("sources", "targets", "n_values", "unfrozen_blocks", "compare_recipe",
+                          "block_counts", "full_set"):
+            assert getattr(cfg2, f.name) == getattr(cfg, f.name), f.name
+    assert list(sb.version_targets(cfg)) == list(cfg2.targets)
+    with pytest.raises(ValueError, match="natural"):
+        sb.transfer_config(config.resolve("tiny", sources=["tiny/fmnist/l2/1.0/s0"]))
+    with pytest.raises(ValueError, match="shape_targets"):
+        sb.transfer_config(config.resolve("tiny", shape_targets=[]))
+
+
+def test_version_figures():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    vt = sb.version_table(_version_frame())
+    fig = ch.plot_versions(vt)
+    assert len(fig.axes) == 3 and all(len(ax.lines) >= 2 for ax in fig.axes)
+    plt.close(fig)
+    x = _templates(4, 12)
+    fig = ch.plot_target_versions({"original": (x, [0, 1, 2, 3]), "stylized": (x, [0, 1, 2, 3])},
+                                  list("abcd"), n=4)
+    assert len(fig.axes) == 8
     plt.close(fig)

@@ -1,7 +1,11 @@
 """Chapter 3, shape or texture: what only the book shows of the shape-bias measurements — the
-stimuli (Figure 3.1), shape bias per source (Figure 3.2), accuracy under low-pass, high-pass and
-patch shuffling (Figure 3.3), the display tables, the findings text and the headline numbers the
-book glues. The numbers come from the engine (:mod:`robust_transfer.shape_bias`)."""
+stylized and low-passed targets (Figure 3.1), transfer to them (Figure 3.2, the paper's test),
+the cue-conflict stimuli (Figure 3.3), shape bias per source (Figure 3.4), accuracy under
+low-pass, high-pass and patch shuffling (Figure 3.5), the display tables, the findings text and
+the headline numbers the book glues. The numbers come from the engine
+(:mod:`robust_transfer.shape_bias`). Every cue-conflict kind shown must be in
+:data:`robust_transfer.shape_bias.STIMULUS_KINDS` (ValueError otherwise: nothing is dropped
+silently)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -9,14 +13,35 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from ..shape_bias import trend
+from ..shape_bias import CUE_CHECKS, STIMULUS_KINDS, VERSIONS, trend
 from . import common
 
-__all__ = ["shape_bias_table", "accuracy_table", "findings", "headline", "plot_stimuli",
-           "plot_shape_bias", "plot_probe_curves"]
+__all__ = ["shape_bias_table", "accuracy_table", "validation_table", "versions_table",
+           "did_table", "findings", "transfer_findings", "headline", "headline_family",
+           "plot_target_versions", "plot_versions", "plot_stimuli", "plot_shape_bias",
+           "plot_probe_curves", "results_row"]
 
 _NORM_ORDER = {"natural": 0, "l2": 1, "linf": 2, "noise": 3}
-_STIMULUS = {"cue_fourier": "(a) Fourier", "cue_silhouette": "(b) silhouette"}
+
+
+def _kinds(summary) -> list[str]:
+    """The cue-conflict kinds (shape-bias probes) present in ``summary``, in
+    :data:`STIMULUS_KINDS` order; ValueError naming any kind it does not know."""
+    present = list(dict.fromkeys(summary.loc[summary["metric"] == "shape_bias", "probe"]))
+    unknown = [k for k in present if k not in STIMULUS_KINDS]
+    if unknown:
+        raise ValueError(f"stimulus kind(s) {unknown} are not in shape_bias.STIMULUS_KINDS "
+                         f"{list(STIMULUS_KINDS)}; add them there so that tables, figures and "
+                         f"findings can show them")
+    return [k for k in STIMULUS_KINDS if k in present]
+
+
+def _uninformative(validation) -> list[str]:
+    """Kinds whose cue-alone checks fail for some family (cannot separate sources)."""
+    if validation is None or len(validation) == 0:
+        return []
+    bad = validation.loc[~validation["informative"].astype(bool), "kind"]
+    return list(dict.fromkeys(bad))
 
 
 def _family_order(summary) -> list[str]:
@@ -44,8 +69,9 @@ def shape_bias_table(summary) -> pd.DataFrame:
     for f in _family_order(summary):
         g = summary[(summary["family"] == f) & (summary["metric"] == "shape_bias")]
         rec = {"source": g["label"].iloc[0] if len(g) else f}
-        for r in g.itertuples():
-            name = _STIMULUS.get(r.probe, r.probe)
+        kinds = _kinds(summary)
+        for r in sorted(g.itertuples(), key=lambda r: kinds.index(r.probe)):
+            name = STIMULUS_KINDS[r.probe]
             rec[f"{name} shape bias"] = common.fmt_ci(r.value, r.ci_low, r.ci_high, digits=2)
             rec[f"{name} coverage"] = f"{100 * r.coverage:.0f}%"
         if len(g):
@@ -53,6 +79,27 @@ def shape_bias_table(summary) -> pd.DataFrame:
             rec["seeds"], rec["CI over"] = int(g["n_seeds"].iloc[0]), g["ci_kind"].iloc[0]
         out.append(rec)
     return pd.DataFrame(out).set_index("source")
+
+
+def validation_table(validation) -> pd.DataFrame:
+    """Display table of :func:`robust_transfer.shape_bias.cue_validation`: per stimulus kind and
+    source family, accuracy % [95% CI] on each cue alone, chance, and whether the kind is
+    informative (both cues usable for every family)."""
+    if validation is None or len(validation) == 0:
+        return pd.DataFrame()
+    order = {f: i for i, f in enumerate(_family_order(validation))}
+    v = validation.assign(_k=validation["kind"].map(list(STIMULUS_KINDS).index),
+                          _o=validation["family"].map(order)).sort_values(["_k", "_o"])
+    return pd.DataFrame({
+        "kind": v["kind"].map(STIMULUS_KINDS), "source": v["label"],
+        "shape cue alone": [f"{r.shape_probe}: " + common.fmt_ci(
+            100 * r.shape_acc, 100 * r.shape_low, 100 * r.shape_high) for r in v.itertuples()],
+        "texture cue alone": [f"{r.texture_probe}: " + common.fmt_ci(
+            100 * r.texture_acc, 100 * r.texture_low, 100 * r.texture_high)
+            for r in v.itertuples()],
+        "chance": (100 * v["chance"]).map(lambda c: f"{c:.0f}%"),
+        "kind informative": v["informative"].map({True: "yes", False: "no"})}).set_index(
+        ["kind", "source"])
 
 
 def accuracy_table(summary) -> pd.DataFrame:
@@ -70,9 +117,10 @@ def accuracy_table(summary) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- text and numbers
-def findings(summary, link=None) -> str:
+def findings(summary, link=None, validation=None) -> str:
     """Markdown sentences computed from :func:`robust_transfer.shape_bias.summarize` (and
-    :func:`robust_transfer.shape_bias.transfer_link`) tables."""
+    :func:`robust_transfer.shape_bias.transfer_link`, :func:`robust_transfer.shape_bias.
+    cue_validation`) tables."""
     lines = []
     nat = summary[summary["norm"] == "natural"]
     if nat.empty:
@@ -88,8 +136,8 @@ def findings(summary, link=None) -> str:
 
     nat_family = nat["family"].iloc[0]
     others = [f for f in _family_order(summary) if f != nat_family]
-    checks = [("cue_fourier", None, "the Fourier-phase shape share (stimulus a)", False),
-              ("cue_silhouette", None, "the silhouette shape share (stimulus b)", False)]
+    kinds = _kinds(summary)
+    checks = [(k, None, f"the shape share of stimulus {STIMULUS_KINDS[k]}", False) for k in kinds]
     if params["lowpass"]:
         checks.append(("lowpass", max(params["lowpass"]),
                        f"accuracy on blurred images (sigma = {max(params['lowpass']):g} px)", True))
@@ -125,22 +173,37 @@ def findings(summary, link=None) -> str:
         lines.append(text + ".")
     # which cue-conflict stimulus separates the sources
     sep = {}
-    for probe in ("cue_fourier", "cue_silhouette"):
+    for probe in kinds:
         g = summary[summary["probe"] == probe]
         if len(g) >= 2:
             half = ((g["ci_high"] - g["ci_low"]) / 2).mean()
             sep[probe] = (g["value"].max() - g["value"].min(), half, g["coverage"].mean(),
                           g["chance"].mean())
-    if len(sep) == 2:
+    if len(sep) >= 2:
         best = max(sep, key=lambda k: sep[k][0] / max(sep[k][1], 1e-9))
-        name = {"cue_fourier": "(a) Fourier", "cue_silhouette": "(b) silhouette"}
+        name = STIMULUS_KINDS
         lines.append("- Spread of shape bias across sources: " + "; ".join(
             f"{name[k]} {v[0]:.2f} (mean CI half-width {v[1]:.2f}, mean coverage "
             f"{100 * v[2]:.0f}% vs {100 * v[3]:.0f}% for random guesses)" for k, v in sep.items())
             + f". Stimulus type **{name[best]}** separates the sources more (spread / CI "
             f"half-width {sep[best][0] / max(sep[best][1], 1e-9):.1f}"
-            + ("; below 1, so neither type separates them beyond the CIs)."
+            + ("; below 1, so no type separates them beyond the CIs)."
                if sep[best][0] <= sep[best][1] else ")."))
+    if validation is not None and len(validation):
+        for kind, g in validation.groupby("kind", sort=False):
+            parts = "; ".join(f"{r.label} {100 * r.shape_acc:.0f}% / {100 * r.texture_acc:.0f}%"
+                              for r in g.itertuples())
+            text = (f"- **Cue-alone check, {STIMULUS_KINDS[kind]}** (accuracy on "
+                    f"{g['shape_probe'].iloc[0]} / {g['texture_probe'].iloc[0]} images, chance "
+                    f"{100 * g['chance'].iloc[0]:.0f}%): {parts}. ")
+            if bool(g["informative"].iloc[0]):
+                text += "Both cues alone are usable by every source: the kind is informative."
+            else:
+                dead = [c for c in ("shape", "texture") if not g[f"{c}_usable"].all()]
+                text += (f"The {' and '.join(dead)} cue alone is not usable (CI at or below "
+                         f"chance) for some source, so this kind cannot separate shape from "
+                         f"texture reliance even in principle: it is left out of the headline.")
+            lines.append(text)
     if link is None or len(link) == 0:
         lines.append("- **Transfer link:** the transfer chapter's results store has no paired "
                      "robust-vs-natural rows for this configuration, so the shape bias cannot be "
@@ -167,48 +230,116 @@ def findings(summary, link=None) -> str:
     return "\n".join(lines)
 
 
-def headline(summary, link=None) -> dict:
+def headline_family(test) -> str:
+    """The family the transfer verdict rests on: the L2 family with the most source seeds in
+    ``test`` (:func:`robust_transfer.shape_bias.version_test`), ties broken by eps closest to 1
+    (the mini grid's L2 eps=1 family); "" when there is none."""
+    if test is None or len(test) == 0:
+        return ""
+    l2 = test[test["norm"] == "l2"].drop_duplicates("family")
+    if l2.empty:
+        return ""
+    l2 = l2.assign(_d=(l2["eps"] - 1).abs()).sort_values(["n_source_seeds", "_d"],
+                                                          ascending=[False, True])
+    return str(l2["family"].iloc[0])
+
+
+def headline(summary, link=None, validation=None, test=None, versions=None) -> dict:
     """This chapter's headline numbers as plain floats / strings (NaN or "" where absent).
 
-    ``natural_label``, ``robust_label``, ``robust_eps``: the natural family and the most robust
-    L2 family (largest eps), the two ends :func:`robust_transfer.shape_bias.trend` compares. Per
-    cue-conflict stimulus ``s`` in ``fourier``, ``silhouette`` (mini scale) and ``stylized`` (the
-    Geirhos images, paper scale): ``{s}_natural``, ``{s}_robust`` (shape bias, fraction),
-    ``{s}_natural_low`` / ``_high`` and ``{s}_robust_low`` / ``_high`` (95% CI),
-    ``{s}_natural_coverage_pct``, ``{s}_robust_coverage_pct`` (percent) and ``{s}_direction``
-    (trend's words: "rises", "falls", "is flat"); ``chance_coverage_pct``: the coverage of
-    random guessing. ``blur_sigma`` (px, the widest low-pass) with ``blur_natural_pct``,
-    ``blur_robust_pct`` and their ``_low_pct`` / ``_high_pct`` CIs (accuracy, percent).
-    ``link_shape_minus_texture``: the robust family's transfer gain on shape targets minus its
-    gain on the textures control (accuracy points, at its largest unfrozen_blocks; NaN without
-    transfer results).
+    Transfer (the paper's test; ``test`` = :func:`robust_transfer.shape_bias.version_test`,
+    ``versions`` = :func:`robust_transfer.shape_bias.version_table`), for the
+    :func:`headline_family` (``robust_label``, ``robust_eps``, ``robust_seeds``) against
+    ``natural_label``: per version ``v`` in original / stylized / lowpass ``{v}_natural_pct``,
+    ``{v}_robust_pct`` (accuracy, percent, pooled over n and base targets), ``{v}_gain``,
+    ``{v}_gain_low``, ``{v}_gain_high`` (robust - natural, points, 95% crossed-seed CI); per
+    changed version ``did_{v}``, ``did_{v}_low``, ``did_{v}_high`` (the pre-specified
+    difference in differences) and ``did_{v}_direction`` ("grows", "shrinks", "no detectable change").
 
-    ``verdict`` for the claim "adversarial training biases representations toward shape",
-    judged on the cue-conflict shape bias only (the direct measure; blur and shuffle accuracies
-    are context): for each stimulus type present, the robust family's shape bias *rises* when
-    it exceeds natural's by more than the combined CI half-width sqrt(h_nat^2 + h_robust^2)
-    (the rule of :func:`robust_transfer.shape_bias.trend`). "reproduced" when every type rises,
-    "partly" when at least one but not every type rises, "not reproduced" when none does; "not
-    testable" when there is no natural + L2 pair with cue-conflict results. ``verdict_basis``
-    says which types rose.
+    ``verdict`` on "the robust advantage grows when texture (or detail) is removed":
+    "reproduced" when both the stylized and the low-pass DiD CIs lie above 0, "partly" when
+    one does, "not reproduced" when none does, "not testable" without the experiment;
+    ``verdict_basis`` gives the two directions.
+
+    Cue conflict (context): per kind ``s`` of :data:`STIMULUS_KINDS` (name without ``cue_``)
+    ``{s}_natural``, ``{s}_robust`` (shape bias of the natural and the most robust L2 family),
+    their ``_low`` / ``_high`` CIs and ``_coverage_pct``, ``{s}_direction`` (trend's words) and
+    ``{s}_informative`` ("yes" / "no" from the cue-alone checks, "" when not checked);
+    ``chance_coverage_pct``; ``cue_robust_label``; ``cue_verdict``: "rises" kinds among the
+    informative ones ("reproduced" / "partly" / "not reproduced" / "not testable");
+    ``blur_sigma`` and the blur accuracies; ``link_shape_minus_texture``.
     """
     nan = float("nan")
-    out = dict(natural_label="", robust_label="", robust_eps=nan, chance_coverage_pct=nan)
-    for s in ("fourier", "silhouette", "stylized"):
+    out = dict(natural_label="", robust_label="", robust_eps=nan, robust_seeds=nan)
+    for v in VERSIONS:
+        out.update({f"{v}_natural_pct": nan, f"{v}_robust_pct": nan, f"{v}_gain": nan,
+                    f"{v}_gain_low": nan, f"{v}_gain_high": nan})
+    for v in [v for v in VERSIONS if v != "original"]:
+        out.update({f"did_{v}": nan, f"did_{v}_low": nan, f"did_{v}_high": nan,
+                    f"did_{v}_direction": ""})
+    out.update(verdict="not testable", verdict_basis="")
+    out.update(_cue_headline(summary, link, validation))
+    fam = headline_family(test)
+    if not fam:
+        return out
+    t = test[test["family"] == fam]
+    first = t.iloc[0]
+    out.update(robust_label=str(first["label"]), robust_eps=float(first["eps"]),
+               robust_seeds=float(first["n_source_seeds"]))
+    if versions is not None and len(versions):
+        pooled = versions[versions["n"] == 0]
+        nat = pooled.loc[pooled["norm"] == "natural", "label"]
+        out["natural_label"] = str(nat.iloc[0]) if len(nat) else ""
+        for v in VERSIONS:
+            g = pooled[pooled["version"] == v]
+            acc = g[g["metric"] == "accuracy"].groupby("norm")["mean"].mean()
+            rob = g[(g["metric"] == "accuracy") & (g["family"] == fam)]["mean"]
+            gain = g[(g["metric"] == "gain") & (g["family"] == fam)]
+            if "natural" in acc:
+                out[f"{v}_natural_pct"] = float(acc["natural"])
+            if len(rob):
+                out[f"{v}_robust_pct"] = float(rob.mean())
+            if len(gain) == 1:
+                out.update({f"{v}_gain": float(gain["mean"].iloc[0]),
+                            f"{v}_gain_low": float(gain["ci_low"].iloc[0]),
+                            f"{v}_gain_high": float(gain["ci_high"].iloc[0])})
+    grew = []
+    for r in t.itertuples():
+        out.update({f"did_{r.version}": float(r.did), f"did_{r.version}_low": float(r.ci_low),
+                    f"did_{r.version}_high": float(r.ci_high),
+                    f"did_{r.version}_direction": str(r.direction)})
+        grew.append(r.direction == "grows")
+    changed = [v for v in VERSIONS if v != "original"]
+    if all(out[f"did_{v}_direction"] for v in changed):
+        out["verdict"] = ("reproduced" if all(grew) else "partly" if any(grew)
+                          else "not reproduced")
+        out["verdict_basis"] = "; ".join(f"{v}: robust advantage {out[f'did_{v}_direction']} "
+                                         f"({out[f'did_{v}']:+.1f} points)" for v in changed)
+    return out
+
+
+def _cue_headline(summary, link=None, validation=None) -> dict:
+    """The cue-conflict part of :func:`headline`."""
+    nan = float("nan")
+    out = dict(cue_robust_label="", chance_coverage_pct=nan)
+    names = [k[len("cue_"):] if k.startswith("cue_") else k for k in STIMULUS_KINDS]
+    for s in names:
         for who in ("natural", "robust"):
             out.update({f"{s}_{who}": nan, f"{s}_{who}_low": nan, f"{s}_{who}_high": nan,
                         f"{s}_{who}_coverage_pct": nan})
         out[f"{s}_direction"] = ""
+        out[f"{s}_informative"] = ""
     out.update(blur_sigma=nan, blur_natural_pct=nan, blur_natural_low_pct=nan,
                blur_natural_high_pct=nan, blur_robust_pct=nan, blur_robust_low_pct=nan,
                blur_robust_high_pct=nan, link_shape_minus_texture=nan,
-               verdict="not testable", verdict_basis="")
+               cue_verdict="not testable", cue_verdict_basis="")
     ends = summary[summary["norm"].isin(["natural", "l2"])].sort_values("eps", kind="stable")
     if ends.empty or ends["norm"].iloc[0] != "natural" or ends["norm"].iloc[-1] != "l2":
         return out
     nat, rob = ends.iloc[0], ends.iloc[-1]
-    out.update(natural_label=str(nat["label"]), robust_label=str(rob["label"]),
-               robust_eps=float(rob["eps"]))
+    out["cue_robust_label"] = str(rob["label"])
+    dead = _uninformative(validation)
+    checked = set() if validation is None or len(validation) == 0 else set(validation["kind"])
 
     def row(family, probe, param=None):
         g = summary[(summary["family"] == family) & (summary["probe"] == probe)]
@@ -217,9 +348,10 @@ def headline(summary, link=None) -> dict:
         return g.iloc[0] if len(g) else None
 
     rose, judged = [], []
-    for s in ("fourier", "silhouette", "stylized"):
-        probe = f"cue_{s}"
-        pair = row(nat["family"], probe), row(rob["family"], probe)
+    for kind, s in zip(STIMULUS_KINDS, names):
+        if kind not in _kinds(summary):
+            continue
+        pair = row(nat["family"], kind), row(rob["family"], kind)
         if pair[0] is None or pair[1] is None:
             continue
         for who, r in zip(("natural", "robust"), pair):
@@ -227,7 +359,11 @@ def headline(summary, link=None) -> dict:
                         f"{s}_{who}_high": float(r["ci_high"]),
                         f"{s}_{who}_coverage_pct": 100 * float(r["coverage"])})
         out["chance_coverage_pct"] = 100 * float(pair[0]["chance"])
-        out[f"{s}_direction"] = trend(summary, probe)["direction"]
+        out[f"{s}_direction"] = trend(summary, kind)["direction"]
+        if kind in checked:
+            out[f"{s}_informative"] = "no" if kind in dead else "yes"
+        if kind in dead:
+            continue
         judged.append(s)
         if out[f"{s}_direction"] == "rises":
             rose.append(s)
@@ -246,15 +382,132 @@ def headline(summary, link=None) -> dict:
         g = g[g["unfrozen_blocks"] == g["unfrozen_blocks"].max()]
         out["link_shape_minus_texture"] = float(g["shape_minus_texture"].iloc[0])
     if judged:
-        out["verdict"] = ("reproduced" if len(rose) == len(judged) else
-                          "partly" if rose else "not reproduced")
-        out["verdict_basis"] = "; ".join(f"{s}: {out[f'{s}_direction']}" for s in judged)
+        out["cue_verdict"] = ("reproduced" if len(rose) == len(judged) else
+                              "partly" if rose else "not reproduced")
+        out["cue_verdict_basis"] = "; ".join(f"{s}: {out[f'{s}_direction']}" for s in judged)
     return out
 
 
+# --------------------------------------------------------------------------- transfer versions
+def versions_table(versions) -> pd.DataFrame:
+    """Display table of :func:`robust_transfer.shape_bias.version_table`: one line per (base
+    target, version, source family), accuracy % and robust-minus-natural gain (points) with 95%
+    CIs per n and pooled over n."""
+    if versions is None or len(versions) == 0:
+        return pd.DataFrame()
+    order = {f: i for i, f in enumerate(_family_order(versions))}
+    out = []
+    for (base, version, family), g in versions.groupby(["base_target", "version", "family"],
+                                                       sort=False):
+        rec = {"target": base, "version": VERSIONS[version], "source": g["label"].iloc[0],
+               "seeds": int(g["n_source_seeds"].max()), "_o": order[family]}
+        for r in g.sort_values("n").itertuples():
+            n = "pooled" if r.n == 0 else f"n={r.n}"
+            key = f"{'acc %' if r.metric == 'accuracy' else 'gain'} {n}"
+            rec[key] = common.fmt_ci(r.mean, r.ci_low, r.ci_high, signed=r.metric == "gain")
+        out.append(rec)
+    vo = {v: i for i, v in enumerate(VERSIONS.values())}
+    df = pd.DataFrame(out)
+    df = df.assign(_v=df["version"].map(vo)).sort_values(["target", "_v", "_o"], kind="stable")
+    cols = [c for c in df.columns if not c.startswith("_")]
+    acc = sorted([c for c in cols if c.startswith("acc")], key=lambda c: (c.endswith("pooled"), len(c), c))
+    gain = sorted([c for c in cols if c.startswith("gain")], key=lambda c: (c.endswith("pooled"), len(c), c))
+    return df[["target", "version", "source", "seeds"] + acc + gain].set_index(
+        ["target", "version", "source"])
+
+
+def did_table(test) -> pd.DataFrame:
+    """Display table of the pre-specified test (:func:`robust_transfer.shape_bias.version_test`):
+    per robust family and changed version, the pooled gains and their difference [95% CI]."""
+    if test is None or len(test) == 0:
+        return pd.DataFrame()
+    order = {f: i for i, f in enumerate(_family_order(test))}
+    t = test.assign(_o=test["family"].map(order)).sort_values(["version", "_o"], kind="stable")
+    return pd.DataFrame({
+        "changed version": t["version"].map(VERSIONS), "source": t["label"],
+        "seeds": t["n_source_seeds"].astype(int),
+        "gain on original": t["gain_original"].map(lambda v: f"{v:+.1f}"),
+        "gain on changed": t["gain_version"].map(lambda v: f"{v:+.1f}"),
+        "DiD [95% CI]": [common.fmt_ci(r.did, r.ci_low, r.ci_high, signed=True)
+                         for r in t.itertuples()],
+        "CI over": t["ci_basis"], "robust advantage": t["direction"]}).set_index(
+        ["changed version", "source"])
+
+
+def transfer_findings(values: dict, test) -> str:
+    """Markdown: the pre-specified test's answer for the headline family (``values`` =
+    :func:`headline`) and the other robust families as supporting rows."""
+    if not values["robust_label"]:
+        return ("No natural + L2 pair in the transfer experiment: the pre-specified test "
+                "cannot be run for this configuration.")
+    lines = []
+    for v in [v for v in VERSIONS if v != "original"]:
+        if not values[f"did_{v}_direction"]:
+            continue
+        lines.append(
+            f"- **{VERSIONS[v]}** ({values['robust_label']}, {values['robust_seeds']:.0f} source "
+            f"seeds): robust - natural is {values['original_gain']:+.1f} points "
+            f"[{values['original_gain_low']:+.1f}, {values['original_gain_high']:+.1f}] on the "
+            f"original targets and {values[f'{v}_gain']:+.1f} [{values[f'{v}_gain_low']:+.1f}, "
+            f"{values[f'{v}_gain_high']:+.1f}] on the {v} copies; difference in differences "
+            f"{values[f'did_{v}']:+.1f} [{values[f'did_{v}_low']:+.1f}, "
+            f"{values[f'did_{v}_high']:+.1f}]; robust advantage: "
+            f"**{values[f'did_{v}_direction']}**.")
+        others = test[(test["version"] == v) & (test["label"] != values["robust_label"])]
+        if len(others):
+            lines.append("  Supporting rows: " + "; ".join(
+                f"{r.label} {r.did:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}] ({r.direction}"
+                f"{', CI over subset seeds only' if r.n_source_seeds < 2 else ''})"
+                for r in others.itertuples()) + ".")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- figures
+def plot_target_versions(versions: dict, class_names, n: int = 8):
+    """Figure 3.1: the same target images in each version (``versions``: version name ->
+    (N, C, H, W) images in the same order, e.g. original, stylized, low-passed), one row per
+    version, titled with the class; returns the Figure."""
+    names = list(class_names)
+    fig, axes = plt.subplots(len(versions), n, figsize=(1.3 * n, 1.45 * len(versions)),
+                             squeeze=False)
+    for r, (version, (x, y)) in enumerate(versions.items()):
+        for j in range(n):
+            common.show_image(axes[r, j], x[j], f"{version}: {names[int(y[j])]}" if j == 0
+                              else names[int(y[j])])
+    fig.tight_layout()
+    return fig
+
+
+def plot_versions(versions):
+    """Figure 3.2: robust - natural gain (points, 95% crossed-seed CI band) against n, one panel
+    per target version (rows: base targets), one line per robust family; returns the Figure."""
+    g = versions[(versions["metric"] == "gain") & (versions["n"] > 0)]
+    bases = list(dict.fromkeys(g["base_target"]))
+    vs = [v for v in VERSIONS if (g["version"] == v).any()]
+    order = _family_order(versions)
+    col = common.family_colours(order)
+    fig, axes = plt.subplots(max(1, len(bases)), max(1, len(vs)),
+                             figsize=(4.2 * max(1, len(vs)), 3.2 * max(1, len(bases))),
+                             squeeze=False, sharey="row")
+    for i, base in enumerate(bases):
+        for j, v in enumerate(vs):
+            ax = axes[i, j]
+            for f in order:
+                h = g[(g["base_target"] == base) & (g["version"] == v) & (g["family"] == f)]
+                if len(h):
+                    common.band(ax, h, h["label"].iloc[0], col[f])
+            ax.axhline(0, color="grey", lw=0.8, ls="--")
+            ax.set_xscale("log")
+            ax.set_xlabel("n (target images)")
+            ax.set_ylabel("robust - natural (points)")
+            ax.set_title(f"{base}: {VERSIONS[v]}")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def plot_stimuli(probes, images, class_names, n: int = 5):
-    """Figure 3.1: cue-conflict stimuli (shape image A, texture image B, stimulus) for both
+    """Figure 3.3: cue-conflict stimuli (shape image A, texture image B, stimulus) for both
     types, then one row per shape/texture probe; returns the matplotlib Figure."""
     names = list(class_names)
     cue = [p for p in probes if p["texture_labels"] is not None]
@@ -266,7 +519,7 @@ def plot_stimuli(probes, images, class_names, n: int = 5):
     r = 0
     for p in cue:
         ia, ib = p["pairs"]
-        kind = "Fourier" if p["probe"] == "cue_fourier" else "silhouette"
+        kind = STIMULUS_KINDS[p["probe"]].split(") ")[-1]
         for j in range(n):
             common.show_image(axes[r, j], images[ia[j]], f"A shape: {names[p['labels'][j]]}")
             common.show_image(axes[r + 1, j], images[ib[j]],
@@ -278,7 +531,9 @@ def plot_stimuli(probes, images, class_names, n: int = 5):
             par = "" if np.isnan(p["param"]) else (f" {p['param']:g}x{p['param']:g}" if
                                                    p["probe"] == "patch_shuffle" else
                                                    f" σ={p['param']:g}")
-            short = {"patch_shuffle": "shuffle", "silhouette": "silh."}.get(p["probe"], p["probe"])
+            short = {"patch_shuffle": "shuffle", "silhouette": "silh.", "phase_only": "phase",
+                     "amplitude_only": "ampl.", "texture_patches": "patches"}.get(p["probe"],
+                                                                                 p["probe"])
             common.show_image(axes[r, j], p["images"][j], f"{short}{par}: {names[p['labels'][j]]}")
         r += 1
     fig.tight_layout()
@@ -286,14 +541,14 @@ def plot_stimuli(probes, images, class_names, n: int = 5):
 
 
 def plot_shape_bias(summary):
-    """Figure 3.2: shape bias (with 95% CI bars, cut to [0, 1]; coverage printed under each bar)
+    """Figure 3.4: shape bias (with 95% CI bars, cut to [0, 1]; coverage printed under each bar)
     per source family for the cue-conflict stimulus types; returns the Figure."""
     order = _family_order(summary)
     col = common.family_colours(order)
-    titles = {"cue_fourier": "(a) Fourier: phase A + amplitude B",
-              "cue_silhouette": "(b) silhouette A filled with texture B",
-              "cue_stylized": "Geirhos et al. style-transfer stimuli"}
-    probes = [p for p in titles if (summary["probe"] == p).any()]
+    details = {"cue_fourier": ": phase A + amplitude B",
+               "cue_silhouette": ": silhouette A filled with texture B"}
+    probes = _kinds(summary)
+    titles = {k: STIMULUS_KINDS[k] + details.get(k, "") for k in probes}
     fig, axes = plt.subplots(1, len(probes), figsize=(5.5 * len(probes), 3.6), squeeze=False)
     for ax, probe in zip(axes[0], probes):
         g = summary[summary["probe"] == probe].set_index("family")
@@ -318,7 +573,7 @@ def plot_shape_bias(summary):
 
 
 def plot_probe_curves(summary):
-    """Figure 3.3: accuracy (%) vs sigma under low-pass and high-pass filtering, and vs
+    """Figure 3.5: accuracy (%) vs sigma under low-pass and high-pass filtering, and vs
     patch-shuffle grid, one line per source family with its 95% CI band (cut to [0, 100]),
     chance dashed; returns the Figure."""
     order = _family_order(summary)
@@ -347,17 +602,19 @@ def plot_probe_curves(summary):
 
 def results_row(values: dict, preset: str) -> dict:
     """The introduction's row for the shape-bias claim (see ``common.ROW_FIELDS``): the
-    cue-conflict shape bias natural vs the most robust L2 family per stimulus type, with CIs."""
-    kinds = [k for k in ("fourier", "silhouette", "stylized") if values.get(f"{k}_direction")]
-    ours = "; ".join(f"{k}: {values[f'{k}_natural']:.2f} -> {values[f'{k}_robust']:.2f} "
-                     f"({values[f'{k}_direction']})" for k in kinds)
-    ci = "; ".join(f"{k}: [{values[f'{k}_natural_low']:.2f}, {values[f'{k}_natural_high']:.2f}] -> "
-                   f"[{values[f'{k}_robust_low']:.2f}, {values[f'{k}_robust_high']:.2f}]"
-                   for k in kinds)
-    return {"claim": "Adversarial training biases the representation toward shape",
-            "paper": "qualitative (transfer to stylized and low-resolution targets; no shape-bias "
-                     "number published)",
-            "ours": (f"shape bias {values['natural_label']} -> {values['robust_label']}, {ours} "
-                     f"({preset} preset)" if ours else f"no cue-conflict comparison ({preset} preset)"),
+    pre-specified transfer test (robust - natural on stylized / low-passed minus on original
+    targets) for the headline L2 family, with its 95% CIs."""
+    changed = [v for v in VERSIONS if v != "original" and values.get(f"did_{v}_direction")]
+    ours = "; ".join(f"{v}: {values[f'did_{v}']:+.1f} points ({values[f'did_{v}_direction']})"
+                     for v in changed)
+    ci = "; ".join(f"{v}: [{values[f'did_{v}_low']:+.1f}, {values[f'did_{v}_high']:+.1f}]"
+                   for v in changed)
+    return {"claim": "Adversarial training biases the representation toward shape: the robust "
+                     "advantage grows on texture-removed and low-passed targets",
+            "paper": "qualitative (transfer to stylized and low-resolution Food-101 / "
+                     "Caltech-101; robust gains larger)",
+            "ours": (f"change of the {values['robust_label']} - natural gain vs original "
+                     f"targets, {ours} ({preset} preset)" if ours
+                     else f"no transfer comparison ({preset} preset)"),
             "ci": ci or "–",
             "verdict": values["verdict"]}
