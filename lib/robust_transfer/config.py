@@ -64,11 +64,11 @@ class Config:
     # the other recipe, run beside the main one ("" = none) on the fine-tuned sources, at
     # main_blocks and these n (() = n_values)
     compare_recipe: str = "authors"
-    compare_n_values: tuple[int, ...] = (10, 40, 160, 640)
+    compare_n_values: tuple[int, ...] = (10, 40, 160)
     # Fig. 4: every block count in block_counts on the fine-tuned sources, for block_targets
     # (() = targets) at block_n_values (() = n_values)
     block_counts: tuple[int, ...] = (0, 1, 2, 3)
-    block_targets: tuple[str, ...] = ("mnist5k",)
+    block_targets: tuple[str, ...] = ("digits",)
     block_n_values: tuple[int, ...] = (10, 40, 160)
     # --- shape bias (Section 2)
     n_stimuli: int = 1000

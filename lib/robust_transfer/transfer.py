@@ -82,7 +82,7 @@ AUTHORS_MOMENTUM = 0.9
 AUTHORS_WEIGHT_DECAY = 5e-4
 AUTHORS_DECAY = 0.1          # lr factor every epochs // 3 epochs
 AUTHORS_HEAD_STD = 1.0       # new fc weight ~ N(0, AUTHORS_HEAD_STD^2), bias 0
-CURVE_POINTS = 10            # test accuracy recorded at ~this many epochs (+ epoch 0)
+CURVE_POINTS = 5             # test accuracy recorded at ~this many epochs (+ epoch 0)
 EVAL_BATCH = 256
 
 
@@ -333,9 +333,10 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
     activations (cached under ``feature_key`` if given, else computed in memory); otherwise every
     step runs the full forward. Returns accuracies in percent: ``test_acc`` (at ``best_epoch``:
     chosen on validation for "ours", the last epoch for "authors"), ``val_acc``, ``val_curve``
-    (validation accuracy at epochs 0..E; "ours" epoch 0 = the logistic-regression head),
+    (validation accuracy at epochs 0..E; epoch 0 = the new head before any step),
     ``curve_epochs`` and ``test_curve`` (test accuracy at those epochs, report only),
-    ``train_loss_curve``, ``epochs``, ``recipe`` and ``fast_path``; with ``return_model`` also
+    ``train_loss_curve``, ``epochs``, ``recipe`` and ``fast_path`` ("authors" records
+    ``val_curve`` at ``curve_epochs`` only, having no selection); with ``return_model`` also
     ``model``: the fine-tuned copy (eval mode, on ``cfg``'s device) at the reported epoch.
     """
     recipe = _recipe(cfg, recipe)
@@ -433,7 +434,7 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
 
     gen = torch.Generator().manual_seed(seed)
     at = curve_epochs(epochs)
-    val_curve, loss_curve = [accuracy("train", val_idx)], []
+    val_curve, loss_curve = [accuracy("train", val_idx)], []   # "authors": at ``at`` only
     test_curve = [accuracy("test", test_idx)]
     best_epoch, best_state = 0, None if authors else snapshot()
     for epoch in range(1, epochs + 1):
@@ -458,18 +459,21 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
         if authors:
             decay.step()
         loss_curve.append(total / len(order))
-        val_curve.append(accuracy("train", val_idx))
         if epoch in at:
             test_curve.append(accuracy("test", test_idx))
-        if authors:
+        if authors:  # no selection: validation only where the test curve is recorded
+            if epoch in at:
+                val_curve.append(accuracy("train", val_idx))
             best_epoch = epoch
-        elif val_curve[-1] > val_curve[best_epoch]:
+            continue
+        val_curve.append(accuracy("train", val_idx))
+        if val_curve[-1] > val_curve[best_epoch]:
             best_epoch, best_state = epoch, snapshot()
     if best_state is not None:
         changing.load_state_dict(best_state)
     out = {
         "test_acc": test_curve[-1] if best_epoch == epochs else accuracy("test", test_idx),
-        "val_acc": val_curve[best_epoch],
+        "val_acc": val_curve[-1] if authors else val_curve[best_epoch],
         "best_epoch": best_epoch,
         "epochs": epochs,
         "recipe": recipe,
