@@ -366,7 +366,8 @@ def summary(studies: dict, confidence: float = 0.95) -> "pandas.DataFrame":
                  finetune_acc=float(np.mean([s.meta.get("finetune_acc", np.nan) for s in ss])))
         for name in METRICS:
             c = stats.ci(share_matrix(ss, name).to_numpy(), confidence)
-            r.update({name: c["mean"], f"{name}_lo": c["ci_low"], f"{name}_hi": c["ci_high"]})
+            r.update({name: c["mean"], f"{name}_lo": max(c["ci_low"], 0.0),
+                      f"{name}_hi": min(c["ci_high"], 100.0)})      # shares: clipped to [0, 100]
         for name in ("top1", "3of5"):
             r[f"paper_{name}"] = reference.INFLUENCE[name][kind]
         r["top1_authors"] = float(share_matrix(ss, "top1", "I_authors").to_numpy().mean())
