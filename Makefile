@@ -59,6 +59,7 @@ test-fast: env
 bench: env
 	$(PY) benchmarks/transfer_fast_path.py
 	$(PY) benchmarks/influence_hessian.py
+	$(PY) benchmarks/influence_paper_size.py
 	$(PY) benchmarks/augment_batched.py
 
 clean:
