@@ -338,9 +338,13 @@ def share_matrix(studies: list[Study], metric: str, matrix: str = "I") -> "panda
     each family pairs), columns = subset seeds."""
     import pandas as pd
     sources = list(dict.fromkeys(s.source for s in studies))
-    rows = [dict(src=sources.index(s.source), seed=s.meta["seed"],
-                 v=100 * float(per_test(s, metric, matrix).mean())) for s in studies]
-    return pd.DataFrame(rows).pivot_table(index="src", columns="seed", values="v", aggfunc="mean")
+    seeds = sorted({s.meta["seed"] for s in studies})
+    M = np.full((len(sources), len(seeds)), np.nan)
+    for s in studies:
+        M[sources.index(s.source), seeds.index(s.meta["seed"])] = \
+            100 * float(per_test(s, metric, matrix).mean())
+    return pd.DataFrame(M, index=pd.RangeIndex(len(sources), name="src"),
+                        columns=pd.Index(seeds, name="seed"))
 
 
 def chance(study: Study) -> float:
