@@ -37,7 +37,8 @@ import pandas as pd
 from scipy import stats as _st
 
 __all__ = ["ci", "adjust", "wilson", "bootstrap_mean", "bootstrap_share", "summary", "compare",
-           "deltas", "shrinkage", "pooled_gain", "main_gains", "CELL", "COMPARABLE"]
+           "deltas", "shrinkage", "pooled_gain", "gain_difference", "curve_summary", "main_gains",
+           "CELL", "COMPARABLE"]
 
 #: the columns that define one cell of results (one crossed-seed matrix)
 CELL = ["target", "recipe", "family", "unfrozen_blocks", "n"]
@@ -413,6 +414,63 @@ def pooled_gain(df: pd.DataFrame, n_max: int, metric: str = "test_acc",
                      "n_to": ns[-1], "n_values": len(ns), **r, "significant": sig,
                      "direction": int(np.sign(r["mean"])) if sig else 0})
     return pd.DataFrame(rows)
+
+
+def gain_difference(df: pd.DataFrame, over: str, a, b, n_max: int | None = None,
+                    metric: str = "test_acc", confidence: float = 0.95) -> pd.DataFrame:
+    """The pre-specified test that a gain depends on ``over`` (a difference in differences):
+    per claim, the paired gain (family - natural, points) when ``over == a`` minus the same
+    gain when ``over == b`` -- e.g. ``over="recipe"``: does the robust advantage differ between
+    the authors' recipe and ours; ``over="target"``: between a texture-removed target and its
+    original.
+
+    Per (source-seed index, subset seed) pair, the two gains are paired on n (every n both
+    have, at most ``n_max`` if given) and their difference averaged over those n; then the
+    crossed-seed :func:`ci` of that matrix: one interval per (remaining cell columns, family).
+    Columns: the claim columns (``over`` holds a, ``b_<over>`` b), family columns, ``n_from``,
+    ``n_to``, ``n_values``, the :func:`ci` columns (``p`` uncorrected: one test per claim),
+    ``gain_a`` and ``gain_b`` (mean gains over the same pairs and n), ``significant`` and
+    ``direction``.
+    """
+    if over not in ("recipe", "target", "unfrozen_blocks"):
+        raise ValueError(f"over={over!r}: allowed ('recipe', 'target', 'unfrozen_blocks')")
+    claims = {key: (fam, long) for key, fam, long in _claims(df, metric)}
+    i = _CLAIM.index(over)
+    rows = []
+    for key, (fam, long_a) in claims.items():
+        partner = key[:i] + (b,) + key[i + 1:]
+        if key[i] != a or partner not in claims:
+            continue
+        m = long_a.merge(claims[partner][1], on=["seed_index", "seed", "n"], suffixes=("_a", "_b"))
+        if n_max is not None:
+            m = m[m["n"] <= n_max]
+        if m.empty:
+            continue
+        by = [m["seed_index"], m["seed"]]
+        r = ci(_pair_matrix((m["d_a"] - m["d_b"]).groupby(by).mean()), confidence)
+        sig = bool(r["ci_low"] > 0 or r["ci_high"] < 0)
+        ns = sorted(m["n"].unique())
+        rows.append({**dict(zip(_CLAIM, key)), f"b_{over}": b, **fam, "n_from": ns[0],
+                     "n_to": ns[-1], "n_values": len(ns), **r,
+                     "gain_a": float(m["d_a"].mean()), "gain_b": float(m["d_b"].mean()),
+                     "significant": sig, "direction": int(np.sign(r["mean"])) if sig else 0})
+    return pd.DataFrame(rows)
+
+
+def curve_summary(df: pd.DataFrame, curve: str = "test_curve", epochs: str = "curve_epochs",
+                  confidence: float = 0.95) -> pd.DataFrame:
+    """:func:`summary` of a per-epoch curve stored with each run (``curve`` values at the
+    ``epochs`` of the same row, e.g. the test accuracy the engine records for Fig. 3): one row
+    per :data:`CELL` and ``epoch``. Rows without the curve are left out."""
+    have = df[df[curve].apply(lambda v: isinstance(v, (list, tuple)) and len(v) > 0)] \
+        if curve in df else df.iloc[:0]
+    if have.empty:
+        return pd.DataFrame()
+    long = have.explode([epochs, curve]).astype({epochs: int, curve: float})
+    parts = [summary(g.drop(columns="test_acc", errors="ignore").rename(columns={curve: "value"}),
+                     "value", confidence).assign(epoch=e)
+             for e, g in long.groupby(epochs, sort=True)]
+    return pd.concat(parts, ignore_index=True)
 
 
 def main_gains(delta_table: pd.DataFrame, blocks: int | None = None, norm: str = "l2",

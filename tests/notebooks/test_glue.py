@@ -68,7 +68,7 @@ def test_ch01_glues_the_library_numbers(values, cfg):
 
 def test_ch02_glues_the_library_numbers(values, cfg):
     df = Store(cfg.preset).frame(sweep.grid(cfg))
-    expected = ch02_transfer.headline(stats.deltas(df), stats.shrinkage(df))
+    expected = ch02_transfer.headline(ch02_transfer.analyses(df, cfg), cfg)
     _check(values["02"], "ch02", expected)
     _check_row(values["02"], "ch02", ch02_transfer.results_row(expected, cfg.preset))
 

@@ -2,6 +2,7 @@
 comparisons over families, block counts and recipes; the pre-specified shrinkage and pooled
 small-n tests on frames of known structure; reference table; chapter 2's findings text, gain
 table and headline verdict."""
+import dataclasses
 import math
 
 import numpy as np
@@ -10,6 +11,16 @@ import pytest
 
 from robust_transfer import reference, stats
 from robust_transfer.chapters import ch02_transfer as ch02
+from robust_transfer.config import Config
+
+#: the configuration of the synthetic frames: n = 10 and 80 (the smaller half: n <= 10), head
+#: only, one recipe
+HEADLINE_CFG = dataclasses.replace(Config(), n_values=(10, 80), main_blocks=0, compare_recipe="")
+FINDINGS = (
+    "- **digits, recipe ours, 0 unfrozen block(s), l2 vs natural**: gain significantly > 0 "
+    "(Holm-corrected) at 2 of 2 sample sizes (n = 10, 80); largest mean gain +6.0 points "
+    "[+3.5, +8.5] at n = 10; from n = 10 to n = 80 the gain falls (+6.0 -> +1.0; slope -1.67 "
+    "points per doubling of n [-2.49, -0.84]).")
 
 
 def test_ci_crossed_source_and_subset_seeds_by_hand():
@@ -118,15 +129,9 @@ def test_natural_family_is_found_by_norm_not_by_name():
     assert stats._natural_family("mini/fmnist/l2/1.0", norms) is None
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError,
-                   reason="ch02.findings reads the former shrinkage columns drop_*; stats.shrinkage "
-                          "now returns slope_* (the lead updates ch02 and this expected text)")
 def test_findings_text_exactly():
     d, sh = stats.deltas(_frame()), stats.shrinkage(_frame())
-    assert ch02.findings(d, sh) == (
-        "- **digits, 0 unfrozen block(s), l2 vs natural**: gain significantly > 0 at 2 of 2 "
-        "sample sizes (n = 10, 80); largest mean gain +6.0 points [+3.5, +8.5] at n = 10; "
-        "from n = 10 to n = 80 the gain shrinks (+6.0 -> +1.0, difference [+2.5, +7.5]).")
+    assert ch02.findings(d, sh) == FINDINGS
     assert ch02.findings(d.iloc[:0], sh) == "No paired robust-vs-natural comparison in these results."
 
 
@@ -168,7 +173,7 @@ def _gain_frame(small, large, textures=True):
 ])
 def test_headline_verdict_rule(small, large, verdict):
     df = _gain_frame(small, large)
-    h = ch02.headline(stats.deltas(df), stats.shrinkage(df))
+    h = ch02.headline(ch02.analyses(df, HEADLINE_CFG), HEADLINE_CFG)
     assert h["verdict"] == verdict
     assert h["shape_targets"] == "digits"   # the texture control is not a shape target
     assert all(isinstance(v, (str, int, float)) and not hasattr(v, "dtype") for v in h.values())
@@ -176,15 +181,16 @@ def test_headline_verdict_rule(small, large, verdict):
 
 def test_headline_values():
     df = _gain_frame(lambda s: 5 + s, lambda s: 1.0)
-    h = ch02.headline(stats.deltas(df), stats.shrinkage(df))
-    assert h["digits_gain"] == pytest.approx(6.0)
+    h = ch02.headline(ch02.analyses(df, HEADLINE_CFG), HEADLINE_CFG)
+    assert h["digits_gain"] == pytest.approx(6.0)   # pooled over n <= 10 (the smaller half)
     assert h["digits_gain_low"] == pytest.approx(6.0 - 4.302653 * math.sqrt(1 / 3), rel=1e-6)
-    assert h["digits_gain_n"] == 10 and h["small_n_max"] == 10 and h["unfrozen_blocks"] == 0
-    assert (h["digits_significant_cells"], h["digits_cells"]) == (2, 2)
+    assert h["small_n_max"] == 10 and h["unfrozen_blocks"] == 0 and h["recipe"] == "ours"
     assert h["digits_shrinks"] == "yes" and h["digits_gain_large"] == pytest.approx(1.0)
+    assert h["digits_slope"] == pytest.approx(-5 / 3)   # (1 - (5 + s)) / 3 doublings, mean
     assert h["digits_gain_text"] == "+6.0 [+3.5, +8.5] at n = 10"
-    assert "textures_gain" not in h
-    assert ch02.headline(stats.deltas(df).iloc[:0], stats.shrinkage(df))["verdict"] == "not tested"
+    assert "textures_gain" not in h and h["other_verdict"] == "not tested"
+    empty = ch02.analyses(df[df["norm"] == "natural"], HEADLINE_CFG)
+    assert ch02.headline(empty, HEADLINE_CFG)["verdict"] == "not tested"
 
 
 def test_paper_comparison_states_both_sides():

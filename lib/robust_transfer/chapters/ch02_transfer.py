@@ -1,10 +1,14 @@
 """Chapter 2, transfer gain vs sample size: its figures (accuracy and gain vs n, the paper's
-gains next to ours, validation curves), display tables, findings text and the headline values
+gains next to ours, the two recipes side by side, accuracy vs epochs, the number of fine-tuned
+blocks, L2 vs L-inf, validation curves), display tables, findings text and the headline values
 the introduction's results table is built from.
 
-Inputs are the engine's tables: ``stats.summary`` (accuracies, %), ``stats.deltas`` (paired
-robust-minus-natural gains, accuracy points), ``stats.shrinkage`` and
-``reference.paper_deltas``. Nothing here computes a statistic; it selects, formats and draws.
+Inputs are the engine's tables (:func:`analyses` collects them): ``stats.summary``
+(accuracies, %), ``stats.deltas`` (paired robust-minus-natural gains, accuracy points,
+Holm-corrected stars), the pre-specified tests ``stats.pooled_gain``, ``stats.shrinkage`` and
+``stats.gain_difference``, ``stats.compare`` (block counts, L2 vs L-inf),
+``stats.curve_summary`` and ``reference.paper_deltas``. Nothing here computes a statistic; it
+selects, formats and draws.
 """
 from __future__ import annotations
 
@@ -20,7 +24,10 @@ from .common import band, colours, fmt_ci, log2_axis
 
 __all__ = ["accuracy_vs_n", "paper_deltas", "validation_curves", "gain_table", "findings",
            "paper_comparison", "paper_gain_table", "ours_label", "runs_text", "budget_text",
-           "validation_runs", "validation_text", "headline", "verdict_text", "VERDICTS"]
+           "validation_runs", "validation_text", "analyses", "small_n_max", "norm_pairs",
+           "recipes_figure", "epochs_figure", "blocks_figure", "norms_figure", "tests_table",
+           "recipes_text", "epochs_text", "blocks_text", "norms_text", "headline",
+           "verdict_text", "results_row", "VERDICTS", "PAPER_BLOCKS"]
 
 #: the verdicts :func:`headline` can give the paper's transfer claim
 VERDICTS = ("reproduced", "partly", "not reproduced", "not tested")
@@ -72,12 +79,19 @@ def accuracy_vs_n(summary: pd.DataFrame, deltas: pd.DataFrame | None = None, *,
     return fig
 
 
+PAPER_BLOCKS = 3  # the paper's main setting: layer4 of ResNet-50 (3 bottleneck blocks)
+
+
 def ours_label(main: pd.DataFrame) -> str:
     """The title of our panel in :func:`paper_deltas`: "ours: <source> - natural, k unfrozen
-    block(s)" (just "ours: " when ``main`` is empty)."""
-    return "ours: " + (
-        f"{main['source_label'].iloc[0]} - natural, {main['unfrozen_blocks'].iloc[0]} unfrozen block(s)"
-        if len(main) else "")
+    block(s) (the paper's 3 | the mini analogue of the paper's 3), recipe r" (just "ours: "
+    when ``main`` is empty)."""
+    if not len(main):
+        return "ours: "
+    k = int(main["unfrozen_blocks"].iloc[0])
+    which = "the paper's 3" if k == PAPER_BLOCKS else f"analogue of the paper's {PAPER_BLOCKS}"
+    recipe = f", recipe {main['recipe'].iloc[0]}" if "recipe" in main else ""
+    return f"ours: {main['source_label'].iloc[0]} - natural,\n{_blocks_word(k)} ({which}){recipe}"
 
 
 def paper_deltas(paper: pd.DataFrame, ours: pd.DataFrame | None = None, *, label: str | None = None):
@@ -155,30 +169,33 @@ def validation_runs(df: pd.DataFrame, cfg) -> pd.DataFrame:
 
 
 def runs_text(grid: list, df: pd.DataFrame, ran: int, seconds: float, store_path) -> str:
-    """Markdown: how many runs the configuration has (per unfrozen_blocks), how many were computed
-    now in ``seconds`` and how many read from the store at ``store_path``, mean seconds per run."""
-    k_runs = df.groupby("unfrozen_blocks").size()
+    """Markdown: how many runs the configuration has (per recipe and unfrozen_blocks), how many
+    were computed now in ``seconds`` and how many read from the store at ``store_path``."""
+    k_runs = df.groupby(["recipe", "unfrozen_blocks"]).size()
     return (
-        f"**{len(grid)} runs** in this configuration ({', '.join(f'{v} with {k} unfrozen blocks' for k, v in k_runs.items())}); "
-        f"{ran} computed now in {seconds:.0f} s, {len(grid) - ran} read from the results store "
-        f"`{store_path}`. Mean time per run: " +
-        ", ".join(f"{df[df.unfrozen_blocks == k].seconds.mean():.2f} s (k={k})" for k in k_runs.index) + ".")
+        f"**{len(grid)} runs** in this configuration ("
+        + ", ".join(f"{v} {r} with {k} unfrozen blocks" for (r, k), v in k_runs.items())
+        + f"); {ran} computed now in {seconds:.0f} s, {len(grid) - ran} read from the results "
+        f"store `{store_path}`.")
 
 
 def budget_text(df: pd.DataFrame, cfg) -> str:
-    """Markdown: runs, mean seconds and CPU-minutes per unfrozen_blocks, and which sources and n
-    get fine-tuned runs (``cfg.finetune_sources``, ``cfg.finetune_max_n``)."""
-    t = df.groupby("unfrozen_blocks")["seconds"].agg(["count", "mean", "sum"])
+    """Markdown: runs, mean seconds and CPU-minutes per recipe and unfrozen_blocks, and which
+    sources and n get fine-tuned runs (``cfg.finetune_sources``, ``cfg.finetune_max_n``)."""
+    t = df.groupby(["recipe", "unfrozen_blocks"])["seconds"].agg(["count", "mean", "sum"])
     ft = [s for s in cfg.sources if not cfg.finetune_sources or s in cfg.finetune_sources]
     return (
         "**The compute budget.** " + "; ".join(
-            f"runs with {k} unfrozen blocks: {int(r['count'])}, {r['mean']:.2f} s each on average "
-            f"({r['sum'] / 60:.1f} CPU-minutes)" for k, r in t.iterrows()) + ". "
-        "Head-only runs train a linear head on cached pooled features, so every source gets them; "
-        "a fine-tuned block costs far more per run (it is trained through, at every step), so "
-        f"`unfrozen_blocks > 0` runs are limited to {len(ft)} of the {len(cfg.sources)} sources "
-        "(`finetune_sources`: " + (", ".join(f"`{s}`" for s in ft)) + ")"
+            f"{r} with {k} unfrozen blocks: {int(v['count'])} runs, {v['mean']:.2f} s each "
+            f"({v['sum'] / 60:.1f} CPU-minutes)" for (r, k), v in t.iterrows()) + ". "
+        "Head-only runs of our recipe train a linear head on cached pooled features, so every "
+        "source gets them; a fine-tuned block costs far more per run, and the authors' recipe "
+        "runs the whole network at every step (augmentation, BatchNorm in train mode), so "
+        f"`unfrozen_blocks > 0` runs and the other recipe are limited to {len(ft)} of the "
+        f"{len(cfg.sources)} sources (`finetune_sources`: " + (", ".join(f"`{s}`" for s in ft)) + ")"
         + (f" and to n <= {cfg.finetune_max_n} (`finetune_max_n`)" if cfg.finetune_max_n else "")
+        + (f"; the other recipe runs at n = {', '.join(map(str, cfg.compare_n_values))}"
+           if cfg.compare_recipe and cfg.compare_n_values else "")
         + ". Set `finetune_sources=[]` and `finetune_max_n=0` to fine-tune everything.")
 
 
@@ -214,12 +231,15 @@ def gain_table(delta_table: pd.DataFrame) -> pd.DataFrame:
 
 
 def findings(delta_table: pd.DataFrame, shrink_table: pd.DataFrame, families=None) -> str:
-    """Markdown sentences computed from ``stats.deltas`` and ``stats.shrinkage`` tables."""
+    """Markdown sentences computed from ``stats.deltas`` (Holm-corrected per-cell stars) and
+    ``stats.shrinkage`` (the pre-specified slope test) tables, per (target, recipe, block
+    count, family)."""
     if delta_table.empty:
         return "No paired robust-vs-natural comparison in these results."
     lines = []
     families = families or list(dict.fromkeys(delta_table["family"]))
-    for (target, k), g in delta_table.groupby(["target", "unfrozen_blocks"], sort=False):
+    for (target, recipe, k), g in delta_table.groupby(["target", "recipe", "unfrozen_blocks"],
+                                                      sort=False):
         for family in families:
             f = g[g["family"] == family].sort_values("n")
             if f.empty:
@@ -228,8 +248,8 @@ def findings(delta_table: pd.DataFrame, shrink_table: pd.DataFrame, families=Non
             up = f.loc[f["direction"] > 0, "n"].tolist()
             down = f.loc[f["direction"] < 0, "n"].tolist()
             best = f.loc[f["mean"].idxmax()]
-            s = (f"- **{target}, {k} unfrozen block(s), {label} vs natural**: gain significantly "
-                 f"> 0 at {len(up)} of {len(f)} sample sizes"
+            s = (f"- **{target}, recipe {recipe}, {k} unfrozen block(s), {label} vs natural**: "
+                 f"gain significantly > 0 (Holm-corrected) at {len(up)} of {len(f)} sample sizes"
                  + (f" (n = {', '.join(map(str, up))})" if up else "")
                  + (f", significantly < 0 at n = {', '.join(map(str, down))}" if down else "")
                  + f"; largest mean gain {best['mean']:+.1f} points "
@@ -238,14 +258,16 @@ def findings(delta_table: pd.DataFrame, shrink_table: pd.DataFrame, families=Non
                 s += (" (one source seed: these CIs cover subset seeds only, miss the "
                       "source-seed variance and are too narrow)")
             sh = shrink_table[(shrink_table["target"] == target) & (shrink_table["family"] == family)
-                              & (shrink_table["unfrozen_blocks"] == k)] if len(shrink_table) else []
+                              & (shrink_table["unfrozen_blocks"] == k)
+                              & (shrink_table["recipe"] == recipe)] if len(shrink_table) else []
             if len(sh):
                 r = sh.iloc[0]
-                verdict = ("shrinks" if r["shrinks"] else
-                           "grows" if r["drop_ci_high"] < 0 else "does not change significantly")
-                s += (f"; from n = {r['n_small']} to n = {r['n_large']} the gain {verdict} "
-                      f"({r['gain_small']:+.1f} -> {r['gain_large']:+.1f}, difference "
-                      f"[{r['drop_ci_low']:+.1f}, {r['drop_ci_high']:+.1f}])")
+                trend = ("falls" if r["shrinks"] else
+                         "rises" if r["slope_ci_low"] > 0 else "does not change significantly")
+                s += (f"; from n = {r['n_small']} to n = {r['n_large']} the gain {trend} "
+                      f"({r['gain_small']:+.1f} -> {r['gain_large']:+.1f}; slope "
+                      f"{r['slope']:+.2f} points per doubling of n "
+                      f"[{r['slope_ci_low']:+.2f}, {r['slope_ci_high']:+.2f}])")
             lines.append(s + ".")
     return "\n".join(lines)
 
@@ -277,6 +299,320 @@ def paper_comparison(main: pd.DataFrame, paper: pd.DataFrame) -> str:
            + ")." if set(lo["target"]) == set(hi["target"]) else "."))
 
 
+# --------------------------------------------------------------------------- the analyses
+
+
+def small_n_max(cfg) -> int:
+    """The pre-specified "few target images" range of the gain test: the largest n of the
+    smaller half of ``cfg.n_values`` (mini: n <= 80; paper: n <= 1600)."""
+    ns = sorted(cfg.n_values)
+    return ns[(len(ns) + 1) // 2 - 1]
+
+
+def analyses(df: pd.DataFrame, cfg) -> dict:
+    """Every table the chapter shows, from the store's rows ``df`` (``Store.frame``): ``summary``,
+    ``deltas`` (Holm-corrected stars), the pre-specified tests ``pooled`` (gain pooled over
+    n <= :func:`small_n_max`) and ``shrink`` (slope of the gain on log2 n), ``main`` (the main
+    comparison's gains per recipe, ``stats.main_gains`` at ``cfg.main_blocks``), ``recipes``
+    (the gain under ``compare_recipe`` minus under ``recipe``), ``blocks`` (every block count
+    minus 0 blocks, paired), ``norms`` (L-inf minus L2, paired) and ``curves`` (test accuracy
+    per epoch)."""
+    out = {"summary": stats.summary(df), "deltas": stats.deltas(df),
+           "pooled": stats.pooled_gain(df, small_n_max(cfg)), "shrink": stats.shrinkage(df)}
+    out["main"] = stats.main_gains(out["deltas"], cfg.main_blocks)
+    out["recipes"] = (stats.gain_difference(df, "recipe", cfg.compare_recipe, cfg.recipe)
+                      if cfg.compare_recipe and cfg.compare_recipe in set(df["recipe"])
+                      else pd.DataFrame())
+    ks = sorted(set(df["unfrozen_blocks"]) - {0})
+    out["blocks"] = pd.concat([stats.compare(df, "unfrozen_blocks", k, 0) for k in ks],
+                              ignore_index=True) if ks and 0 in set(df["unfrozen_blocks"]) \
+        else pd.DataFrame()
+    out["norm_pairs"] = norm_pairs(out["summary"])
+    out["norms"] = pd.concat([stats.compare(df, "family", a, b) for a, b in out["norm_pairs"]],
+                             ignore_index=True) if out["norm_pairs"] else pd.DataFrame()
+    out["curves"] = stats.curve_summary(df)
+    return out
+
+
+def norm_pairs(summary: pd.DataFrame) -> list[tuple[str, str]]:
+    """The Fig. 2.6 comparisons (a, b): each L-inf family with at least as many source seeds as
+    the best-seeded L2 family against that L2 family, and L-inf families against each other
+    (larger eps minus smaller, the paper's 8/255 vs 4/255)."""
+    fam = summary.groupby("family").agg(norm=("norm", "first"), eps=("eps", "first"),
+                                        seeds=("n_source_seeds", "max"))
+    l2 = fam[fam["norm"] == "l2"].sort_values(["seeds", "eps"], ascending=[False, True])
+    linf = fam[fam["norm"] == "linf"].sort_values("eps")
+    pairs = []
+    if len(l2):
+        pairs += [(f, l2.index[0]) for f, r in linf.iterrows() if r["seeds"] >= l2["seeds"].iloc[0]]
+    pairs += [(b, a) for a, b in zip(linf.index, linf.index[1:])]
+    return pairs
+
+
+# --------------------------------------------------------------------------- new figures
+
+
+def _blocks_word(k) -> str:
+    return f"{int(k)} unfrozen block{'s' if int(k) != 1 else ''}"
+
+
+def recipes_figure(summary: pd.DataFrame, deltas: pd.DataFrame, family: str, blocks: int):
+    """Figure 2.3: both recipes side by side at ``blocks`` unfrozen blocks: top row accuracy (%)
+    of the natural family and ``family`` per recipe (solid: ours, dashed: authors), bottom row
+    the paired gain ``family - natural`` per recipe, one column per target; 95% CI bands."""
+    s = summary[(summary["unfrozen_blocks"] == blocks)]
+    d = deltas[(deltas["unfrozen_blocks"] == blocks) & (deltas["family"] == family)] \
+        if len(deltas) else deltas
+    nat = s[s["norm"] == "natural"]["family"].unique()
+    s = s[s["family"].isin([family, *nat])]
+    targets = list(dict.fromkeys(s["target"]))
+    recipes = sorted(s["recipe"].unique())
+    fig, axes = plt.subplots(2, len(targets), figsize=(3.6 * len(targets), 5.6), squeeze=False,
+                             sharex="col")
+    colour = colours(recipes)
+    for j, t in enumerate(targets):
+        ns = s[s["target"] == t]["n"]
+        for (recipe, label), g in s[s["target"] == t].groupby(["recipe", "source_label"]):
+            nat_line = g["norm"].iloc[0] == "natural"
+            g = g.sort_values("n")
+            axes[0, j].plot(g["n"], g["mean"], "o--" if nat_line else "o-", ms=3,
+                            color=colour[recipe], label=f"{label}, {recipe}")
+            axes[0, j].fill_between(g["n"], g["ci_low"].clip(0, 100), g["ci_high"].clip(0, 100),
+                                    color=colour[recipe], alpha=0.12, lw=0)
+        axes[0, j].set_title(f"{t} ({_blocks_word(blocks)})", fontsize=9)
+        axes[1, j].axhline(0, color="k", lw=0.8)
+        for recipe, g in d[d["target"] == t].groupby("recipe"):
+            band(axes[1, j], g, f"gain, {recipe}", colour[recipe])
+        for ax in axes[:, j]:
+            log2_axis(ax, ns)
+        axes[1, j].set_xlabel("n (target training images)")
+    axes[0, 0].set_ylabel("test accuracy (%)\n(dashed: natural)")
+    axes[1, 0].set_ylabel("robust - natural (points)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), fontsize=8,
+               frameon=False, bbox_to_anchor=(0.5, 1.03))
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    return fig
+
+
+def epochs_figure(curves: pd.DataFrame, n: int, blocks: int, families, targets=None):
+    """Figure 2.4 (the paper's Fig. 3): mean test accuracy (%) vs fine-tuning epoch at ``n``
+    images and ``blocks`` unfrozen blocks for ``families`` (natural and robust), one panel per
+    (target, recipe); 95% CI bands over source and subset seeds. Report only: no run's reported
+    accuracy was chosen from these curves."""
+    c = curves[(curves["n"] == n) & (curves["unfrozen_blocks"] == blocks)
+               & curves["family"].isin(families)]
+    panels = [(t, r) for t in (targets or dict.fromkeys(c["target"]))
+              for r in sorted(c["recipe"].unique()) if len(c[(c.target == t) & (c.recipe == r)])]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.3 * max(len(panels), 1), 3.0),
+                             squeeze=False, sharey=True)
+    colour = colours(c["source_label"].unique())
+    for ax, (t, r) in zip(axes[0], panels):
+        for label, g in c[(c["target"] == t) & (c["recipe"] == r)].groupby("source_label"):
+            band(ax, g, label, colour[label], x="epoch", clip=ACCURACY_RANGE)
+        ax.set_title(f"{t}, recipe {r}\nn = {n}, {_blocks_word(blocks)}", fontsize=9)
+        ax.set_xlabel("fine-tuning epoch")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("test accuracy (%)")
+    if panels:
+        axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def blocks_figure(summary: pd.DataFrame, block_diffs: pd.DataFrame, families, recipe: str,
+                  targets=None):
+    """Figure 2.5 (the paper's Fig. 4): top row test accuracy (%) vs the number of fine-tuned
+    blocks, one line per n, per family (natural, robust) and target; bottom row the paired
+    difference k blocks minus 0 blocks (points) with 95% CIs. ``recipe`` only."""
+    s = summary[(summary["recipe"] == recipe) & summary["family"].isin(families)]
+    d = block_diffs[(block_diffs["recipe"] == recipe) & block_diffs["family"].isin(families)] \
+        if len(block_diffs) else block_diffs
+    ks = sorted(s["unfrozen_blocks"].unique())
+    # the n values every block count was run at
+    ns = sorted(set.intersection(*[set(g["n"]) for _, g in s.groupby("unfrozen_blocks")])) \
+        if len(s) else []
+    targets = [t for t in (targets or dict.fromkeys(s["target"]))
+               if len(s[(s.target == t) & (s.unfrozen_blocks == ks[-1])])] if ks else []
+    panels = [(t, f) for t in targets for f in families]
+    fig, axes = plt.subplots(2, max(len(panels), 1), figsize=(3.3 * max(len(panels), 1), 5.4),
+                             squeeze=False, sharex=True)
+    colour = colours([str(n) for n in ns])
+    for j, (t, f) in enumerate(panels):
+        g = s[(s["target"] == t) & (s["family"] == f) & s["n"].isin(ns)]
+        for n, h in g.groupby("n"):
+            band(axes[0, j], h, f"n = {n}", colour[str(n)], x="unfrozen_blocks", clip=ACCURACY_RANGE)
+        label = g["source_label"].iloc[0] if len(g) else f
+        axes[0, j].set_title(f"{t}: {label}", fontsize=9)
+        axes[1, j].axhline(0, color="k", lw=0.8)
+        for n, h in d[(d["target"] == t) & (d["family"] == f) & d["n"].isin(ns)].groupby("n"):
+            band(axes[1, j], h, f"n = {n}", colour[str(n)], x="unfrozen_blocks")
+        axes[1, j].set_xlabel("unfrozen blocks")
+        axes[1, j].set_xticks(ks)
+        for ax in axes[:, j]:
+            ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("test accuracy (%)")
+    axes[1, 0].set_ylabel("k blocks - 0 blocks (points)")
+    if panels:
+        axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def norms_figure(deltas: pd.DataFrame, norm_diffs: pd.DataFrame, pairs, blocks: int):
+    """Figure 2.6 (the paper's Fig. 5): for each pair (a, b) of ``pairs``, the gains over natural
+    of both families (top) and their paired difference a - b (bottom), vs n at ``blocks``
+    unfrozen blocks, one column per (pair, target); 95% CIs over source and subset seeds."""
+    d = deltas[deltas["unfrozen_blocks"] == blocks] if len(deltas) else deltas
+    nd = norm_diffs[norm_diffs["unfrozen_blocks"] == blocks] if len(norm_diffs) else norm_diffs
+    recipe = sorted(d["recipe"].unique())[0] if len(d) else None
+    panels = [(a, b, t) for a, b in pairs
+              for t in dict.fromkeys(d[d["family"] == a]["target"])] if len(d) else []
+    fig, axes = plt.subplots(2, max(len(panels), 1), figsize=(3.4 * max(len(panels), 1), 5.4),
+                             squeeze=False, sharex="col")
+    for j, (a, b, t) in enumerate(panels):
+        g = d[(d["target"] == t) & d["family"].isin([a, b]) & (d["recipe"] == recipe)]
+        colour = colours(g["source_label"].unique())
+        axes[0, j].axhline(0, color="k", lw=0.8)
+        for label, h in g.groupby("source_label"):
+            band(axes[0, j], h, label, colour[label])
+        axes[0, j].set_title(f"{t} ({_blocks_word(blocks)})", fontsize=9)
+        axes[0, j].legend(fontsize=7)
+        h = nd[(nd["target"] == t) & (nd["family"] == a) & (nd["b_family"] == b)
+               & (nd["recipe"] == recipe)]
+        axes[1, j].axhline(0, color="k", lw=0.8)
+        if len(h):
+            band(axes[1, j], h, f"{h['source_label'].iloc[0]} - {b.split('/', 2)[-1]}", "C3")
+            axes[1, j].legend(fontsize=7)
+        for ax in axes[:, j]:
+            log2_axis(ax, g["n"] if len(g) else [1])
+        axes[1, j].set_xlabel("n (target training images)")
+    axes[0, 0].set_ylabel("gain vs natural (points)")
+    axes[1, 0].set_ylabel("paired difference (points)")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- new tables and text
+
+
+def tests_table(pooled: pd.DataFrame, shrink: pd.DataFrame, families=None) -> pd.DataFrame:
+    """The pre-specified tests, one line per claim (target, recipe, family, unfrozen_blocks):
+    the gain pooled over the small-n range and the slope of the gain per doubling of n, each
+    "mean [low, high]" (points; ``*`` = CI excludes 0)."""
+    def cell(m, lo, hi):
+        return f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}]" + ("*" if lo > 0 or hi < 0 else "")
+    keys = ["target", "recipe", "unfrozen_blocks", "source_label"]
+    p = pooled.assign(**{"gain, small n": [cell(*r) for r in zip(
+        pooled["mean"], pooled["ci_low"], pooled["ci_high"])]}) if len(pooled) else pooled
+    s = shrink.assign(**{"slope per doubling": [f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                                                + ("*" if lo > 0 or hi < 0 else "")
+                         for m, lo, hi in zip(shrink["slope"], shrink["slope_ci_low"],
+                                              shrink["slope_ci_high"])]}) if len(shrink) else shrink
+    if families is not None:
+        p = p[p["family"].isin(families)] if len(p) else p
+        s = s[s["family"].isin(families)] if len(s) else s
+    if not len(p):
+        return pd.DataFrame()
+    p = p.assign(**{"n pooled": [f"{a}-{b}" for a, b in zip(p["n_from"], p["n_to"])]})
+    t = p[keys + ["n pooled", "gain, small n"]]
+    if len(s):
+        t = t.merge(s[keys + ["slope per doubling"]], on=keys, how="left")
+    return t.set_index(keys)
+
+
+def recipes_text(diffs: pd.DataFrame, family: str) -> str:
+    """Markdown: per target, the robust gain under each recipe and the pre-specified
+    difference (compare recipe minus main recipe, pooled over the shared n) with its CI."""
+    d = diffs[diffs["family"] == family] if len(diffs) else diffs
+    if not len(d):
+        return "Only one recipe in these results: nothing to compare."
+    r0 = d.iloc[0]
+    lines = [f"**Does the robust advantage depend on the recipe?** Pre-specified test: the paired "
+             f"gain ({r0['source_label']} - natural, {_blocks_word(r0['unfrozen_blocks'])}) under "
+             f"the `{r0['recipe']}` recipe minus the same gain under `{r0['b_recipe']}`, per "
+             f"source-seed and subset-seed pair averaged over "
+             + (f"n = {r0['n_from']}-{r0['n_to']} ({r0['n_values']} values)"
+                if r0["n_values"] > 1 else f"n = {r0['n_from']}")
+             + ", with the crossed-seed 95% CI:"]
+    for _, r in d.iterrows():
+        lines.append(f"- **{r['target']}**: gain {r['gain_a']:+.1f} ({r['recipe']}) vs "
+                     f"{r['gain_b']:+.1f} ({r['b_recipe']}); difference "
+                     f"{fmt_ci(r['mean'], r['ci_low'], r['ci_high'], signed=True)}: "
+                     + ("the gain is significantly larger with the " + r["recipe"] + " recipe"
+                        if r["direction"] > 0 else
+                        "the gain is significantly smaller with the " + r["recipe"] + " recipe"
+                        if r["direction"] < 0 else "no significant dependence on the recipe")
+                     + ".")
+    return "\n".join(lines)
+
+
+def epochs_text(curves: pd.DataFrame, n: int, blocks: int, families) -> str:
+    """Markdown: for each (target, recipe) of Fig. 2.4, the epoch by which each family first
+    reaches 95% of its final mean accuracy, and the final accuracies."""
+    c = curves[(curves["n"] == n) & (curves["unfrozen_blocks"] == blocks)
+               & curves["family"].isin(families)]
+    if c.empty:
+        return "No per-epoch test accuracy in these results."
+    lines = []
+    for (t, r), g in c.groupby(["target", "recipe"], sort=False):
+        parts = []
+        for label, h in g.groupby("source_label"):
+            h = h.sort_values("epoch")
+            final = h["mean"].iloc[-1]
+            first = int(h.loc[h["mean"] >= 0.95 * final, "epoch"].iloc[0])
+            parts.append(f"{label} reaches 95% of its final {final:.1f}% by epoch {first}")
+        lines.append(f"- {t}, recipe `{r}`: " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+def blocks_text(summary: pd.DataFrame, block_diffs: pd.DataFrame, families, recipe: str) -> str:
+    """Markdown: per (target, family) the best block count at each n (highest mean accuracy)
+    and which block counts are significantly better / worse than 0 blocks (paired CI)."""
+    s = summary[(summary["recipe"] == recipe) & summary["family"].isin(families)]
+    if s.empty or s["unfrozen_blocks"].nunique() < 2:
+        return "Only one block count in these results."
+    ns = sorted(set.intersection(*[set(g["n"]) for _, g in s.groupby("unfrozen_blocks")]))
+    top = s["unfrozen_blocks"].max()
+    lines = []
+    for (t, f), g in s[s["n"].isin(ns)].groupby(["target", "family"], sort=False):
+        if top not in set(g["unfrozen_blocks"]):
+            continue
+        best = g.loc[g.groupby("n")["mean"].idxmax()].sort_values("n")
+        d = block_diffs[(block_diffs["target"] == t) & (block_diffs["family"] == f)
+                        & (block_diffs["recipe"] == recipe) & block_diffs["n"].isin(ns)]
+        worse = [f"{int(r.unfrozen_blocks)} at n = {int(r.n)}" for r in d.itertuples() if r.ci_high < 0]
+        better = [f"{int(r.unfrozen_blocks)} at n = {int(r.n)}" for r in d.itertuples() if r.ci_low > 0]
+        lines.append(f"- **{t}, {g['source_label'].iloc[0]}**: best block count "
+                     + ", ".join(f"{int(r.unfrozen_blocks)} at n = {int(r.n)} ({r['mean']:.1f}%)"
+                                 for _, r in best.iterrows())
+                     + "; significantly worse than 0 blocks: " + (", ".join(worse) or "none")
+                     + "; significantly better: " + (", ".join(better) or "none") + ".")
+    return "\n".join(lines)
+
+
+def norms_text(norm_diffs: pd.DataFrame, pairs, blocks: int, clean: dict | None = None) -> str:
+    """Markdown: for each pair of Fig. 2.6, at how many (target, n) cells family a is
+    significantly above / below family b (paired CIs, uncorrected), and the mean difference;
+    ``clean`` maps family -> mean clean source accuracy (fraction) to say how they are matched."""
+    if not pairs or not len(norm_diffs):
+        return "No L2 / L-inf pair with enough source seeds in these results."
+    lines = []
+    for a, b in pairs:
+        d = norm_diffs[(norm_diffs["family"] == a) & (norm_diffs["b_family"] == b)
+                       & (norm_diffs["unfrozen_blocks"] == blocks)]
+        if d.empty:
+            continue
+        match = (f" (clean source accuracy {100 * clean[a]:.1f}% vs {100 * clean[b]:.1f}%)"
+                 if clean and a in clean and b in clean else "")
+        lines.append(f"- **{d['source_label'].iloc[0]} minus {b.split('/', 2)[-1]}**{match}, "
+                     f"{_blocks_word(blocks)}, {d['n_source_seeds'].min()} source seeds each: "
+                     f"mean paired difference {d['mean'].mean():+.1f} points over {len(d)} "
+                     f"(target, n) cells; significantly above at {int((d['ci_low'] > 0).sum())}, "
+                     f"below at {int((d['ci_high'] < 0).sum())} (per-cell 95% CIs, uncorrected).")
+    return "\n".join(lines) or "No L2 / L-inf pair in these results."
+
+
 # --------------------------------------------------------------------------- headline
 
 
@@ -285,102 +621,127 @@ def _key(target: str) -> str:
     return re.sub(r"\W+", "_", str(target)).strip("_")
 
 
-def headline(delta_table: pd.DataFrame, shrink_table: pd.DataFrame) -> dict:
+def _verdict(pooled: pd.DataFrame, shrink: pd.DataFrame, family: str, k: int, recipe: str,
+             targets: list) -> tuple[str, bool, bool]:
+    """(verdict, gain holds, shrink holds) of the rule in :func:`headline` for one recipe."""
+    def rows(t, table):
+        return table[(table["target"] == t) & (table["family"] == family)
+                     & (table["unfrozen_blocks"] == k) & (table["recipe"] == recipe)] \
+            if len(table) else table
+    gain = all(len(rows(t, pooled)) and rows(t, pooled)["ci_low"].iloc[0] > 0 for t in targets)
+    shr = all(len(rows(t, shrink)) and bool(rows(t, shrink)["shrinks"].iloc[0]) for t in targets)
+    return ("reproduced" if gain and shr else "partly" if gain or shr else "not reproduced",
+            bool(gain), bool(shr))
+
+
+def headline(a: dict, cfg) -> dict:
     """The chapter's headline values for the introduction's results table (plain Python floats,
-    ints and strings; the notebook glues each as ``ch02_<key>``).
+    ints and strings; the notebook glues each as ``ch02_<key>``), from :func:`analyses`.
 
-    The comparison is ``stats.main_gains(delta_table)``: the L2 family with the most source
-    seeds vs natural at its largest unfrozen_blocks. The *shape targets* are its targets in
-    ``shape_bias.SHAPE_TARGETS`` (digits, characters; the texture control is left out), or all
-    its targets when none is one. The *small-n half* is the smaller half of its n values (the
-    first ceil(len/2) of them). Per shape target ``<t>`` (``_key``-ed):
+    The comparison (pre-specified): ``a["main"]`` -- the L2 family with the most source seeds
+    vs natural at ``cfg.main_blocks`` unfrozen blocks (the paper's 3, or its mini analogue), in
+    ``cfg.recipe``. The *shape targets* are its targets in ``shape_bias.SHAPE_TARGETS``
+    (digits, characters; the texture control is left out), or all its targets when none is
+    one. Two pre-specified tests per shape target ``<t>`` (``_key``-ed), one per claim:
 
-    - ``<t>_gain``, ``<t>_gain_low``, ``<t>_gain_high``, ``<t>_gain_n``: the largest mean gain
-      (points) in the small-n half, its 95% CI and its n; ``<t>_gain_text`` the same as text;
-    - ``<t>_significant_cells`` / ``<t>_cells``: how many of the target's n have a gain whose
-      CI is above 0, out of how many;
-    - ``<t>_shrinks``: "yes" when ``stats.shrinkage`` finds the gain at the smallest n
-      significantly larger than at the largest n (its CI above 0), else "no";
-      ``<t>_gain_small`` / ``<t>_gain_large`` the two mean gains.
+    - gain at small n: ``stats.pooled_gain`` over n <= :func:`small_n_max` -- ``<t>_gain``,
+      ``<t>_gain_low``, ``<t>_gain_high``, ``<t>_gain_text``;
+    - the gain shrinks as n grows: ``stats.shrinkage``, the slope of the paired gain per
+      doubling of n -- ``<t>_slope``, ``<t>_slope_low``, ``<t>_slope_high``, ``<t>_shrinks``
+      ("yes" when the slope's CI is below 0), ``<t>_gain_small`` / ``<t>_gain_large`` (mean
+      gains at the smallest and largest n).
 
     ``verdict`` on the paper's claim "robust sources transfer better at small n and the gain
-    shrinks with n", by this rule: *gain* holds when every shape target has a significantly
-    positive gain at some n of the small-n half; *shrink* holds when the gain shrinks
-    significantly on every shape target. "reproduced": both; "partly": exactly one; "not
-    reproduced": neither; "not tested": no robust family is paired with a natural one.
-    ``verdict_reason`` says which parts held; ``comparison``, ``family``, ``unfrozen_blocks``,
+    shrinks with n": *gain* holds when the pooled small-n gain's CI is above 0 on every shape
+    target; *shrink* holds when the slope's CI is below 0 on every shape target.
+    "reproduced": both; "partly": exactly one; "not reproduced": neither; "not tested": no
+    robust family is paired with a natural one. ``verdict_reason`` says which parts held.
+    The same rule on ``cfg.compare_recipe``'s runs gives ``other_verdict`` (``other_recipe``;
+    "not tested" without them). ``comparison``, ``family``, ``unfrozen_blocks``, ``recipe``,
     ``small_n_max`` and ``shape_targets`` say what was compared.
     """
-    main = stats.main_gains(delta_table)
+    main = a["main"][a["main"]["recipe"] == cfg.recipe] if len(a["main"]) else a["main"]
     if main.empty:
-        return {"verdict": "not tested",
+        return {"verdict": "not tested", "other_verdict": "not tested",
                 "verdict_reason": "no robust family is paired with a natural one"}
     family, k = main["family"].iloc[0], int(main["unfrozen_blocks"].iloc[0])
     label = main["source_label"].iloc[0] if "source_label" in main else family
-    ns = sorted(int(n) for n in main["n"].unique())
-    small = ns[:(len(ns) + 1) // 2]
     present = list(dict.fromkeys(main["target"]))
     targets = [t for t in present if t in SHAPE_TARGETS] or present
-    sh = (shrink_table[(shrink_table["family"] == family) & (shrink_table["unfrozen_blocks"] == k)]
-          if len(shrink_table) else pd.DataFrame(columns=["target"]))
-    out = {"comparison": f"{label} vs natural, {k} unfrozen block(s)", "family": family,
-           "unfrozen_blocks": k, "small_n_max": small[-1], "shape_targets": ", ".join(targets)}
-    gain_all = shrink_all = True
+    nmax = small_n_max(cfg)
+    out = {"comparison": f"{label} vs natural, {_blocks_word(k)}, recipe {cfg.recipe}",
+           "family": family, "unfrozen_blocks": k, "recipe": cfg.recipe, "small_n_max": nmax,
+           "shape_targets": ", ".join(targets)}
+    pooled, shrink = a["pooled"], a["shrink"]
     for t in targets:
-        g = main[main["target"] == t]
-        s = g[g["n"].isin(small)]
         key = _key(t)
+        sel = ((pooled["target"] == t) & (pooled["family"] == family)
+               & (pooled["unfrozen_blocks"] == k) & (pooled["recipe"] == cfg.recipe))
+        p = pooled[sel] if len(pooled) else pooled
+        if len(p):
+            r = p.iloc[0]
+            out.update({f"{key}_gain": float(r["mean"]), f"{key}_gain_low": float(r["ci_low"]),
+                        f"{key}_gain_high": float(r["ci_high"]),
+                        f"{key}_gain_text": fmt_ci(r["mean"], r["ci_low"], r["ci_high"], signed=True)
+                        + (f" pooled over n = {int(r['n_from'])}-{int(r['n_to'])}"
+                           if r["n_to"] > r["n_from"] else f" at n = {int(r['n_from'])}")})
+        sel = ((shrink["target"] == t) & (shrink["family"] == family)
+               & (shrink["unfrozen_blocks"] == k) & (shrink["recipe"] == cfg.recipe))
+        s = shrink[sel] if len(shrink) else shrink
+        out[f"{key}_shrinks"] = "yes" if len(s) and bool(s["shrinks"].iloc[0]) else "no"
         if len(s):
-            best = s.loc[s["mean"].idxmax()]
-            out.update({f"{key}_gain": float(best["mean"]), f"{key}_gain_low": float(best["ci_low"]),
-                        f"{key}_gain_high": float(best["ci_high"]), f"{key}_gain_n": int(best["n"]),
-                        f"{key}_gain_text": fmt_ci(best["mean"], best["ci_low"], best["ci_high"],
-                                                   signed=True) + f" at n = {int(best['n'])}"})
-        out[f"{key}_significant_cells"] = int((g["direction"] > 0).sum())
-        out[f"{key}_cells"] = int(len(g))
-        r = sh[sh["target"] == t]
-        shrinks = bool(r["shrinks"].iloc[0]) if len(r) else False
-        out[f"{key}_shrinks"] = "yes" if shrinks else "no"
-        if len(r):
-            out[f"{key}_gain_small"] = float(r["gain_small"].iloc[0])
-            out[f"{key}_gain_large"] = float(r["gain_large"].iloc[0])
-        gain_all &= bool((s["direction"] > 0).any())
-        shrink_all &= shrinks
-    out["verdict"] = ("reproduced" if gain_all and shrink_all else
-                      "partly" if gain_all or shrink_all else "not reproduced")
+            r = s.iloc[0]
+            out.update({f"{key}_slope": float(r["slope"]), f"{key}_slope_low": float(r["slope_ci_low"]),
+                        f"{key}_slope_high": float(r["slope_ci_high"]),
+                        f"{key}_gain_small": float(r["gain_small"]),
+                        f"{key}_gain_large": float(r["gain_large"])})
+    out["verdict"], gain, shr = _verdict(pooled, shrink, family, k, cfg.recipe, targets)
     out["verdict_reason"] = (
-        f"significant positive gain at n <= {small[-1]} on every shape target: "
-        f"{'yes' if gain_all else 'no'}; gain shrinks significantly from n = {ns[0]} to "
-        f"n = {ns[-1]} on every shape target: {'yes' if shrink_all else 'no'}")
+        f"gain pooled over n <= {nmax} significantly > 0 on every shape target: "
+        f"{'yes' if gain else 'no'}; gain falls significantly with n (slope per doubling < 0) "
+        f"on every shape target: {'yes' if shr else 'no'}")
+    other = cfg.compare_recipe
+    has_other = bool(other) and len(pooled) and (pooled["recipe"] == other).any()
+    out["other_recipe"] = other or "none"
+    out["other_verdict"] = (_verdict(pooled, shrink, family, k, other, targets)[0]
+                            if has_other else "not tested")
     return out
 
 
 def verdict_text(values: dict) -> str:
-    """Markdown stating :func:`headline`'s verdict and why."""
-    return (f"**Verdict on the paper's claim** (robust sources transfer better at small n and the "
-            f"gain shrinks with n): **{values['verdict']}** ({values['verdict_reason']}).")
+    """Markdown stating :func:`headline`'s verdicts and why."""
+    text = (f"**Verdict on the paper's claim** (robust sources transfer better at small n and the "
+            f"gain shrinks with n), {values.get('comparison', '')}: **{values['verdict']}** "
+            f"({values['verdict_reason']}).")
+    if values.get("other_verdict", "not tested") != "not tested":
+        text += (f" The same pre-specified tests on the `{values['other_recipe']}` recipe's runs: "
+                 f"**{values['other_verdict']}**.")
+    return text
 
 
 def results_row(values: dict, preset: str) -> dict:
     """The introduction's row for the paper's transfer claim (see ``common.ROW_FIELDS``): the
     paper's gains (``reference.paper_deltas``: largest gain per target at n <= 400 and the gain
-    at its largest subset), ours from :func:`headline` per shape target, and the verdict."""
+    at its largest subset), ours from :func:`headline` per shape target (the pre-specified
+    pooled small-n gain and whether the gain falls with n), and the verdict."""
     paper = reference.paper_deltas()
     sub = paper[~paper["full"]]
     small = sub[sub["n"] <= 400].groupby("target")["delta"].max()
     large = sub[sub["n"] == sub["n"].max()]["delta"]
     targets = [t for t in values.get("shape_targets", "").split(", ") if t]
-    ours = "; ".join(f"{t} {values[_key(t) + '_gain']:+.1f} at n = {values[_key(t) + '_gain_n']}"
-                     f" (shrinks: {values[_key(t) + '_shrinks']})"
+    ours = "; ".join(f"{t} {values[_key(t) + '_gain']:+.1f} at n <= {values['small_n_max']}"
+                     f" (falls with n: {values[_key(t) + '_shrinks']})"
                      for t in targets if _key(t) + "_gain" in values)
     ci = "; ".join(f"{t} [{values[_key(t) + '_gain_low']:+.1f}, {values[_key(t) + '_gain_high']:+.1f}]"
                    for t in targets if _key(t) + "_gain" in values)
+    other = (f"; {values['other_recipe']} recipe: {values['other_verdict']}"
+             if values.get("other_verdict", "not tested") != "not tested" else "")
     return {"claim": "Robust sources transfer better with few target images; the gain shrinks "
                      "as n grows",
             "paper": f"largest gain at n <= 400: {small.min():+.1f} to {small.max():+.1f} points "
                      f"over 6 targets; at n = {int(sub['n'].max())}: {large.min():+.1f} to "
                      f"{large.max():+.1f} (L2 ε=3, 3 blocks)",
-            "ours": (f"{ours} ({values['comparison']}; {preset} preset)" if ours else
+            "ours": (f"{ours} ({values['comparison']}; {preset} preset{other})" if ours else
                      f"no paired comparison ({preset} preset)"),
             "ci": ci or "–",
             "verdict": values["verdict"]}

@@ -50,8 +50,9 @@ def band(ax, g, label, colour, x: str = "n", clip: tuple[float, float] | None = 
     lo, hi = g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float)
     if clip is not None:
         lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
-    ax.plot(g[x], g["mean"], "o-", ms=3, lw=1.4, color=colour, label=label)
-    ax.fill_between(g[x], lo, hi, color=colour, alpha=0.2, lw=0)
+    xs = g[x].to_numpy(float)
+    ax.plot(xs, g["mean"].to_numpy(float), "o-", ms=3, lw=1.4, color=colour, label=label)
+    ax.fill_between(xs, lo, hi, color=colour, alpha=0.2, lw=0)
 
 
 def show_image(ax, img, title=None, color="black") -> None:
