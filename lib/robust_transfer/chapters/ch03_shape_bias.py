@@ -378,9 +378,10 @@ def _cue_headline(summary, link=None, validation=None) -> dict:
                             f"blur_{who}_low_pct": 100 * float(r["ci_low"]),
                             f"blur_{who}_high_pct": 100 * float(r["ci_high"])})
     if link is not None and len(link) and (link["family"] == rob["family"]).any():
-        g = link[link["family"] == rob["family"]]
-        g = g[g["unfrozen_blocks"] == g["unfrozen_blocks"].max()]
-        out["link_shape_minus_texture"] = float(g["shape_minus_texture"].iloc[0])
+        g = link[(link["family"] == rob["family"]) & link["shape_minus_texture"].notna()]
+        g = g[g["unfrozen_blocks"] == g["unfrozen_blocks"].max()]  # with both target kinds
+        if len(g):
+            out["link_shape_minus_texture"] = float(g["shape_minus_texture"].iloc[0])
     if judged:
         out["cue_verdict"] = ("reproduced" if len(rose) == len(judged) else
                               "partly" if rose else "not reproduced")
