@@ -203,15 +203,17 @@ def cost_report(cfg, runs, total_runs: int, *, done: int | None = None, calibrat
     held = ("unknown" if done is None else
             f"{done:,} of {total_runs:,} ({100 * done / max(total_runs, 1):.0f} %)")
     out(f"\ncost of the {c['runs']:,} missing runs (grid: {total_runs:,} runs; store holds {held})")
-    out(f"  epochs             {c['epochs']:>16,}  ({cfg.epochs} per run)")
+    recipes = sorted({r.get("recipe", cfg.recipe) for r in runs})
+    out(f"  epochs             {c['epochs']:>16,}  ({cfg.epochs} per run"
+        + (f", {cfg.long_epochs} above n = {cfg.long_epochs_n}" if cfg.long_epochs else "")
+        + f"; recipes: {', '.join(recipes)})")
     out(f"  training images    {c['train_images']:>16,}  (n x epochs; "
         + ("forward + backward through the k unfrozen blocks and head on cached prefix features)"
-           if fast else "augmentation, " * cfg.augment
-           + "forward through the frozen prefix, forward + backward through the k unfrozen "
-             "blocks and head)"))
-    out(f"  evaluation images  {c['eval_images']:>16,}  (forward: validation {cfg.val_size} x "
-        f"{cfg.epochs + 1} epochs per run = {c['val_images']:,}, test set once per run = "
-        f"{c['test_images']:,})")
+           if fast and recipes == [cfg.recipe] else "augmentation where the recipe has it, "
+           "forward through the frozen prefix, forward + backward through the k unfrozen "
+           "blocks and head)"))
+    out(f"  evaluation images  {c['eval_images']:>16,}  (forward: validation {c['val_images']:,}, "
+        f"test set at the curve epochs {c['test_images']:,})")
     out(f"  head-init images   {c['init_images']:>16,}  (forward: n per run)")
     if fast:
         out(f"  prefix features    {c['prefix_images']:>16,}  (forward through the frozen "

@@ -80,7 +80,7 @@ class Config:
     lowpass_factor: float = 4.0         # 28 px -> 7 px -> 28 px
     # --- influence functions (Section 3); the first target is the verdict's (chapter 4 says why)
     influence_targets: tuple[str, ...] = ("textures", "digits")
-    influence_n: int = 1000
+    influence_n: int = 400
     influence_test: int = 500
     damping: float = 1e-3
     loo_points: int = 40

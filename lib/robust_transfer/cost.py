@@ -4,13 +4,14 @@
 dicts with source, target, unfrozen_blocks and n) make :func:`robust_transfer.transfer.finetune`
 process. Per run:
 
-- *training images*: ``n x epochs``; each is a forward pass through the frozen prefix (with the
-  augmentation first when ``cfg.augment``) and a forward + backward pass through the k unfrozen
-  blocks and the head;
-- *head-initialisation images*: ``n`` (one forward pass, for the logistic-regression head);
-- *evaluation images*: ``val_size x (epochs + 1)`` validation images (epoch 0 = the initial head)
-  and the target's whole test set once (forward passes);
-- with the cached-prefix fast path (``transfer.use_fast_path(cfg)``) the frozen prefix is run
+- *training images*: ``n x epochs`` (``transfer.epochs_for``); each is a forward pass through
+  the frozen prefix (with the augmentation first when the run's recipe augments) and a forward
+  + backward pass through the k unfrozen blocks and the head;
+- *head-initialisation images*: ``n`` (one forward pass, for the new head);
+- *evaluation images*: validation images (``val_size`` after every epoch and before the first
+  for recipe "ours", at the curve epochs for "authors") and the target's whole test set at the
+  curve epochs (``transfer.curve_epochs``; forward passes);
+- with the cached-prefix fast path (``transfer.use_fast_path(cfg, recipe)``) the frozen prefix is run
   once per (source, target, k) over the target's whole train and test split (*prefix-feature
   images*, counted as if none were cached yet), and every pass above covers only the last k
   blocks and the head.
@@ -219,7 +220,7 @@ def calibrate_config(cfg, *, batch: int | None = None, seconds: float = 3.0) -> 
     with the largest target format (channels, size) of ``cfg.targets``, the largest k of
     ``cfg.unfrozen_blocks`` and ``cfg.augment``; ``seconds`` per architecture."""
     fmt, classes = (1, 1), 2
-    for t in cfg.targets:
+    for t in dict.fromkeys([*cfg.targets, *cfg.block_targets]):
         meta = data.info(t)
         fmt = max(fmt, (meta.channels or 3, meta.size or 32), key=lambda f: (f[1], f[0]))
         classes = max(classes, meta.num_classes or 2)
@@ -239,7 +240,7 @@ def target_sizes(cfg, allow_download: bool = False) -> dict:
     """``{target: (train images, test images)}`` from the dataset registry (``data.info``), or
     from the loaded data for ``folder:`` datasets (loaded only when on this machine)."""
     out = {}
-    for t in cfg.targets:
+    for t in dict.fromkeys([*cfg.targets, *cfg.block_targets]):
         meta = data.info(t)
         if meta.train_size is not None and meta.test_size is not None:
             out[t] = (meta.train_size, meta.test_size)
@@ -249,23 +250,35 @@ def target_sizes(cfg, allow_download: bool = False) -> dict:
     return out
 
 
+def _run_passes(cfg, r: dict, sizes: dict) -> tuple[bool, int, int, int]:
+    """(fast path?, epochs, validation images, test images) of run ``r`` in its recipe:
+    validation after every epoch for "ours" (the selection), at the curve epochs for "authors";
+    the test set at the curve epochs (``transfer.curve_epochs``, report only)."""
+    recipe = r.get("recipe", cfg.recipe)
+    epochs = transfer.epochs_for(cfg, r["n"])
+    points = len(transfer.curve_epochs(epochs))
+    val = cfg.val_size * (points if recipe == "authors" else epochs + 1)
+    return transfer.use_fast_path(cfg, recipe), epochs, val, sizes[r["target"]][1] * points
+
+
 def counts(cfg, runs, sizes: dict) -> dict:
     """Totals over ``runs`` (see the module docstring): ``runs``, ``epochs``, ``train_images``,
     ``init_images``, ``eval_images`` (of which ``val_images``, ``test_images``) and
     ``prefix_images`` (fast path only); ``sizes`` = :func:`target_sizes`."""
-    fast = transfer.use_fast_path(cfg)
-    c = dict(runs=len(runs), epochs=len(runs) * cfg.epochs, train_images=0, init_images=0,
-             val_images=0, test_images=0, prefix_images=0)
+    c = dict(runs=len(runs), epochs=0, train_images=0, init_images=0, val_images=0,
+             test_images=0, prefix_images=0)
     prefixes = set()
     for r in runs:
-        n, (train_size, test_size) = r["n"], sizes[r["target"]]
-        c["train_images"] += n * cfg.epochs
+        fast, epochs, val, test = _run_passes(cfg, r, sizes)
+        n, train_size = r["n"], sizes[r["target"]][0]
+        c["epochs"] += epochs
+        c["train_images"] += n * epochs
         c["init_images"] += n
-        c["val_images"] += cfg.val_size * (cfg.epochs + 1)
-        c["test_images"] += test_size
+        c["val_images"] += val
+        c["test_images"] += test
         if fast and (r["source"], r["target"], r["unfrozen_blocks"]) not in prefixes:
             prefixes.add((r["source"], r["target"], r["unfrozen_blocks"]))
-            c["prefix_images"] += train_size + test_size
+            c["prefix_images"] += train_size + sizes[r["target"]][1]
     c["eval_images"] = c["val_images"] + c["test_images"]
     return c
 
@@ -273,13 +286,13 @@ def counts(cfg, runs, sizes: dict) -> dict:
 def estimate(cfg, runs, sizes: dict, calibrations: dict) -> float:
     """Seconds on the calibrated device to process ``runs`` one after the other (the image
     passes of :func:`counts`, each at its calibrated per-image time)."""
-    fast = transfer.use_fast_path(cfg)
     total, prefixes = 0.0, set()
     for r in runs:
+        fast, epochs, val, test = _run_passes(cfg, r, sizes)
         cal = calibrations[zoo.spec(r["source"]).arch]
         n, k, (train_size, test_size) = r["n"], r["unfrozen_blocks"], sizes[r["target"]]
-        total += n * cfg.epochs * cal.train_image(k, fast)
-        total += (n + cfg.val_size * (cfg.epochs + 1) + test_size) * cal.eval_image(k, fast)
+        total += n * epochs * cal.train_image(k, fast)
+        total += (n + val + test) * cal.eval_image(k, fast)
         if fast and (r["source"], r["target"], k) not in prefixes:
             prefixes.add((r["source"], r["target"], k))
             total += (train_size + test_size) * cal.prefix_image(k)

@@ -11,7 +11,8 @@ from robust_transfer import build, cli, config, cost, transfer
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--preset", "tiny", "--set", 'targets=["digits"]', "--set", "n_values=[10]",
-        "--set", 'sources=["tiny/fmnist/natural/s0"]', "--set", "seeds=[0]"]
+        "--set", 'sources=["tiny/fmnist/natural/s0"]', "--set", "seeds=[0]",
+        "--set", "compare_recipe=", "--set", "block_counts=[]"]  # the main grid only
 
 
 def _all_line(text: str) -> list[str]:
@@ -93,7 +94,9 @@ def test_status_paper_preset_offline_calibrates_and_estimates(capsys):
                      r"batch 2", out)
     assert "augmentation included" in out
     assert re.search(r"estimate: [\d,.]+ (CPU core|device)-hours", out)
-    assert "8,640" in out and "4,905,600,000" in out   # runs; n x epochs summed over the grid
+    # runs; n x epochs summed over the grid: 10 seeds up to 6,400 images, 5 above, 1 full set;
+    # 100 epochs up to 1,600 images, 150 above
+    assert "7,776" in out and "5,278,216,800" in out
 
 
 def test_book_command_forwards_to_the_build(monkeypatch):
@@ -112,14 +115,15 @@ def test_counts_and_estimate_add_up_the_passes():
     c = cost.counts(cfg, runs, sizes)
     assert c["runs"] == 4 and c["epochs"] == 8
     assert c["train_images"] == 2 * (10 + 40) * 2 and c["init_images"] == 100
-    assert c["val_images"] == 4 * 50 * 3 and c["test_images"] == 4 * 300
+    # validation after every epoch and before the first; the test set at the curve epochs 0, 1, 2
+    assert c["val_images"] == 4 * 50 * 3 and c["test_images"] == 4 * 300 * 3
     assert c["prefix_images"] == 0
     cal = cost.Calibration(arch="resnet8", device="cpu", input="", batch=1, augment=True,
                            k_measured=1, reps=1, seconds=0, augment_s=1.0,
                            forward_s=[1.0, 2.0, 3.0, 4.0, 0.5], backward_ratio=2.0)
     assert cal.train_image(0) == 1.0 + 10.5 + 2 * 0.5 and cal.train_image(1, fast=True) == 13.5
     expected = sum(r["n"] * 2 * cal.train_image(r["unfrozen_blocks"])
-                   + (r["n"] + 50 * 3 + 300) * 10.5 for r in runs)
+                   + (r["n"] + 50 * 3 + 300 * 3) * 10.5 for r in runs)
     assert cost.estimate(cfg, runs, sizes, {"resnet8": cal}) == pytest.approx(expected)
     fast = config.resolve("tiny", targets=["digits"], epochs=2, val_size=50)
     cf = cost.counts(fast, runs, sizes)

@@ -32,13 +32,13 @@ def test_registry_records_and_specs():
     assert all(zoo.spec(i) is r and r.id == i for i, r in zoo.REGISTRY.items())
     mini = [f"mini/fmnist/natural/s{s}" for s in (0, 1, 2)] + \
         [f"mini/fmnist/l2/1.0/s{s}" for s in (0, 1, 2)] + \
-        ["mini/fmnist/l2/0.5/s0", "mini/fmnist/l2/2.0/s0", "mini/fmnist/linf/0.1/s0",
-         "mini/fmnist/noise/0.1/s0"]
+        ["mini/fmnist/l2/0.5/s0", "mini/fmnist/l2/2.0/s0"] + \
+        [f"mini/fmnist/linf/0.1/s{s}" for s in (0, 1, 2)] + ["mini/fmnist/noise/0.1/s0"]
     assert zoo.list_sources("mini") == mini
     assert zoo.list_sources("tiny") == [i.replace("mini/", "tiny/", 1) for i in mini]
     assert zoo.main_sources("mini") == mini[:6]
     assert len(zoo.list_sources("salman2020")) == 15
-    assert len(zoo.list_sources()) == 10 + 10 + 4 + 15
+    assert len(zoo.list_sources()) == 12 + 12 + 4 + 15
     # downloaded sources: file, URL, pin and published accuracy live in their record
     p = zoo.spec("paper/imagenet/l2/3")
     assert (p.url, p.file) == zoo.PAPER_FILES["paper/imagenet/l2/3"]
