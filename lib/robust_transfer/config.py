@@ -44,7 +44,7 @@ class Config:
     recipe: str = "ours"
     unfrozen_blocks: tuple[int, ...] = (0, 1)
     main_blocks: int = 1                # the paper's 3 blocks (layer4), or its mini analogue
-    epochs: int = 30
+    epochs: int = 20
     long_epochs: int = 0                # epochs for n > long_epochs_n (0 = epochs); paper 150
     long_epochs_n: int = 1600
     lr: float = 1e-4                    # "ours": Adam lr for unfrozen blocks
@@ -69,7 +69,7 @@ class Config:
     # (() = targets) at block_n_values (() = n_values)
     block_counts: tuple[int, ...] = (0, 1, 2, 3)
     block_targets: tuple[str, ...] = ("digits",)
-    block_n_values: tuple[int, ...] = (10, 40, 160)
+    block_n_values: tuple[int, ...] = (10, 160)
     # --- shape bias (Section 2)
     n_stimuli: int = 1000
     blur_sigmas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)

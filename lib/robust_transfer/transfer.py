@@ -4,7 +4,8 @@ One run = (source, target, n, unfrozen_blocks, seed, recipe). The target's train
 cut into a validation set and a pool (``data.train_subset``; never the test set); the ``n``
 training images are a class-covering subset of the pool (``data.class_covering_subset``, nested
 in n for a seed). Every run also records the test accuracy at :func:`curve_epochs` (report
-only: the paper's Fig. 3, accuracy vs fine-tuning epochs), never used to pick anything.
+only: the paper's Fig. 3, accuracy vs fine-tuning epochs; on the first ``CURVE_TEST`` test
+images), never used to pick anything.
 :func:`epochs_for` gives the epoch count: ``cfg.epochs``, or ``cfg.long_epochs`` for
 n > ``cfg.long_epochs_n`` (the paper: 100, and 150 above 1,600 images).
 
@@ -83,6 +84,7 @@ AUTHORS_WEIGHT_DECAY = 5e-4
 AUTHORS_DECAY = 0.1          # lr factor every epochs // 3 epochs
 AUTHORS_HEAD_STD = 1.0       # new fc weight ~ N(0, AUTHORS_HEAD_STD^2), bias 0
 CURVE_POINTS = 5             # test accuracy recorded at ~this many epochs (+ epoch 0)
+CURVE_TEST = 200             # ... on the first CURVE_TEST test images (report only)
 EVAL_BATCH = 256
 
 
@@ -334,7 +336,8 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
     step runs the full forward. Returns accuracies in percent: ``test_acc`` (at ``best_epoch``:
     chosen on validation for "ours", the last epoch for "authors"), ``val_acc``, ``val_curve``
     (validation accuracy at epochs 0..E; epoch 0 = the new head before any step),
-    ``curve_epochs`` and ``test_curve`` (test accuracy at those epochs, report only),
+    ``curve_epochs`` and ``test_curve`` (accuracy on the first ``CURVE_TEST`` test images at
+    those epochs, report only),
     ``train_loss_curve``, ``epochs``, ``recipe`` and ``fast_path`` ("authors" records
     ``val_curve`` at ``curve_epochs`` only, having no selection); with ``return_model`` also
     ``model``: the fine-tuned copy (eval mode, on ``cfg``'s device) at the reported epoch.
@@ -358,6 +361,7 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
     val_idx = torch.as_tensor(np.asarray(val_idx), dtype=torch.long)
     y_train, y_test = y_train.long(), y_test.long()
     test_idx = torch.arange(len(y_test))
+    curve_idx = test_idx[:CURVE_TEST]
 
     if fast:
         if feature_key is None:
@@ -435,7 +439,7 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
     gen = torch.Generator().manual_seed(seed)
     at = curve_epochs(epochs)
     val_curve, loss_curve = [accuracy("train", val_idx)], []   # "authors": at ``at`` only
-    test_curve = [accuracy("test", test_idx)]
+    test_curve = [accuracy("test", curve_idx)]
     best_epoch, best_state = 0, None if authors else snapshot()
     for epoch in range(1, epochs + 1):
         set_mode(True)
@@ -460,7 +464,7 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
             decay.step()
         loss_curve.append(total / len(order))
         if epoch in at:
-            test_curve.append(accuracy("test", test_idx))
+            test_curve.append(accuracy("test", curve_idx))
         if authors:  # no selection: validation only where the test curve is recorded
             if epoch in at:
                 val_curve.append(accuracy("train", val_idx))
@@ -472,7 +476,7 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
     if best_state is not None:
         changing.load_state_dict(best_state)
     out = {
-        "test_acc": test_curve[-1] if best_epoch == epochs else accuracy("test", test_idx),
+        "test_acc": accuracy("test", test_idx),
         "val_acc": val_curve[-1] if authors else val_curve[best_epoch],
         "best_epoch": best_epoch,
         "epochs": epochs,
