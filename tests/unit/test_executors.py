@@ -26,7 +26,8 @@ SOURCES = ("tiny/fmnist/natural/s0", "tiny/fmnist/l2/1.0/s0")
 
 @pytest.fixture(scope="module")
 def cfg():
-    return config.resolve("tiny", sources=list(SOURCES), targets=["digits"])
+    return config.resolve("tiny", sources=list(SOURCES), targets=["digits"], compare_recipe="",
+                          block_counts=[])  # the main grid: 16 runs
 
 
 def _fresh_features():
