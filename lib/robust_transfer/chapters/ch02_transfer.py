@@ -621,13 +621,20 @@ def _key(target: str) -> str:
     return re.sub(r"\W+", "_", str(target)).strip("_")
 
 
+def _claim(table: pd.DataFrame, target: str, family: str, k: int, recipe: str) -> pd.DataFrame:
+    """The rows of a per-claim test table (``stats.pooled_gain`` / ``stats.shrinkage``) for one
+    claim (target, family, unfrozen_blocks, recipe)."""
+    if not len(table):
+        return table
+    return table[(table["target"] == target) & (table["family"] == family)
+                 & (table["unfrozen_blocks"] == k) & (table["recipe"] == recipe)]
+
+
 def _verdict(pooled: pd.DataFrame, shrink: pd.DataFrame, family: str, k: int, recipe: str,
              targets: list) -> tuple[str, bool, bool]:
     """(verdict, gain holds, shrink holds) of the rule in :func:`headline` for one recipe."""
     def rows(t, table):
-        return table[(table["target"] == t) & (table["family"] == family)
-                     & (table["unfrozen_blocks"] == k) & (table["recipe"] == recipe)] \
-            if len(table) else table
+        return _claim(table, t, family, k, recipe)
     gain = all(len(rows(t, pooled)) and rows(t, pooled)["ci_low"].iloc[0] > 0 for t in targets)
     shr = all(len(rows(t, shrink)) and bool(rows(t, shrink)["shrinks"].iloc[0]) for t in targets)
     return ("reproduced" if gain and shr else "partly" if gain or shr else "not reproduced",
@@ -675,9 +682,7 @@ def headline(a: dict, cfg) -> dict:
     pooled, shrink = a["pooled"], a["shrink"]
     for t in targets:
         key = _key(t)
-        sel = ((pooled["target"] == t) & (pooled["family"] == family)
-               & (pooled["unfrozen_blocks"] == k) & (pooled["recipe"] == cfg.recipe))
-        p = pooled[sel] if len(pooled) else pooled
+        p = _claim(pooled, t, family, k, cfg.recipe)
         if len(p):
             r = p.iloc[0]
             out.update({f"{key}_gain": float(r["mean"]), f"{key}_gain_low": float(r["ci_low"]),
@@ -685,9 +690,7 @@ def headline(a: dict, cfg) -> dict:
                         f"{key}_gain_text": fmt_ci(r["mean"], r["ci_low"], r["ci_high"], signed=True)
                         + (f" pooled over n = {int(r['n_from'])}-{int(r['n_to'])}"
                            if r["n_to"] > r["n_from"] else f" at n = {int(r['n_from'])}")})
-        sel = ((shrink["target"] == t) & (shrink["family"] == family)
-               & (shrink["unfrozen_blocks"] == k) & (shrink["recipe"] == cfg.recipe))
-        s = shrink[sel] if len(shrink) else shrink
+        s = _claim(shrink, t, family, k, cfg.recipe)
         out[f"{key}_shrinks"] = "yes" if len(s) and bool(s["shrinks"].iloc[0]) else "no"
         if len(s):
             r = s.iloc[0]
