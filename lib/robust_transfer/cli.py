@@ -263,7 +263,8 @@ def _observed(store, grid) -> list:
 
 
 def cmd_sources(args, cfg) -> int:
-    grid = zoo.load_grid(cfg.sources, allow_download=cfg.allow_download, progress=True)
+    grid = zoo.load_grid(cfg.sources, allow_download=cfg.allow_download, progress=True,
+                         workers=None)
     for sid in cfg.sources:
         acc = grid[sid][1].get("clean_acc")
         print(f"{sid}: ready" + (f" (clean accuracy {100 * acc:.1f} %)" if acc else ""))

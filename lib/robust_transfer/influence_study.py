@@ -22,6 +22,7 @@ The maths is :mod:`robust_transfer.influence`; figures and the findings text are
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,6 +228,27 @@ def _solver_name(solver) -> str:
     return solver
 
 
+def _cache_path(source: str, target: str, cfg, seed: int, n: int, method: str, k: int, model):
+    """Where :func:`study` caches its result: keyed by everything that changes it (the source
+    weights, target data, subset, head penalty, leave-one-out size, solver, fine-tuning recipe
+    and block count)."""
+    recipe = {} if k == 0 else dict(
+        {f: getattr(cfg, f, None) for f in ("recipe", "epochs", "long_epochs", "long_epochs_n",
+                                            "lr", "head_lr", "batch_size", "frozen_bn",
+                                            "augment")},
+        recipe_version=transfer.RECIPE_VERSION)
+    key = cache_key(dict(v=4, source=source, weights=transfer.weights_fingerprint(model),
+                         target=target, data=transfer.target_arrays(target, cfg.allow_download)[5],
+                         n=n, seed=seed, test=cfg.influence_test, l2=cfg.damping,
+                         val=cfg.val_size, loo=cfg.loo_points, method=method, blocks=k, **recipe))
+    return cache_dir("influence") / f"{key}.npz"
+
+
+def _source_model(source: str, cfg):
+    return zoo.load(source, allow_download=cfg.allow_download, progress=False)[0].to(
+        cfg.torch_device())
+
+
 def study(source: str, target: str, cfg, seed: int | None = None, model=None,
           solver: str = "auto", progress: bool = True, setting: str = "finetuned",
           n: int | None = None) -> Study:
@@ -241,19 +263,8 @@ def study(source: str, target: str, cfg, seed: int | None = None, model=None,
     k = blocks(cfg, setting)
     seed = cfg.seeds[0] if seed is None else seed
     n = cfg.influence_n if n is None else n
-    if model is None:
-        model = zoo.load(source, allow_download=cfg.allow_download, progress=False)[0]
-        model = model.to(cfg.torch_device())
-    recipe = {} if k == 0 else dict(
-        {f: getattr(cfg, f, None) for f in ("recipe", "epochs", "long_epochs", "long_epochs_n",
-                                            "lr", "head_lr", "batch_size", "frozen_bn",
-                                            "augment")},
-        recipe_version=transfer.RECIPE_VERSION)
-    key = cache_key(dict(v=4, source=source, weights=transfer.weights_fingerprint(model),
-                         target=target, data=transfer.target_arrays(target, cfg.allow_download)[5],
-                         n=n, seed=seed, test=cfg.influence_test, l2=cfg.damping,
-                         val=cfg.val_size, loo=cfg.loo_points, method=method, blocks=k, **recipe))
-    path = cache_dir("influence") / f"{key}.npz"
+    model = _source_model(source, cfg) if model is None else model
+    path = _cache_path(source, target, cfg, seed, n, method, k, model)
     if path.exists():
         return Study.load(path)
     prob = transferred_head(source, target, n, seed, cfg, model=model, setting=setting)
@@ -295,20 +306,48 @@ def families(sources) -> dict[str, list[str]]:
 
 
 def run_studies(fams: dict, cfg, setting: str = "finetuned", targets=None, n: int | None = None,
-                progress: bool = True) -> dict[tuple[str, str], list[Study]]:
+                progress: bool = True, workers: int | None = 1) -> dict[tuple[str, str], list[Study]]:
     """``{(kind, target): [Study per (source seed, subset seed)]}`` in ``setting`` over
     ``targets`` (default ``cfg.influence_targets``) and every subset seed of ``cfg.seeds``, for
     the families of :func:`families` (see :func:`study`; cached). Each list runs source-major:
-    all subset seeds of the family's first source, then the next source."""
+    all subset seeds of the family's first source, then the next source.
+
+    ``workers`` > 1 (None: every core) makes the uncached studies in that many spawned
+    processes of one torch thread each, as Section 1's sweep runs its fine-tuning (the
+    leave-one-out refits use one BLAS thread anyway, so threads would leave cores idle)."""
     blocks(cfg, setting)
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers={workers} is not allowed; give an integer >= 1 or None")
     targets = cfg.influence_targets if targets is None else targets
     jobs = [(kind, t, sid, seed) for t in targets for kind, ids in fams.items()
             for sid in ids for seed in cfg.seeds]
+    n_used = cfg.influence_n if n is None else n
+    method, k = _solver_name("auto"), blocks(cfg, setting)
+    models = {sid: _source_model(sid, cfg) for sid in dict.fromkeys(j[2] for j in jobs)}
+    missing = [(sid, t, seed) for _, t, sid, seed in jobs
+               if not _cache_path(sid, t, cfg, seed, n_used, method, k, models[sid]).exists()]
+    workers = min(workers or os.cpu_count() or 1, len(missing))
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futs = [pool.submit(_study_in_worker, sid, t, cfg, seed, setting, n)
+                    for sid, t, seed in missing]
+            for fut in bar(as_completed(futs), total=len(futs), disable=not progress,
+                           desc=f"influence ({setting}, {workers} processes)"):
+                fut.result()
     out = {}
-    for kind, t, sid, seed in bar(jobs, desc=f"influence ({setting})", disable=not progress):
-        out.setdefault((kind, t), []).append(study(sid, t, cfg, seed=seed, setting=setting, n=n,
-                                                   progress=False))
+    for kind, t, sid, seed in bar(jobs, desc=f"influence ({setting})",
+                                  disable=not progress or workers > 1):
+        out.setdefault((kind, t), []).append(study(sid, t, cfg, seed=seed, model=models[sid],
+                                                   setting=setting, n=n, progress=False))
     return out
+
+
+def _study_in_worker(source: str, target: str, cfg, seed: int, setting: str, n) -> None:
+    """Process-pool entry point of :func:`run_studies`: one torch thread, the study cached."""
+    torch.set_num_threads(1)
+    study(source, target, cfg, seed=seed, setting=setting, n=n, progress=False)
 
 
 #: per-test metrics of :func:`per_test`: name -> (what it measures, paper key or None)

@@ -561,10 +561,12 @@ def transfer_config(cfg):
                                          "unfrozen_blocks": [0], "seeds": list(cfg.seeds)})
 
 
-def transfer_versions(cfg, store=None, *, run: bool = True, progress: bool = True):
+def transfer_versions(cfg, store=None, *, run: bool = True, progress: bool = True,
+                      workers: int | None = 1):
     """Rows of the transfer experiment (:func:`transfer_config`) from the shared results store
     (``store``: a Store or its name, default ``cfg.preset``), running the missing ones first
-    with Section 1's engine (:func:`robust_transfer.sweep.run`) unless ``run`` is False.
+    with Section 1's engine (:func:`robust_transfer.sweep.run`, ``workers`` processes of one
+    torch thread when > 1) unless ``run`` is False.
 
     Returns ``Store.frame`` rows (accuracies in percent) with ``version`` and ``base_target``
     columns added; empty when nothing is stored.
@@ -572,7 +574,7 @@ def transfer_versions(cfg, store=None, *, run: bool = True, progress: bool = Tru
     cfg2 = transfer_config(cfg)
     st = store if isinstance(store, Store) else Store(store or cfg.preset)
     if run:
-        sweep.run(cfg2, st, progress=progress)
+        sweep.run(cfg2, st, progress=progress, workers=workers)
     frame = st.frame(sweep.grid(cfg2))
     if len(frame):
         names = version_targets(cfg)

@@ -34,6 +34,7 @@ under its own lock, so hashes recorded at the same moment by different processes
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import types
@@ -68,6 +69,11 @@ TRAINED_SCALES = {
 #: attack eps of the robust-accuracy evaluation (pixel units); L2 is the table's main norm
 ATTACK_EPS = {"l2": (0.25, 0.5, 1.0, 2.0), "linf": (0.05, 0.1)}
 _RECIPE_VERSION = 1  # bump when train.py's recipe changes so cached sources are re-trained
+#: torch threads that train and evaluate a trained-scale source, whatever the machine: weights
+#: are bitwise reproducible only at a fixed thread count (1 and 2 threads give different
+#: weights), so one thread everywhere makes a source the same on a laptop, Colab or a 16-core
+#: node; :func:`load_grid` trains missing sources in parallel processes instead of threads
+TRAIN_THREADS = 1
 
 #: the trained grid of every trained scale, in listing order: (norm, eps as written, seed)
 _TRAINED_GRID = ([("natural", None, s) for s in (0, 1, 2)]
@@ -271,7 +277,7 @@ def source_data(scale: str, split: str, *,
 
 def _recipe(sp: SourceSpec) -> dict:
     return {"version": _RECIPE_VERSION, "id": sp.id, **TRAINED_SCALES[sp.scale],
-            "attack_eps": ATTACK_EPS}
+            "attack_eps": ATTACK_EPS, "threads": TRAIN_THREADS}
 
 
 def revision(source_id: str) -> str:
@@ -299,7 +305,8 @@ def load(source_id: str, *, allow_download: bool = False,
 
     metadata: id, arch, dataset, norm, eps (pixel units), seed, clean_acc (fraction),
     robust_acc ({L2 attack eps: accuracy}), robust_acc_linf ({L-inf attack eps: accuracy}),
-    train_seconds, recipe, sha256 (of our weights file). For paper/salman2020 sources clean_acc
+    train_seconds, train_threads (torch threads it trained with), recipe, sha256 (of our
+    weights file). For paper/salman2020 sources clean_acc
     is the published ImageNet top-1 (if known) and no robust accuracy is measured here.
     ``allow_download`` lets a trained source fetch Fashion-MNIST and a paper-scale source its
     checkpoint when they are not on this machine.
@@ -352,6 +359,17 @@ def _float_keys(meta: dict) -> dict:
 
 def _train(sp: SourceSpec, progress: bool,
            allow_download: bool = False) -> tuple[models.BlockNet, dict]:
+    """Train and evaluate ``sp`` with :data:`TRAIN_THREADS` torch threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    try:
+        return _train_and_evaluate(sp, progress, allow_download)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_and_evaluate(sp: SourceSpec, progress: bool,
+                        allow_download: bool) -> tuple[models.BlockNet, dict]:
     r = TRAINED_SCALES[sp.scale]
     x, y, names = source_data(sp.scale, "train", allow_download=allow_download)
     torch.manual_seed(sp.seed)
@@ -370,7 +388,8 @@ def _train(sp: SourceSpec, progress: bool,
                 robust_acc=acc["robust_acc"]["l2"], robust_acc_linf=acc["robust_acc"]["linf"],
                 robust_eval=f"PGD-{r['eval_steps']} on the first {r['eval_images']} test images",
                 train_seconds=recipe["train_seconds"],
-                eval_seconds=round(time.perf_counter() - start, 2), recipe=recipe)
+                eval_seconds=round(time.perf_counter() - start, 2), recipe=recipe,
+                train_threads=torch.get_num_threads())
     return model, meta
 
 
@@ -474,12 +493,45 @@ def _convert(sp: SourceSpec, allow_download: bool, progress: bool) -> tuple[mode
 
 # ------------------------------------------------------------------------------- tables
 
-def load_grid(ids, *, allow_download: bool = False, progress: bool = True) -> dict:
-    """``{id: (model, metadata)}`` for ``ids``, training / converting what is missing."""
+def load_grid(ids, *, allow_download: bool = False, progress: bool = True,
+              workers: int | None = 1) -> dict:
+    """``{id: (model, metadata)}`` for ``ids``, training / converting what is missing.
+
+    ``workers`` > 1 (None: every core) trains the missing trained-scale sources in that many
+    spawned processes, one source and :data:`TRAIN_THREADS` thread each (the same weights as
+    training them here, in about the time threads would take); the rest is loaded here."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers={workers} is not allowed; give an integer >= 1 or None")
+    ids = list(ids)
+    missing = [sid for sid in dict.fromkeys(ids) if spec(sid).scale in TRAINED_SCALES
+               and not checkpoints.exists(_ckpt_path(spec(sid)))]
+    workers = min(workers or os.cpu_count() or 1, len(missing))
+    if workers > 1:
+        _train_in_processes(missing, workers, allow_download, progress)
     out = {}
-    for sid in bar(list(ids), desc="sources", disable=not progress):
+    for sid in bar(ids, desc="sources", disable=not progress):
         out[sid] = load(sid, allow_download=allow_download, progress=progress)
     return out
+
+
+def _train_in_processes(ids: list[str], workers: int, allow_download: bool,
+                        progress: bool) -> None:
+    """Train the trained-scale sources ``ids`` in ``workers`` spawned processes (heaviest,
+    i.e. adversarial, first); each lands in the cache, where :func:`load` then finds it."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    order = sorted(ids, key=lambda sid: spec(sid).norm in ("natural", "noise"))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futs = [pool.submit(_train_only, sid, allow_download) for sid in order]
+        for fut in bar(as_completed(futs), total=len(futs), desc=f"training sources "
+                       f"({workers} processes)", disable=not progress):
+            fut.result()
+
+
+def _train_only(source_id: str, allow_download: bool) -> str:
+    """Process-pool entry point: make ``source_id``'s cached checkpoint (no progress bars)."""
+    load(source_id, allow_download=allow_download, progress=False)
+    return source_id
 
 
 def table(ids, *, grid: dict | None = None, progress: bool = True) -> pd.DataFrame:

@@ -113,6 +113,26 @@ def test_train_cache_and_corrupt_recovery(cache, monkeypatch):
     assert calls == [1] and checkpoints.load(weights.with_suffix(""))[1]["sha256"] == meta3["sha256"]
 
 
+def test_load_grid_trains_missing_sources_in_processes_with_the_same_weights(tmp_path,
+                                                                            monkeypatch):
+    """Sources train with zoo.TRAIN_THREADS threads wherever they train: two spawned workers
+    give bitwise the weights this process gives (the real tiny recipe: workers do not see
+    monkeypatches), and the caller trains nothing itself."""
+    ids = ["tiny/fmnist/natural/s0", "tiny/fmnist/noise/0.1/s0"]
+    with pytest.raises(ValueError, match="workers=0 is not allowed"):
+        zoo.load_grid(ids, workers=0)
+    monkeypatch.setenv("RT_CACHE_DIR", str(tmp_path / "here"))
+    threads = torch.get_num_threads()
+    here = zoo.load_grid(ids, progress=False)
+    assert torch.get_num_threads() == threads          # restored after training
+    monkeypatch.setenv("RT_CACHE_DIR", str(tmp_path / "pool"))
+    monkeypatch.setattr(zoo, "_train", lambda *a, **k: pytest.fail("trained in the caller"))
+    pooled = zoo.load_grid(ids, progress=False, workers=2)
+    for sid in ids:
+        assert pooled[sid][1]["sha256"] == here[sid][1]["sha256"]
+        assert pooled[sid][1]["train_threads"] == zoo.TRAIN_THREADS == 1
+
+
 def test_grid_table_curves(cache):
     ids = ["tiny/fmnist/natural/s0", "tiny/fmnist/natural/s1", "tiny/fmnist/noise/0.1/s0"]
     grid = zoo.load_grid(ids, progress=False)
