@@ -427,10 +427,10 @@ def leave_one_out(X: np.ndarray, y: np.ndarray, theta: np.ndarray, l2: float,
 
     For each j in ``train_idx`` the head is refitted with w_j = 0 (the 1/n normalisation is kept,
     exactly the perturbation :func:`influence` linearises), warm-started from ``theta``, to
-    ``tol``. Entry [t, k] = loss_t(theta without train_idx[k]) - loss_t(theta): compare it with
-    ``influence(...)[t, train_idx[k]]`` (same sign convention: positive = removal hurts).
-    ``progress``: True (a ``tqdm.auto`` bar), False, or a callable wrapping the loop's iterable
-    with tqdm's arguments (e.g. ``robust_transfer.progress.bar``).
+    ``tol`` (:func:`_refit_without`). Entry [t, k] = loss_t(theta without train_idx[k]) -
+    loss_t(theta): compare it with ``influence(...)[t, train_idx[k]]`` (same sign convention:
+    positive = removal hurts). ``progress``: True (a ``tqdm.auto`` bar), False, or a callable
+    wrapping the loop's iterable with tqdm's arguments (e.g. ``robust_transfer.progress.bar``).
     """
     train_idx = np.asarray(train_idx, dtype=np.int64)
     if callable(progress):
@@ -439,13 +439,38 @@ def leave_one_out(X: np.ndarray, y: np.ndarray, theta: np.ndarray, l2: float,
         from tqdm.auto import tqdm
         steps = tqdm(train_idx, desc="leave-one-out", disable=not progress)
     base = losses(X_test, y_test, theta)
+    explicit = theta.size <= NEWTON_EXPLICIT_MAX_PARAMS
+    H = hessian(X, theta, l2) if explicit else None
     out = np.empty((len(y_test), len(train_idx)))
     for k, j in enumerate(steps):
         w = np.ones(len(y))
         w[j] = 0.0
-        th = fit_head(X, y, l2, theta.shape[0], sample_weight=w, init=theta, tol=tol)
+        th = (_refit_without(X, y, theta, l2, j, H, tol) if explicit else
+              fit_head(X, y, l2, theta.shape[0], sample_weight=w, init=theta, tol=tol))
         out[:, k] = losses(X_test, y_test, th) - base
     return out
+
+
+def _refit_without(X, y, theta, l2, j, H, tol, max_steps: int = 50) -> np.ndarray:
+    """:func:`fit_head` without example ``j`` (weight 0), warm-started at the full optimum
+    ``theta`` whose Hessian is ``H``: steps ``t -= H_j^-1 grad(t)`` with the one Cholesky of
+    ``H_j`` = ``H`` minus j's term ``(diag(p_j) - p_j p_j^T) kron x~_j x~_j^T / n`` (its exact
+    Hessian at ``theta``; theta moves O(1/n), so each step gains many digits), to the same
+    ``tol`` as fit_head, whose Newton steps take over if these stall."""
+    n, C = len(y), theta.shape[0]
+    w = np.ones(n)
+    w[j] = 0.0
+    xa = augment(X[j:j + 1])[0]
+    p = probabilities(X[j:j + 1], theta)[0]
+    Hj = H - np.kron(np.diag(p) - np.outer(p, p), np.outer(xa, xa)) / n
+    factor = scipy.linalg.cho_factor(Hj)
+    t = np.array(theta, dtype=np.float64).ravel()
+    for _ in range(max_steps):
+        g = objective(t, X, y, l2, w)[1]
+        if np.abs(g).max() < tol:
+            return t.reshape(C, -1)
+        t = t - scipy.linalg.cho_solve(factor, g)
+    return fit_head(X, y, l2, C, sample_weight=w, init=t, tol=tol)
 
 
 def loo_correlation(predicted: np.ndarray, actual: np.ndarray) -> dict:

@@ -212,6 +212,22 @@ def test_influence_predicts_leave_one_out_retraining():
     assert inf.loo_correlation(-I[t, cols], actual[t])["pearson"] < -0.95
 
 
+def test_leave_one_out_refits_are_fit_heads_optimum():
+    """The refits (one Cholesky of the full Hessian minus the point's term) land on fit_head's
+    own optimum without the point: the same loss changes to float64 tolerance."""
+    X, y, Xt, yt = _problem(6, n=120, d=5, C=4)
+    l2 = 0.02
+    theta = inf.fit_head(X, y, l2)
+    cols = [0, 7, 50, 119]
+    actual = inf.leave_one_out(X, y, theta, l2, cols, Xt, yt, progress=False)
+    for k, j in enumerate(cols):
+        w = np.ones(len(y))
+        w[j] = 0.0
+        th = inf.fit_head(X, y, l2, 4, sample_weight=w)     # from scratch, no warm start
+        expected = inf.losses(Xt, yt, th) - inf.losses(Xt, yt, theta)
+        np.testing.assert_allclose(actual[:, k], expected, rtol=1e-6, atol=1e-9)
+
+
 def test_sign_convention_helpful_is_positive():
     """A training copy of a test image is helpful (removing it raises that test image's loss);
     the same image with a wrong label is harmful. Fails if the sign is flipped."""
