@@ -115,6 +115,54 @@ def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = 
     return times
 
 
+def glued(path: Path) -> dict:
+    """``{name: value}`` of every ``myst_nb.glue`` output of the executed notebook ``path`` (the
+    numbers and verdicts the book states; "nan" as a float NaN)."""
+    import ast
+    import nbformat
+    out = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        for o in cell.get("outputs", []):
+            glue = o.get("metadata", {}).get("scrapbook", {})
+            if glue.get("name"):
+                name, text = glue["name"], o["data"][glue.get("mime_prefix", "") + "text/plain"]
+                out[name] = float("nan") if text == "nan" else ast.literal_eval(text)
+    return out
+
+
+#: glued names of each chapter's stated verdicts (the introduction's results table shows the rows)
+VERDICT_SUFFIXES = ("verdict", "other_verdict", "cue_verdict", "shrinks")
+
+
+def verdicts(out: Path) -> dict:
+    """``{glued name: value}`` of every verdict the book built into ``out`` states (names ending
+    in :data:`VERDICT_SUFFIXES`, row copies left out) and the interval texts they rest on
+    (``*_gain_text``, ``*_row_ci``), read from ``<out>/src/notebooks``. ValueError when ``out``
+    holds no executed notebooks."""
+    nbs = sorted((Path(out) / "src" / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if not nbs:
+        raise ValueError(f"{out} holds no executed notebooks (expected {out}/src/notebooks/*.ipynb"
+                         f" from python -m robust_transfer.book --out {out})")
+    found = {}
+    for nb in nbs:
+        for name, value in glued(nb).items():
+            if (name.endswith(VERDICT_SUFFIXES) and "_row_" not in name) \
+                    or name.endswith(("_gain_text", "_row_ci")):
+                found[name] = value
+    return found
+
+
+def compare_verdicts(a: Path, b: Path) -> "pandas.DataFrame":
+    """Side by side, the :func:`verdicts` of two builds: name, a, b, ``same`` (verdict names
+    only; interval texts are context, expected to move a little between builds)."""
+    import pandas as pd
+    va, vb = verdicts(a), verdicts(b)
+    rows = [dict(name=k, a=va.get(k), b=vb.get(k),
+                 same=(va.get(k) == vb.get(k)) if k.endswith(VERDICT_SUFFIXES) else None)
+            for k in sorted(set(va) | set(vb))]
+    return pd.DataFrame(rows, columns=["name", "a", "b", "same"])
+
+
 def build(src: Path, out: Path) -> Path:
     """Strict Jupyter Book HTML build of ``src``; returns ``<out>/html``."""
     exe = Path(sys.executable).with_name("jupyter-book")

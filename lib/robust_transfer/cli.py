@@ -97,6 +97,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="mini")
     p.add_argument("--out", default="_build", type=Path)
     p.add_argument("--only", nargs="*", help="notebook stems to execute (default: all)")
+    p = sub.add_parser("verdicts", help="the verdicts a built book states; with a second build, "
+                                        "side by side (exit 1 if any differs)")
+    p.add_argument("out", type=Path, help="a book build folder (book --out)")
+    p.add_argument("other", type=Path, nargs="?", help="a second build of the same commit")
     return ap
 
 
@@ -319,6 +323,18 @@ def cmd_book(args) -> int:
     return 0
 
 
+def cmd_verdicts(args) -> int:
+    if args.other is None:
+        for name, value in build.verdicts(args.out).items():
+            print(f"{name}: {value}")
+        return 0
+    table = build.compare_verdicts(args.out, args.other)
+    print(table.to_markdown(index=False))
+    checked = table.dropna(subset=["same"])
+    print(f"\n{int(checked.same.sum())} of {len(checked)} verdicts the same")
+    return 0 if checked.same.all() else 1
+
+
 def _check_executor(args) -> None:
     """The executor options' own errors (before any compute)."""
     if args.workers is not None and args.workers < 1:
@@ -335,6 +351,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.command == "book":
         return cmd_book(args)
+    if args.command == "verdicts":
+        try:
+            return cmd_verdicts(args)
+        except ValueError as err:
+            print(f"{ap.prog} {args.command}: error: {err}", file=sys.stderr)
+            return 2
     try:
         if args.command == "sweep":
             _check_executor(args)

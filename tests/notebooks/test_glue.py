@@ -2,28 +2,15 @@
 tiny notebook and checked against the library's own result for the same configuration (computed
 here from the same caches and results store), and the introduction's results table shows each
 chapter's glued verdict."""
-import ast
 import math
 
 import nbformat
 import pytest
 
-from robust_transfer import config, influence_study, shape_bias, stats, sweep, zoo
+from robust_transfer import build, config, influence_study, shape_bias, stats, sweep, zoo
 from robust_transfer.chapters import ch00_data, ch01_source_models, ch02_transfer, ch03_shape_bias
 from robust_transfer.chapters import ch04_influence, common
 from robust_transfer.store import Store
-
-
-def glued(path) -> dict:
-    """``{name: value}`` of every ``myst_nb.glue`` output in the executed notebook ``path``."""
-    out = {}
-    for cell in nbformat.read(path, as_version=4).cells:
-        for o in cell.get("outputs", []):
-            glue = o.get("metadata", {}).get("scrapbook", {})
-            if glue.get("name"):
-                name, text = glue["name"], o["data"][glue.get("mime_prefix", "") + "text/plain"]
-                out[name] = float("nan") if text == "nan" else ast.literal_eval(text)
-    return out
 
 
 def _same(a, b) -> bool:
@@ -39,7 +26,7 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def values(tiny_book):
-    return {nb.stem[:2]: glued(nb) for nb in sorted((tiny_book.src / "notebooks").glob("0*.ipynb"))}
+    return {nb.stem[:2]: build.glued(nb) for nb in sorted((tiny_book.src / "notebooks").glob("0*.ipynb"))}
 
 
 def _check(values: dict, prefix: str, expected: dict) -> None:
@@ -102,3 +89,28 @@ def test_introduction_shows_each_chapters_row(tiny_book, values):
     for ch in ("02", "03", "04"):
         for field in common.ROW_FIELDS:
             assert str(values[ch][f"ch{ch}_row_{field}"]) in page, (ch, field)
+
+
+def test_verdicts_of_two_builds_side_by_side(tiny_book, tmp_path, capsys):
+    """``robust-transfer verdicts A B``: how a verdict's stability across rebuilds is checked."""
+    import shutil
+    from robust_transfer import cli
+    stated = build.verdicts(tiny_book.out)
+    assert {"ch02_verdict", "ch02_other_verdict", "ch03_verdict", "ch04_verdict"} <= set(stated)
+    assert cli.main(["verdicts", str(tiny_book.out), str(tiny_book.out)]) == 0
+    other = tmp_path / "other"
+    shutil.copytree(tiny_book.src / "notebooks", other / "src" / "notebooks")
+    nb_path = other / "src" / "notebooks" / "04_influence_functions.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    flipped = "reversed" if stated["ch04_verdict"] != "reversed" else "reproduced"
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.get("metadata", {}).get("scrapbook", {}).get("name") == "ch04_verdict":
+                o["data"]["text/plain"] = repr(flipped)
+    nbformat.write(nb, nb_path)
+    capsys.readouterr()
+    assert cli.main(["verdicts", str(tiny_book.out), str(other)]) == 1
+    out = capsys.readouterr().out
+    k = sum(name.endswith(build.VERDICT_SUFFIXES) for name in stated)
+    assert flipped in out and f"{k - 1} of {k} verdicts the same" in out
+    assert cli.main(["verdicts", str(tmp_path / "nothing")]) == 2
