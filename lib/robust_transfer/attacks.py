@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .images import sobel_magnitude
 
-__all__ = ["pgd", "edge_alignment", "attack_and_align", "NORMS"]
+__all__ = ["pgd", "fooled", "edge_alignment", "attack_and_align", "NORMS"]
 
 NORMS = ("l2", "linf")
 
@@ -60,6 +60,18 @@ def _validate(norm, eps, steps, step_size) -> None:
                          f"(None means 2.5 * eps / steps)")
 
 
+def _ascent(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, norm: str, eps: float,
+            step: float) -> torch.Tensor:
+    """One PGD step on ``delta``: along the gradient's sign (L-inf) or its normalised direction
+    (L2), projected onto the eps-ball, the image clamped to [0, 1]."""
+    if norm == "linf":
+        delta = delta + step * grad.sign()
+    else:
+        delta = delta + step * grad / _flat_norm(grad).clamp_min(1e-12)
+    delta = _project(delta, norm, eps)
+    return (x + delta).clamp(0, 1) - x
+
+
 def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps: float,
         steps: int, step_size: float | None = None, random_start: bool = True) -> torch.Tensor:
     """Adversarial images ``x_adv`` (same shape, in [0, 1]) with ``||x_adv - x||_norm <= eps``.
@@ -83,13 +95,43 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps
             loss = F.cross_entropy(model(x + delta), y, reduction="sum")
             (grad,) = torch.autograd.grad(loss, delta)
             with torch.no_grad():
-                if norm == "linf":
-                    delta = delta + step * grad.sign()
-                else:
-                    delta = delta + step * grad / _flat_norm(grad).clamp_min(1e-12)
-                delta = _project(delta, norm, eps)
-                delta = (x + delta).clamp(0, 1) - x
+                delta = _ascent(x, delta, grad, norm, eps, step)
         return (x + delta).detach()
+    finally:
+        model.train(was_training)
+
+
+def fooled(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps: float,
+           steps: int, step_size: float | None = None) -> torch.Tensor:
+    """Per image (bool, N): is ``x`` itself, the random start or any of the ``steps`` PGD
+    iterates of :func:`pgd` misclassified? (Robust accuracy is the share of False: an image
+    fooled at any point counts as broken, an attack at least as strong as the last iterate
+    alone, and robust <= clean accuracy exactly.) Fooled images are not attacked further, so a
+    weak model costs few steps; the others follow :func:`pgd`'s steps (same random start)."""
+    _validate(norm, eps, steps, step_size)
+    x = x.detach()
+    step = 2.5 * eps / steps if step_size is None else float(step_size)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x).argmax(1) != y
+        if eps == 0:
+            return out
+        delta = (x + _random_start(x, norm, eps)).clamp(0, 1) - x
+        for k in range(steps + 1):
+            idx = (~out).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            xi, yi, d = x[idx], y[idx], delta[idx].requires_grad_(True)
+            logits = model(xi + d)
+            out[idx] = logits.argmax(1) != yi
+            if k == steps:
+                break
+            (grad,) = torch.autograd.grad(F.cross_entropy(logits, yi, reduction="sum"), d)
+            with torch.no_grad():
+                delta[idx] = _ascent(xi, d, grad, norm, eps, step)
+        return out
     finally:
         model.train(was_training)
 

@@ -68,7 +68,8 @@ TRAINED_SCALES = {
 }
 #: attack eps of the robust-accuracy evaluation (pixel units); L2 is the table's main norm
 ATTACK_EPS = {"l2": (0.25, 0.5, 1.0, 2.0), "linf": (0.05, 0.1)}
-_RECIPE_VERSION = 1  # bump when train.py's recipe changes so cached sources are re-trained
+_RECIPE_VERSION = 2  # bump when train.py's recipe changes so cached sources are re-trained
+# (2: channels-last training, robust accuracy counts an image fooled at any PGD iterate)
 #: torch threads that train and evaluate a trained-scale source, whatever the machine: weights
 #: are bitwise reproducible only at a fixed thread count (1 and 2 threads give different
 #: weights), so one thread everywhere makes a source the same on a laptop, Colab or a 16-core
@@ -359,7 +360,9 @@ def _float_keys(meta: dict) -> dict:
 
 def _train(sp: SourceSpec, progress: bool,
            allow_download: bool = False) -> tuple[models.BlockNet, dict]:
-    """Train and evaluate ``sp`` with :data:`TRAIN_THREADS` torch threads."""
+    """Train and evaluate ``sp`` with :data:`TRAIN_THREADS` torch threads, the model in
+    channels-last memory format (1.15-1.35x faster on a CPU than the default layout; saved
+    contiguous)."""
     before = torch.get_num_threads()
     torch.set_num_threads(TRAIN_THREADS)
     try:
@@ -374,6 +377,7 @@ def _train_and_evaluate(sp: SourceSpec, progress: bool,
     x, y, names = source_data(sp.scale, "train", allow_download=allow_download)
     torch.manual_seed(sp.seed)
     model = models.build(sp.arch, len(names), sp.in_channels, mean=[FMNIST_MEAN], std=[FMNIST_STD])
+    model = model.to(memory_format=torch.channels_last)
     recipe = train.train_source(model, x, y, norm=sp.norm, eps=sp.eps, steps=r["steps"],
                                 epochs=r["epochs"], batch_size=r["batch_size"], lr=r["lr"],
                                 seed=sp.seed, progress=progress)
@@ -386,11 +390,12 @@ def _train_and_evaluate(sp: SourceSpec, progress: bool,
                 in_channels=sp.in_channels, norm=sp.norm, eps=sp.eps, seed=sp.seed,
                 family=sp.family, clean_acc=clean, clean_images=len(xt),
                 robust_acc=acc["robust_acc"]["l2"], robust_acc_linf=acc["robust_acc"]["linf"],
-                robust_eval=f"PGD-{r['eval_steps']} on the first {r['eval_images']} test images",
+                robust_eval=f"PGD-{r['eval_steps']} (fooled at any iterate) on the first "
+                            f"{r['eval_images']} test images",
                 train_seconds=recipe["train_seconds"],
                 eval_seconds=round(time.perf_counter() - start, 2), recipe=recipe,
                 train_threads=torch.get_num_threads())
-    return model, meta
+    return model.to(memory_format=torch.contiguous_format), meta
 
 
 def _pins_path() -> Path:

@@ -155,3 +155,19 @@ def test_attack_and_align_is_seeded_and_matches_its_parts(cnn_batch):
     assert torch.equal(align, attacks.edge_alignment(x, by_hand)) and align.shape == (len(x),)
     other = attacks.attack_and_align(model, x, y, "l2", 1.0, steps=2, seed=1)[0]
     assert not torch.equal(x_adv, other)
+
+
+@pytest.mark.parametrize("norm,eps", [("l2", 1.0), ("linf", 0.1)])
+def test_fooled_counts_any_iterate(cnn_batch, norm, eps):
+    """An image counts as fooled when it, the random start or any PGD iterate is misclassified:
+    never fewer than pgd's last iterate (same seed), never fewer than the clean errors."""
+    model, x, y = cnn_batch
+    clean_wrong = model(x).argmax(1) != y
+    torch.manual_seed(0)
+    last_wrong = model(attacks.pgd(model, x, y, norm, eps, steps=5)).argmax(1) != y
+    torch.manual_seed(0)
+    fooled = attacks.fooled(model, x, y, norm, eps, steps=5)
+    assert fooled.dtype == torch.bool and fooled.shape == y.shape
+    assert not (clean_wrong & ~fooled).any() and not (last_wrong & ~fooled).any()
+    assert fooled.sum() > clean_wrong.sum()       # the attack does something
+    assert torch.equal(attacks.fooled(model, x, y, norm, 0.0, steps=5), clean_wrong)
