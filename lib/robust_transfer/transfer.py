@@ -355,7 +355,8 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
     torch.manual_seed(seed)
     dev = cfg.torch_device()
     fingerprint = weights_fingerprint(model) if fast and feature_key is not None else None
-    model = copy.deepcopy(model).to(dev)
+    # channels-last: 1.15-1.35x faster convolutions on a CPU (zoo trains the sources so too)
+    model = copy.deepcopy(model).to(dev, memory_format=torch.channels_last)
     model.eval()
     train_idx = torch.as_tensor(np.asarray(train_idx), dtype=torch.long)
     val_idx = torch.as_tensor(np.asarray(val_idx), dtype=torch.long)
@@ -371,6 +372,9 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
                                    fingerprint=fingerprint)
             h_te = prefix_features(model, x_test, k, (*feature_key, "test"),
                                    fingerprint=fingerprint)
+
+        if h_tr.dim() == 4:   # stage activations: the channels-last layout of the blocks
+            h_tr, h_te = (h.contiguous(memory_format=torch.channels_last) for h in (h_tr, h_te))
 
         def frozen(split, idx, train_step=False):
             return (h_tr if split == "train" else h_te)[idx].to(dev)
