@@ -71,7 +71,7 @@ class Config:
     block_targets: tuple[str, ...] = ("digits",)
     block_n_values: tuple[int, ...] = (10, 160)
     # --- shape bias (Section 2)
-    n_stimuli: int = 1000
+    n_stimuli: int = 500
     blur_sigmas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
     # transfer to texture-replaced / low-passed copies (stylized:<t>, lowpass<f>:<t>) of these
     # grey targets at these n (every cfg.seeds subset seed, unfrozen_blocks 0); () = not run

@@ -62,7 +62,7 @@ FMNIST_MEAN, FMNIST_STD = 0.2860, 0.3530  # Fashion-MNIST training-set pixel mea
 #: first ``eval_images`` test images, clean accuracy on ``clean_images`` test images)
 TRAINED_SCALES = {
     "mini": dict(train_images=20000, epochs=2, batch_size=128, lr=0.1, steps=3,
-                 clean_images=10000, eval_images=500, eval_steps=10),
+                 clean_images=10000, eval_images=250, eval_steps=10),
     "tiny": dict(train_images=1000, epochs=1, batch_size=50, lr=0.05, steps=2,
                  clean_images=500, eval_images=100, eval_steps=3),
 }
