@@ -105,8 +105,9 @@ def test_verdicts_of_two_builds_side_by_side(tiny_book, tmp_path, capsys):
     flipped = "reversed" if stated["ch04_verdict"] != "reversed" else "reproduced"
     for cell in nb.cells:
         for o in cell.get("outputs", []):
-            if o.get("metadata", {}).get("scrapbook", {}).get("name") == "ch04_verdict":
-                o["data"]["text/plain"] = repr(flipped)
+            glue = o.get("metadata", {}).get("scrapbook", {})
+            if glue.get("name") == "ch04_verdict":
+                o["data"][glue.get("mime_prefix", "") + "text/plain"] = repr(flipped)
     nbformat.write(nb, nb_path)
     capsys.readouterr()
     assert cli.main(["verdicts", str(tiny_book.out), str(other)]) == 1
