@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 import torch.nn.functional as F
-import torchvision
 
 from .data import to_source_format
 
@@ -143,6 +142,7 @@ def torchvision_resnet(name: str = "resnet50", num_classes: int = 1000,
     Parameter names follow ``stem.{0,1}`` (conv1, bn1), ``blocks.{i}`` (layer1..layer4 flattened)
     and ``head`` (fc); :func:`robust_transfer.checkpoints` maps torchvision keys onto these.
     """
+    import torchvision   # here, not at import: 1.3 s every notebook kernel would pay
     net = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
     blocks = [b for layer in (net.layer1, net.layer2, net.layer3, net.layer4) for b in layer]
