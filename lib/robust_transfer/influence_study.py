@@ -22,13 +22,12 @@ The maths is :mod:`robust_transfer.influence`; figures and the findings text are
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from . import data, reference, stats, transfer, zoo
+from . import data, pool, reference, stats, transfer, zoo
 from .cache import atomic_path, cache_dir, key as cache_key
 from .influence import (AUTHORS_RCOND, SOLVERS, PseudoInverse, at_least_m_of_top_k, fit_head,
                         influence, leave_one_out, loo_correlation, loo_slope, losses,
@@ -315,27 +314,18 @@ def run_studies(fams: dict, cfg, setting: str = "finetuned", targets=None, n: in
     ``workers`` > 1 (None: every core) makes the uncached studies in that many spawned
     processes of one torch thread each, as Section 1's sweep runs its fine-tuning (the
     leave-one-out refits use one BLAS thread anyway, so threads would leave cores idle)."""
-    blocks(cfg, setting)
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers={workers} is not allowed; give an integer >= 1 or None")
+    k = blocks(cfg, setting)
     targets = cfg.influence_targets if targets is None else targets
     jobs = [(kind, t, sid, seed) for t in targets for kind, ids in fams.items()
             for sid in ids for seed in cfg.seeds]
-    n_used = cfg.influence_n if n is None else n
-    method, k = _solver_name("auto"), blocks(cfg, setting)
+    n_used, method = (cfg.influence_n if n is None else n), _solver_name("auto")
     models = {sid: _source_model(sid, cfg) for sid in dict.fromkeys(j[2] for j in jobs)}
-    missing = [(sid, t, seed) for _, t, sid, seed in jobs
+    missing = [(sid, t, cfg, seed, setting, n) for _, t, sid, seed in jobs
                if not _cache_path(sid, t, cfg, seed, n_used, method, k, models[sid]).exists()]
-    workers = min(workers or os.cpu_count() or 1, len(missing))
+    workers = pool.worker_count(workers, len(missing))
     if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futs = [pool.submit(_study_in_worker, sid, t, cfg, seed, setting, n)
-                    for sid, t, seed in missing]
-            for fut in bar(as_completed(futs), total=len(futs), disable=not progress,
-                           desc=f"influence ({setting}, {workers} processes)"):
-                fut.result()
+        pool.run(_study_in_worker, missing, workers, desc=f"influence ({setting})",
+                 progress=progress)
     out = {}
     for kind, t, sid, seed in bar(jobs, desc=f"influence ({setting})",
                                   disable=not progress or workers > 1):
@@ -345,8 +335,8 @@ def run_studies(fams: dict, cfg, setting: str = "finetuned", targets=None, n: in
 
 
 def _study_in_worker(source: str, target: str, cfg, seed: int, setting: str, n) -> None:
-    """Process-pool entry point of :func:`run_studies`: one torch thread, the study cached."""
-    torch.set_num_threads(1)
+    """Process-pool entry point of :func:`run_studies` (:func:`robust_transfer.pool.run`): the
+    study, cached."""
     study(source, target, cfg, seed=seed, setting=setting, n=n, progress=False)
 
 

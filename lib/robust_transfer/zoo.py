@@ -34,7 +34,6 @@ under its own lock, so hashes recorded at the same moment by different processes
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import types
@@ -45,7 +44,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import attacks, checkpoints, data, models, reference, train
+from . import attacks, checkpoints, data, models, pool, reference, train
 from .cache import atomic_path, atomic_write_text, cache_dir, file_lock, key, sha256_file
 from .progress import bar
 
@@ -505,32 +504,18 @@ def load_grid(ids, *, allow_download: bool = False, progress: bool = True,
     ``workers`` > 1 (None: every core) trains the missing trained-scale sources in that many
     spawned processes, one source and :data:`TRAIN_THREADS` thread each (the same weights as
     training them here, in about the time threads would take); the rest is loaded here."""
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers={workers} is not allowed; give an integer >= 1 or None")
     ids = list(ids)
     missing = [sid for sid in dict.fromkeys(ids) if spec(sid).scale in TRAINED_SCALES
                and not checkpoints.exists(_ckpt_path(spec(sid)))]
-    workers = min(workers or os.cpu_count() or 1, len(missing))
-    if workers > 1:
-        _train_in_processes(missing, workers, allow_download, progress)
+    workers = pool.worker_count(workers, len(missing))
+    if workers > 1:   # heaviest (adversarial) first; each lands in the cache, load finds it
+        missing.sort(key=lambda sid: spec(sid).norm in ("natural", "noise"))
+        pool.run(_train_only, [(sid, allow_download) for sid in missing], workers,
+                 desc="training sources", progress=progress)
     out = {}
     for sid in bar(ids, desc="sources", disable=not progress):
         out[sid] = load(sid, allow_download=allow_download, progress=progress)
     return out
-
-
-def _train_in_processes(ids: list[str], workers: int, allow_download: bool,
-                        progress: bool) -> None:
-    """Train the trained-scale sources ``ids`` in ``workers`` spawned processes (heaviest,
-    i.e. adversarial, first); each lands in the cache, where :func:`load` then finds it."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    order = sorted(ids, key=lambda sid: spec(sid).norm in ("natural", "noise"))
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futs = [pool.submit(_train_only, sid, allow_download) for sid in order]
-        for fut in bar(as_completed(futs), total=len(futs), desc=f"training sources "
-                       f"({workers} processes)", disable=not progress):
-            fut.result()
 
 
 def _train_only(source_id: str, allow_download: bool) -> str:

@@ -1,0 +1,37 @@
+"""Independent cached jobs (sources to train, influence studies) in spawned worker processes of
+one torch thread each: a job writes its result into the cache, where the caller then loads it.
+(The transfer sweep has its own executors, with retries and failure records: ``sweep``.)"""
+from __future__ import annotations
+
+import os
+
+from .progress import bar
+
+__all__ = ["worker_count", "run"]
+
+
+def worker_count(workers: int | None, jobs: int) -> int:
+    """Processes to start for ``jobs`` jobs: ``workers`` (None: every core), at most one per
+    job. ValueError for ``workers`` < 1."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers={workers} is not allowed; give an integer >= 1 or None")
+    return min(workers or os.cpu_count() or 1, jobs)
+
+
+def run(fn, calls: list[tuple], workers: int, *, desc: str, progress: bool = True) -> None:
+    """``fn(*args)`` for each ``args`` of ``calls`` in ``workers`` spawned processes, each set to
+    one torch thread, in order of submission; re-raises the first job's error. ``fn`` must be
+    importable (a module-level function)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_one_thread) as ex:
+        futs = [ex.submit(fn, *args) for args in calls]
+        for fut in bar(as_completed(futs), total=len(futs), disable=not progress,
+                       desc=f"{desc} ({workers} processes)"):
+            fut.result()
+
+
+def _one_thread() -> None:
+    import torch
+    torch.set_num_threads(1)
