@@ -3,8 +3,8 @@
 ``python -m robust_transfer.book --preset mini --out _build`` (what ``make book`` runs) trains or
 fetches the preset's sources in the terminal (with progress bars), executes each notebook with
 papermill into ``<out>/src/notebooks/`` (never into the committed notebooks, which stay
-output-free; kernels run with ``RT_PROGRESS=0`` so the executed notebooks hold no progress
-bars) and builds the HTML into ``<out>/html``. The build is strict (``-W -n --keep-going``): any
+output-free; kernels run with :data:`KERNEL_ENV`: no progress bars, one torch thread), two at a
+time, and builds the HTML into ``<out>/html``. The build is strict (``-W -n --keep-going``): any
 Sphinx warning fails it.
 
 The repository's own ``_config.yml`` executes notebooks itself (``execute_notebooks: auto``), so
@@ -15,6 +15,7 @@ points the launch buttons (Colab, Binder) at the commit being built.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from . import zoo
+from . import pool, zoo
 from .config import resolve
 
 ROOT = Path(__file__).resolve().parents[2]   # the repository (editable install)
@@ -87,32 +88,68 @@ def stamp_ref(path: Path, sha: str | None) -> None:
     nbformat.write(nb, path)
 
 
-def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = ROOT) -> dict:
-    """Run each notebook with papermill (``preset`` parameter) into ``src/notebooks``, its Colab
-    cell stamped with :func:`commit`; returns seconds per notebook. Stops at the first failing
-    notebook."""
-    import papermill as pm
-    times, sha = {}, commit(root)
-    old = os.environ.get("RT_PROGRESS")
-    os.environ["RT_PROGRESS"] = "0"   # inherited by the kernels: no progress bars in the book
+#: what the kernels inherit: no progress bars in the book, and one torch / BLAS thread, so that
+#: two notebooks side by side do not fight over the cores (OpenMP threads spin-wait: a 2-thread
+#: kernel beside another busy process ran 9x slower) and every number a kernel computes itself
+#: is the same on any core count (heavy work runs in one-thread worker processes anyway)
+KERNEL_ENV = dict(RT_PROGRESS="0", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                  OPENBLAS_NUM_THREADS="1")
+
+
+@contextlib.contextmanager
+def _environ(env: dict):
+    """``os.environ`` updated with ``env`` inside the block, restored after it."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
-        for nb in notebooks(root):
-            if only and nb.stem not in only:
-                continue
-            t0 = time.perf_counter()
-            print(f"[book] executing {nb.name} (preset={preset})", flush=True)
-            out = src / "notebooks" / nb.name
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = ROOT,
+            jobs: int | None = None) -> dict:
+    """Run each notebook with papermill (``preset`` parameter) into ``src/notebooks``, its Colab
+    cell stamped with :func:`commit`; returns seconds per notebook.
+
+    ``jobs`` notebooks run at a time (default: 2, or 1 on a one-core machine). The notebooks
+    are independent (each reads only the cache, whose entries are written atomically and keyed
+    by their inputs), and their heavy work runs in one-thread worker processes, so running two
+    at a time changes no number; it fills the core that one notebook's single-threaded parts
+    (kernel start, imports, tables, figures) leave idle. A failing notebook stops the build:
+    notebooks not yet started are skipped, and its error is raised once the running ones end.
+    """
+    import papermill as pm
+    from concurrent.futures import ThreadPoolExecutor
+    todo = [nb for nb in notebooks(root) if not only or nb.stem in only]
+    jobs = pool.worker_count(min(2, os.cpu_count() or 1) if jobs is None else jobs,
+                             max(len(todo), 1))
+    times, sha, failed = {}, commit(root), []
+
+    def one(nb: Path) -> None:
+        if failed:
+            return
+        t0 = time.perf_counter()
+        print(f"[book] executing {nb.name} (preset={preset})", flush=True)
+        out = src / "notebooks" / nb.name
+        try:
             pm.execute_notebook(str(nb), str(out), parameters={"preset": preset},
                                 kernel_name="python3", cwd=str(nb.parent), progress_bar=False)
-            stamp_ref(out, sha)
-            times[nb.name] = time.perf_counter() - t0
-            print(f"[book] {nb.name}: {times[nb.name]:.1f} s", flush=True)
-    finally:
-        if old is None:
-            os.environ.pop("RT_PROGRESS", None)
-        else:
-            os.environ["RT_PROGRESS"] = old
-    return times
+        except BaseException:
+            failed.append(nb.name)
+            raise
+        stamp_ref(out, sha)
+        times[nb.name] = time.perf_counter() - t0
+        print(f"[book] {nb.name}: {times[nb.name]:.1f} s", flush=True)
+
+    with _environ(KERNEL_ENV), ThreadPoolExecutor(jobs) as ex:
+        for fut in [ex.submit(one, nb) for nb in todo]:
+            fut.result()
+    return {nb.name: times[nb.name] for nb in todo if nb.name in times}
 
 
 def glued(path: Path) -> dict:
@@ -183,7 +220,11 @@ def main(argv=None) -> None:
     parser.add_argument("--preset", default="mini")
     parser.add_argument("--out", default="_build", type=Path)
     parser.add_argument("--only", nargs="*", help="notebook stems to execute (default: all)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="notebooks executed at a time (default: 2, 1 on one core)")
     args = parser.parse_args(argv)
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f"--jobs={args.jobs} is not allowed; give an integer >= 1")
     cfg = resolve(args.preset)  # a bad preset stops here, before any notebook runs
     t0 = time.perf_counter()
     # the sources are the long part of a cold build: train / fetch them here, with progress
@@ -191,6 +232,6 @@ def main(argv=None) -> None:
     zoo.load_grid(cfg.sources, allow_download=cfg.allow_download, progress=True, workers=None)
     print(f"[book] sources ready in {time.perf_counter() - t0:.1f} s", flush=True)
     src = stage(args.out.resolve())
-    execute(src, args.preset, args.only)
+    execute(src, args.preset, args.only, jobs=args.jobs)
     html = build(src, args.out.resolve())
     print(f"[book] built {html / 'index.html'} in {time.perf_counter() - t0:.1f} s", flush=True)
