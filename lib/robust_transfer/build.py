@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from . import pool, zoo
+from . import zoo
 from .config import resolve
 
 ROOT = Path(__file__).resolve().parents[2]   # the repository (editable install)
@@ -125,9 +125,10 @@ def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = 
     """
     import papermill as pm
     from concurrent.futures import ThreadPoolExecutor
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"jobs={jobs} is not allowed; give an integer >= 1 or None (default)")
     todo = [nb for nb in notebooks(root) if not only or nb.stem in only]
-    jobs = pool.worker_count(min(2, os.cpu_count() or 1) if jobs is None else jobs,
-                             max(len(todo), 1))
+    jobs = min(jobs or min(2, os.cpu_count() or 1), max(len(todo), 1))
     times, sha, failed = {}, commit(root), []
 
     def one(nb: Path) -> None:
