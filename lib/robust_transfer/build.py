@@ -96,6 +96,11 @@ KERNEL_ENV = dict(RT_PROGRESS="0", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                   OPENBLAS_NUM_THREADS="1")
 
 
+#: notebooks that read another notebook's results (stem -> the stems it reads); they start after
+#: those have finished: chapter 3 links the shape bias to Section 1's transfer gains
+READS = {"03_shape_bias": ("02_transfer_vs_sample_size",)}
+
+
 @contextlib.contextmanager
 def _environ(env: dict):
     """``os.environ`` updated with ``env`` inside the block, restored after it."""
@@ -116,12 +121,14 @@ def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = 
     """Run each notebook with papermill (``preset`` parameter) into ``src/notebooks``, its Colab
     cell stamped with :func:`commit`; returns seconds per notebook.
 
-    ``jobs`` notebooks run at a time (default: 2, or 1 on a one-core machine). The notebooks
-    are independent (each reads only the cache, whose entries are written atomically and keyed
-    by their inputs), and their heavy work runs in one-thread worker processes, so running two
-    at a time changes no number; it fills the core that one notebook's single-threaded parts
-    (kernel start, imports, tables, figures) leave idle. A failing notebook stops the build:
-    notebooks not yet started are skipped, and its error is raised once the running ones end.
+    ``jobs`` notebooks run at a time (default: 2, or 1 on a one-core machine). A notebook
+    writes only cache entries keyed by their inputs (atomically), a notebook that reads
+    another's results starts once that one has finished (:data:`READS`), and the heavy work runs
+    in one-thread worker processes, so running two at a time changes no number; it fills the
+    core that one notebook's single-threaded parts (kernel start, imports, tables, figures)
+    leave idle. Notebooks that others read start first, the ones that read others last. A
+    failing notebook stops the build: notebooks not yet started are skipped, and its error is
+    raised once the running ones end.
     """
     import papermill as pm
     from concurrent.futures import ThreadPoolExecutor
@@ -129,17 +136,25 @@ def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = 
         raise ValueError(f"jobs={jobs} is not allowed; give an integer >= 1 or None (default)")
     todo = [nb for nb in notebooks(root) if not only or nb.stem in only]
     jobs = min(jobs or min(2, os.cpu_count() or 1), max(len(todo), 1))
-    times, sha, failed = {}, commit(root), []
+    read = {stem for stems in READS.values() for stem in stems}
+    order = sorted(todo, key=lambda nb: 0 if nb.stem in read else 2 if nb.stem in READS else 1)
+    times, sha, failed, futures = {}, commit(root), [], {}
 
     def one(nb: Path) -> None:
+        for stem in READS.get(nb.stem, ()):
+            if stem in futures:
+                futures[stem].exception()   # wait; its failure is raised by its own future
         if failed:
             return
         t0 = time.perf_counter()
         print(f"[book] executing {nb.name} (preset={preset})", flush=True)
         out = src / "notebooks" / nb.name
         try:
+            # the kernel starts in the notebook's folder; papermill's own ``cwd=`` would chdir
+            # this whole process, which two threads cannot share
             pm.execute_notebook(str(nb), str(out), parameters={"preset": preset},
-                                kernel_name="python3", cwd=str(nb.parent), progress_bar=False)
+                                kernel_name="python3", progress_bar=False,
+                                resources={"metadata": {"path": str(nb.parent)}})
         except BaseException:
             failed.append(nb.name)
             raise
@@ -148,8 +163,10 @@ def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = 
         print(f"[book] {nb.name}: {times[nb.name]:.1f} s", flush=True)
 
     with _environ(KERNEL_ENV), ThreadPoolExecutor(jobs) as ex:
-        for fut in [ex.submit(one, nb) for nb in todo]:
-            fut.result()
+        for nb in order:
+            futures[nb.stem] = ex.submit(one, nb)
+        for nb in order:
+            futures[nb.stem].result()
     return {nb.name: times[nb.name] for nb in todo if nb.name in times}
 
 
@@ -232,7 +249,8 @@ def main(argv=None) -> None:
     # bars in the terminal; the notebooks then load them from the cache
     zoo.load_grid(cfg.sources, allow_download=cfg.allow_download, progress=True, workers=None)
     print(f"[book] sources ready in {time.perf_counter() - t0:.1f} s", flush=True)
-    src = stage(args.out.resolve())
+    out = args.out.resolve()
+    src = stage(out)
     execute(src, args.preset, args.only, jobs=args.jobs)
-    html = build(src, args.out.resolve())
+    html = build(src, out)
     print(f"[book] built {html / 'index.html'} in {time.perf_counter() - t0:.1f} s", flush=True)

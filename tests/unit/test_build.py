@@ -15,7 +15,8 @@ from robust_transfer import build
 def fake_papermill(monkeypatch, tmp_path):
     """A stand-in ``papermill``: records each call, the environment it saw and how many ran at
     once; ``fail`` names a notebook that raises."""
-    state = dict(calls=[], env=[], running=0, most=0, fail=None)
+    state = dict(calls=[], env=[], running=0, most=0, fail=None, start={}, end={},
+                 slow=set())
     lock = threading.Lock()
 
     def execute_notebook(inp, out, **kw):
@@ -23,11 +24,15 @@ def fake_papermill(monkeypatch, tmp_path):
         with lock:
             state["calls"].append(name)
             state["env"].append({k: os.environ.get(k) for k in build.KERNEL_ENV})
+            state["kernel_cwd"] = kw["resources"]["metadata"]["path"]
+            assert "cwd" not in kw      # papermill's cwd= would chdir the shared process
             state["running"] += 1
             state["most"] = max(state["most"], state["running"])
-        time.sleep(0.2)
+            state["start"][name] = time.perf_counter()
+        time.sleep(1.0 if name in state["slow"] else 0.1)
         with lock:
             state["running"] -= 1
+            state["end"][name] = time.perf_counter()
         if name == state["fail"]:
             raise RuntimeError(f"{name} failed")
         with open(out, "w") as fh:
@@ -43,23 +48,29 @@ def fake_papermill(monkeypatch, tmp_path):
 def test_notebooks_run_two_at_a_time_with_one_thread_kernels(fake_papermill, monkeypatch):
     state, src = fake_papermill
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    here = os.getcwd()
+    state["slow"] = {f"{stem}.ipynb" for stems in build.READS.values() for stem in stems}
     times = build.execute(src, "tiny", jobs=2)
+    assert os.getcwd() == here and state["kernel_cwd"] == str(build.ROOT / "notebooks")
     names = [nb.name for nb in build.notebooks()]
     assert list(times) == names and sorted(state["calls"]) == sorted(names)
     assert state["most"] == 2                       # two kernels side by side, never more
     assert all(env == build.KERNEL_ENV for env in state["env"])
     assert os.environ["OMP_NUM_THREADS"] == "7"     # the caller's environment is restored
+    for reader, stems in build.READS.items():   # e.g. chapter 3 reads Section 1's store rows
+        for stem in stems:
+            assert state["start"][f"{reader}.ipynb"] >= state["end"][f"{stem}.ipynb"]
     build.execute(src, "tiny", jobs=1)
     assert state["most"] == 2 and state["running"] == 0
 
 
 def test_a_failing_notebook_stops_the_build(fake_papermill):
     state, src = fake_papermill
-    names = [nb.name for nb in build.notebooks()]
-    state["fail"] = names[0]
-    with pytest.raises(RuntimeError, match=f"{names[0]} failed"):
+    first = "02_transfer_vs_sample_size.ipynb"      # read by chapter 3, so it starts first
+    state["fail"] = first
+    with pytest.raises(RuntimeError, match=f"{first} failed"):
         build.execute(src, "tiny", jobs=1)
-    assert state["calls"] == [names[0]]             # the ones not started yet are skipped
+    assert state["calls"] == [first]                # the ones not started yet are skipped
 
 
 def test_bad_jobs_is_refused_before_any_work(monkeypatch, capsys):
