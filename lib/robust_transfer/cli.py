@@ -97,6 +97,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="mini")
     p.add_argument("--out", default="_build", type=Path)
     p.add_argument("--only", nargs="*", help="notebook stems to execute (default: all)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="notebooks executed at a time (default: 2, 1 on one core)")
     p = sub.add_parser("verdicts", help="the verdicts a built book states; with a second build, "
                                         "side by side (exit 1 if any differs)")
     p.add_argument("out", type=Path, help="a book build folder (book --out)")
@@ -319,6 +321,8 @@ def cmd_book(args) -> int:
     argv = ["--preset", args.preset, "--out", str(args.out)]
     if args.only:
         argv += ["--only", *args.only]
+    if args.jobs is not None:
+        argv += ["--jobs", str(args.jobs)]
     build.main(argv)
     return 0
 

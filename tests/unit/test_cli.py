@@ -104,6 +104,8 @@ def test_book_command_forwards_to_the_build(monkeypatch):
     monkeypatch.setattr(build, "main", calls.append)
     assert cli.main(["book", "--preset", "tiny", "--out", "x", "--only", "00_data"]) == 0
     assert calls == [["--preset", "tiny", "--out", "x", "--only", "00_data"]]
+    assert cli.main(["book", "--preset", "tiny", "--out", "x", "--jobs", "1"]) == 0
+    assert calls[-1] == ["--preset", "tiny", "--out", "x", "--jobs", "1"]
 
 
 def test_counts_and_estimate_add_up_the_passes():
