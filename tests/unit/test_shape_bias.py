@@ -300,7 +300,11 @@ def test_transfer_link_reads_the_store(tmp_path):
     np.testing.assert_allclose(both["gain_texture_target"], 1.0)
     np.testing.assert_allclose(both["shape_minus_texture"], 4.0)
     assert (link["shape_bias_fourier"] == 0.5).all()
-    assert "Robust sources gain more on shape targets" in ch.findings(_toy_summary(), link)
+    text = ch.findings(_toy_summary(), link)
+    assert "Robust sources gain more on shape targets" in text
+    # block counts with no textures run (Fig. 4's) have no link line, never "vs +nan"
+    assert "nan" not in text
+    assert {f"Transfer link ({k} unfrozen" in text for k in blocks} == {True, False}
     specs = {zoo.spec(s).family: zoo.spec(s) for s in cfg.sources}
     by_family = pd.DataFrame([dict(family=f, norm=sp.norm, eps=sp.eps, label=sp.label,
                                    probe="cue_fourier", param=np.nan, metric="shape_bias",

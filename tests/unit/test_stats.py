@@ -440,3 +440,15 @@ def test_main_gains_block_count_fallback_and_recipes():
     assert stats.main_gains(d, 1, norm="linf").empty
     with pytest.raises(ValueError, match="blocks=-1"):
         stats.main_gains(d, -1)
+
+
+def test_norms_text_counts_cells_after_holm_correction():
+    """Fig. 2.6's counts: two cells with p = 0.03 are significant one at a time, neither after
+    Holm over the pair's four cells; p = 0.001 survives it. Sign from the mean."""
+    d = pd.DataFrame(dict(family="mini/fmnist/linf/0.1", b_family="mini/fmnist/l2/1.0",
+                          unfrozen_blocks=0, source_label="L∞ ε=0.1", n_source_seeds=3,
+                          mean=[2.0, 1.0, -3.0, 0.5], p=[0.03, 0.03, 0.001, 0.8],
+                          ci_low=[0.2, 0.1, -5.0, -1.0], ci_high=[3.8, 1.9, -1.0, 2.0]))
+    text = ch02.norms_text(d, [("mini/fmnist/linf/0.1", "mini/fmnist/l2/1.0")], 0)
+    assert ("significantly above at 0, below at 1 after Holm correction over these cells "
+            "(uncorrected per-cell 95% CIs: above at 2, below at 1)") in text

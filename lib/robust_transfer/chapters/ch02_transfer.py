@@ -593,8 +593,9 @@ def blocks_text(summary: pd.DataFrame, block_diffs: pd.DataFrame, families, reci
 
 def norms_text(norm_diffs: pd.DataFrame, pairs, blocks: int, clean: dict | None = None) -> str:
     """Markdown: for each pair of Fig. 2.6, at how many (target, n) cells family a is
-    significantly above / below family b (paired CIs, uncorrected), and the mean difference;
-    ``clean`` maps family -> mean clean source accuracy (fraction) to say how they are matched."""
+    significantly above / below family b (paired tests, Holm-corrected over the pair's cells;
+    uncorrected per-cell CIs beside them), and the mean difference; ``clean`` maps family ->
+    mean clean source accuracy (fraction) to say how they are matched."""
     if not pairs or not len(norm_diffs):
         return "No L2 / L-inf pair with enough source seeds in these results."
     lines = []
@@ -603,13 +604,16 @@ def norms_text(norm_diffs: pd.DataFrame, pairs, blocks: int, clean: dict | None 
                        & (norm_diffs["unfrozen_blocks"] == blocks)]
         if d.empty:
             continue
+        sig, up = stats.adjust(d["p"].to_numpy()) < 0.05, d["mean"].to_numpy() > 0
         match = (f" (clean source accuracy {100 * clean[a]:.1f}% vs {100 * clean[b]:.1f}%)"
                  if clean and a in clean and b in clean else "")
         lines.append(f"- **{d['source_label'].iloc[0]} minus {b.split('/', 2)[-1]}**{match}, "
                      f"{_blocks_word(blocks)}, {d['n_source_seeds'].min()} source seeds each: "
                      f"mean paired difference {d['mean'].mean():+.1f} points over {len(d)} "
-                     f"(target, n) cells; significantly above at {int((d['ci_low'] > 0).sum())}, "
-                     f"below at {int((d['ci_high'] < 0).sum())} (per-cell 95% CIs, uncorrected).")
+                     f"(target, n) cells; significantly above at {int((sig & up).sum())}, "
+                     f"below at {int((sig & ~up).sum())} after Holm correction over these cells "
+                     f"(uncorrected per-cell 95% CIs: above at {int((d['ci_low'] > 0).sum())}, "
+                     f"below at {int((d['ci_high'] < 0).sum())}).")
     return "\n".join(lines) or "No L2 / L-inf pair in these results."
 
 

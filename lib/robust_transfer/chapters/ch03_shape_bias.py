@@ -210,6 +210,9 @@ def findings(summary, link=None, validation=None) -> str:
                      "related to transfer gains here (run the transfer chapter first).")
     else:
         for k, g in link.groupby("unfrozen_blocks"):
+            g = g[g["gain_texture_target"].notna()]   # block counts run on shape targets only
+            if g.empty:
+                continue
             parts = "; ".join(f"{r.label}: {r.gain_shape_targets:+.1f} vs "
                               f"{r.gain_texture_target:+.1f}" for r in g.itertuples())
             text = (f"- **Transfer link ({k} unfrozen block(s))**: mean gain over natural on "
