@@ -57,6 +57,7 @@ import copy
 import functools
 import hashlib
 import math
+import os
 import time
 import weakref
 
@@ -155,8 +156,12 @@ def weights_fingerprint(model: nn.Module) -> str:
 
 @torch.no_grad()
 def _prefix(model, images: torch.Tensor, k: int) -> torch.Tensor:
-    """``model.prefix`` over ``images`` in eval mode, in chunks, float32 on the CPU."""
+    """``model.prefix`` over ``images`` in eval mode, in chunks, float32 on the CPU, computed
+    channels-last whatever ``model``'s layout (the layout changes the last bits of a
+    convolution, and a cached entry must not depend on which caller wrote it first)."""
     was = model.training
+    if not _channels_last(model):
+        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     model.eval()
     dev = next(model.parameters()).device
     out = [model.prefix(images[i:i + EVAL_BATCH].to(dev), k).float().cpu()
@@ -165,8 +170,21 @@ def _prefix(model, images: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-@functools.lru_cache(maxsize=8)
+def _channels_last(model) -> bool:
+    """Every 4-D weight of ``model`` is stored channels-last."""
+    return all(p.is_contiguous(memory_format=torch.channels_last)
+               for p in model.parameters() if p.dim() == 4)
+
+
 def _read_features(path: str) -> torch.Tensor:
+    """The cached features at ``path``, read once per version of the file (a file replaced
+    under the same name, as tests do, is read again)."""
+    st = os.stat(path)
+    return _read_features_version(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_features_version(path: str, mtime_ns: int, size: int) -> torch.Tensor:
     from safetensors.torch import load_file
     return load_file(path)["prefix"]
 

@@ -1,5 +1,7 @@
 """Fine-tuning engine: fast path == plain path, subsets, frozen layers, feature cache."""
+import copy
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -99,8 +101,8 @@ def test_prefix_features_cached_float32_and_reused(digits, source, tmp_path, mon
     f1 = transfer.prefix_features(source, x, 1, ("src/a", "digits", "train"))
     files = list((tmp_path / "features").rglob("*.safetensors"))
     assert len(files) == 1 and f1.dtype == torch.float32
-    assert torch.equal(f1, source.prefix(x, 1))
-    transfer._read_features.cache_clear()            # read back from disk, not from memory
+    torch.testing.assert_close(f1, source.prefix(x, 1))
+    transfer._read_features_version.cache_clear()    # read back from disk, not from memory
     monkeypatch.setattr(transfer, "_prefix", lambda *a: pytest.fail("recomputed a cached prefix"))
     f2 = transfer.prefix_features(source, x, 1, ("src/a", "digits", "train"))
     assert torch.equal(f1, f2) and f2 is not f1
@@ -109,6 +111,28 @@ def test_prefix_features_cached_float32_and_reused(digits, source, tmp_path, mon
     other = models.build("resnet8", 10, 1).eval()  # other weights -> other file
     transfer.prefix_features(other, x, 1, ("src/a", "digits", "train"))
     assert len(list((tmp_path / "features").rglob("*.safetensors"))) == 2
+
+
+def test_prefix_features_do_not_depend_on_the_callers_layout(digits, source, tmp_path,
+                                                            monkeypatch):
+    """Fine-tuning passes a channels-last copy, the influence study the source as loaded: the
+    cached entry (one path for both) has the same bits whoever writes it first, and the caller's
+    model keeps its layout. A file replaced under the same name is read again."""
+    x = digits[0][:64]
+    cl = copy.deepcopy(source).to(memory_format=torch.channels_last)
+    feats = []
+    for i, model in enumerate((source, cl)):
+        monkeypatch.setenv("RT_CACHE_DIR", str(tmp_path / str(i)))
+        feats.append(transfer.prefix_features(model, x, 1, ("src/a", "digits", "train")))
+    assert torch.equal(feats[0], feats[1])
+    assert not transfer._channels_last(source) and transfer._channels_last(cl)
+    path = next((tmp_path / "0" / "features").rglob("*.safetensors"))
+    from safetensors.torch import save_file
+    time.sleep(0.01)
+    save_file({"prefix": feats[0] + 1}, str(path))   # replaced (as a test's fresh cache does)
+    monkeypatch.setenv("RT_CACHE_DIR", str(tmp_path / "0"))
+    assert torch.equal(transfer.prefix_features(source, x, 1, ("src/a", "digits", "train")),
+                       feats[0] + 1)
 
 
 def test_run_end_to_end_with_zoo_spec(source, monkeypatch):
