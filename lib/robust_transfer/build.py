@@ -15,7 +15,6 @@ points the launch buttons (Colab, Binder) at the commit being built.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from . import zoo
+from . import pool, zoo
 from .config import resolve
 
 ROOT = Path(__file__).resolve().parents[2]   # the repository (editable install)
@@ -101,21 +100,6 @@ KERNEL_ENV = dict(RT_PROGRESS="0", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
 READS = {"03_shape_bias": ("02_transfer_vs_sample_size",)}
 
 
-@contextlib.contextmanager
-def _environ(env: dict):
-    """``os.environ`` updated with ``env`` inside the block, restored after it."""
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = ROOT,
             jobs: int | None = None) -> dict:
     """Run each notebook with papermill (``preset`` parameter) into ``src/notebooks``, its Colab
@@ -162,7 +146,7 @@ def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = 
         times[nb.name] = time.perf_counter() - t0
         print(f"[book] {nb.name}: {times[nb.name]:.1f} s", flush=True)
 
-    with _environ(KERNEL_ENV), ThreadPoolExecutor(jobs) as ex:
+    with pool.environ(KERNEL_ENV), ThreadPoolExecutor(jobs) as ex:
         for nb in order:
             futures[nb.stem] = ex.submit(one, nb)
         for nb in order:

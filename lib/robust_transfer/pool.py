@@ -1,13 +1,15 @@
 """Independent cached jobs (sources to train, influence studies) in spawned worker processes of
 one torch thread each: a job writes its result into the cache, where the caller then loads it.
-(The transfer sweep has its own executors, with retries and failure records: ``sweep``.)"""
+(The transfer sweep has its own executors, with retries and failure records: ``sweep``.) Also
+the environment child processes inherit: :func:`environ`, :func:`restore_environ`."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 from .progress import bar
 
-__all__ = ["worker_count", "run"]
+__all__ = ["worker_count", "run", "environ", "restore_environ"]
 
 
 def worker_count(workers: int | None, jobs: int) -> int:
@@ -35,3 +37,24 @@ def run(fn, calls: list[tuple], workers: int, *, desc: str, progress: bool = Tru
 def _one_thread() -> None:
     import torch
     torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def environ(env: dict):
+    """``os.environ`` updated with ``env`` inside the block (what processes started there
+    inherit), restored after it."""
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        restore_environ(before)
+
+
+def restore_environ(before: dict) -> None:
+    """Set the variables of ``before`` back (None: remove it)."""
+    for k, v in before.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -91,7 +91,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from . import data, transfer, zoo
+from . import data, pool, transfer, zoo
 from .cache import key as cache_key
 from .progress import bar
 from .store import Store
@@ -402,7 +402,7 @@ def _parallel(todo, cfg, store, executor, client, workers, scheduler, retries, r
         for obj in state["made"]:
             obj.close()
         if state["env"]:
-            _restore_environ(state["env"])
+            pool.restore_environ(state["env"])
 
 
 def _follow(todo, cfg, store, executor, client, workers, scheduler, retries, run_fn, load_fn,
@@ -526,18 +526,9 @@ def _local_cluster(workers: int):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None)
     except BaseException:
-        _restore_environ(before)
+        pool.restore_environ(before)
         raise
     return cluster, before
-
-
-def _restore_environ(before: dict) -> None:
-    """Set the variables of ``before`` back (None: remove it)."""
-    for k, v in before.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def status(cfg, store: Store) -> "pandas.DataFrame":
