@@ -7,6 +7,7 @@ PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
 PRESET  ?= mini
+SEED_OFFSET ?= 0
 STAMP   := $(VENV)/.installed
 FMNIST  := /usr/share/datasets/fashion-mnist
 CHROMIUM := /usr/bin/chromium
@@ -43,9 +44,10 @@ browser:
 
 env: $(STAMP) data browser
 
-## make book: execute every notebook on $(PRESET) with papermill, build _build/html (strict)
+## make book: execute every notebook on $(PRESET) with papermill, build _build/html (strict);
+## SEED_OFFSET=6 trains source seeds disjoint from the default build's (a replication build)
 book: env
-	$(PY) -m robust_transfer.book --preset $(PRESET) --out _build
+	$(PY) -m robust_transfer.book --preset $(PRESET) --source-seed-offset $(SEED_OFFSET) --out _build
 
 ## make test: unit tests, every notebook on the tiny preset, and a strict book build of those
 test: env

@@ -101,9 +101,9 @@ READS = {"03_shape_bias": ("02_transfer_vs_sample_size",)}
 
 
 def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = ROOT,
-            jobs: int | None = None) -> dict:
-    """Run each notebook with papermill (``preset`` parameter) into ``src/notebooks``, its Colab
-    cell stamped with :func:`commit`; returns seconds per notebook.
+            jobs: int | None = None, source_seed_offset: int = 0) -> dict:
+    """Run each notebook with papermill (``preset`` and ``source_seed_offset`` parameters) into
+    ``src/notebooks``, its Colab cell stamped with :func:`commit`; returns seconds per notebook.
 
     ``jobs`` notebooks run at a time (default: 2, or 1 on a one-core machine). A notebook
     writes only cache entries keyed by their inputs (atomically), a notebook that reads
@@ -131,12 +131,13 @@ def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = 
         if failed:
             return
         t0 = time.perf_counter()
-        print(f"[book] executing {nb.name} (preset={preset})", flush=True)
+        print(f"[book] executing {nb.name} (preset={preset}, source_seed_offset="
+              f"{source_seed_offset})", flush=True)
         out = src / "notebooks" / nb.name
         try:
             # the kernel starts in the notebook's folder; papermill's own ``cwd=`` would chdir
             # this whole process, which two threads cannot share
-            pm.execute_notebook(str(nb), str(out), parameters={"preset": preset},
+            pm.execute_notebook(str(nb), str(out), parameters={"preset": preset, "source_seed_offset": source_seed_offset},
                                 kernel_name="python3", progress_bar=False,
                                 resources={"metadata": {"path": str(nb.parent)}})
         except BaseException:
@@ -224,10 +225,16 @@ def main(argv=None) -> None:
     parser.add_argument("--only", nargs="*", help="notebook stems to execute (default: all)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="notebooks executed at a time (default: 2, 1 on one core)")
+    parser.add_argument("--source-seed-offset", type=int, default=0,
+                        help="shift every trained source seed (a replication build: 6 trains "
+                             "seeds disjoint from the default build's)")
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs={args.jobs} is not allowed; give an integer >= 1")
-    cfg = resolve(args.preset)  # a bad preset stops here, before any notebook runs
+    try:  # a bad preset or offset stops here, before any notebook runs
+        cfg = resolve(args.preset, source_seed_offset=args.source_seed_offset)
+    except ValueError as err:
+        parser.error(str(err))
     t0 = time.perf_counter()
     # the sources are the long part of a cold build: train / fetch them here, with progress
     # bars in the terminal; the notebooks then load them from the cache
@@ -235,6 +242,7 @@ def main(argv=None) -> None:
     print(f"[book] sources ready in {time.perf_counter() - t0:.1f} s", flush=True)
     out = args.out.resolve()
     src = stage(out)
-    execute(src, args.preset, args.only, jobs=args.jobs)
+    execute(src, args.preset, args.only, jobs=args.jobs,
+            source_seed_offset=args.source_seed_offset)
     html = build(src, out)
     print(f"[book] built {html / 'index.html'} in {time.perf_counter() - t0:.1f} s", flush=True)

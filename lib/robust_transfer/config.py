@@ -35,6 +35,10 @@ class Config:
     allow_download: bool = False        # torchvision datasets / paper checkpoints may be fetched
     # --- sources (zoo ids, see robust_transfer.zoo.list_sources())
     sources: tuple[str, ...] = tuple(zoo.list_sources("mini"))
+    # shift the seeds of the preset's trained sources (and finetune_sources) by this; sources
+    # given explicitly are used as given. The replication build's 6 trains seeds 6..11,
+    # disjoint from the default build's 0..5
+    source_seed_offset: int = 0
     # --- targets and target sampling
     targets: tuple[str, ...] = ("mnist5k", "digits", "textures")
     n_values: tuple[int, ...] = (10, 20, 40, 80, 160, 320, 640, 1280)
@@ -365,10 +369,28 @@ def resolve(preset: str = "mini", **overrides) -> Config:
     if "preset" in overrides:
         raise ValueError("preset must be given as the first argument, not as an override")
     given = {k: _coerce(k, v) for k, v in overrides.items() if v is not None}
-    values = {**PRESETS[preset], **{k: v for k, v in given.items() if v is not None}}
+    values = {**_preset_values(preset, given.get("source_seed_offset", 0)), **given}
     cfg = Config(**values)
     _validate(cfg)
     return cfg
+
+
+def _preset_values(preset: str, offset) -> dict:
+    """``PRESETS[preset]`` (over the dataclass defaults) with the seeds of its trained
+    ``sources`` and ``finetune_sources`` shifted by ``source_seed_offset``; sources given
+    explicitly are used as given. An offset for presets without trained sources is refused
+    (downloaded checkpoints have no training seed)."""
+    values = {**{f: getattr(Config, f) for f in _FIELDS if hasattr(Config, f)}, **PRESETS[preset]}
+    if not _is_int(offset) or offset < 0:
+        _fail("source_seed_offset", offset, "must be an integer >= 0 (0 = the preset's source "
+              "seeds)")
+    if offset == 0:
+        return values
+    if all(zoo.spec(s).scale not in zoo.TRAINED_SCALES for s in values["sources"]):
+        _fail("source_seed_offset", offset, f"only 0 for preset {preset!r}: its sources are "
+              f"downloaded checkpoints without a training seed")
+    return {**values, **{f: tuple(zoo.shift_seed(s, offset) for s in values[f])
+                         for f in ("sources", "finetune_sources")}}
 
 
 def describe(cfg: Config, fields=None) -> "pandas.DataFrame":

@@ -6,8 +6,9 @@ Ids (``list_sources()`` lists them):
   trained here on Fashion-MNIST (the first 20,000 training images), natural, PGD-adversarial
   (L2 / L-inf, eps in [0, 1] pixel units) or Gaussian-noise augmented (eps = noise sigma).
   ``tiny/...``: the same families on 1,000 images (seconds; for tests). The grid is
-  ``_TRAINED_GRID`` (its first families, :data:`MAIN_FAMILIES`, have three seeds); a listed
-  source is trained on first use; eps is written canonically (``1.0``).
+  ``_TRAINED_FAMILIES`` (its first families, :data:`MAIN_FAMILIES`, have six seeds); any seed of
+  a listed family is valid and trained on first use (``list_sources(seed_offset=)`` lists a
+  disjoint seed set for a replication build); eps is written canonically (``1.0``).
 - ``paper/imagenet/{natural,l2/3,linf/4,linf/8}``: the paper's ResNet-50 sources (L-inf eps in
   /255 units in the id): torchvision's ImageNet weights and the MadryLab ``robustness``
   checkpoints the authors used (Dropbox).
@@ -49,7 +50,7 @@ from .cache import atomic_path, atomic_write_text, cache_dir, file_lock, key, sh
 from .progress import bar
 
 __all__ = ["SourceSpec", "REGISTRY", "list_sources", "main_sources", "check_id", "spec",
-           "revision", "load", "load_grid", "table", "family_representatives",
+           "revision", "shift_seed", "load", "load_grid", "table", "family_representatives",
            "adversarial_examples", "edge_alignment_by_source", "source_data", "ATTACK_EPS",
            "TRAINED_SCALES", "MAIN_FAMILIES", "PINNED_SHA256", "PAPER_FILES", "SourceUnavailable"]
 
@@ -75,14 +76,15 @@ _RECIPE_VERSION = 2  # bump when train.py's recipe changes so cached sources are
 #: node; :func:`load_grid` trains missing sources in parallel processes instead of threads
 TRAIN_THREADS = 1
 
-#: the trained grid of every trained scale, in listing order: (norm, eps as written, seed)
-_TRAINED_GRID = ([("natural", None, s) for s in (0, 1, 2)]
-                 + [("l2", "1.0", s) for s in (0, 1, 2)]
-                 + [("l2", "0.5", 0), ("l2", "2.0", 0)]
-                 + [("linf", "0.1", s) for s in (0, 1, 2)]
-                 + [("noise", "0.1", 0)])
-#: the trained families the mini budget fine-tunes (``config``'s ``finetune_sources``; three
-#: seeds each; L-inf eps 0.1 also has three, for the head-only L2 vs L-inf comparison)
+#: the trained families of every trained scale, in listing order: (norm, eps as written, number
+#: of source seeds); a build lists seeds ``offset .. offset + count - 1`` of each
+#: (:func:`list_sources`' ``seed_offset``; ``config``'s ``source_seed_offset``), so two builds can
+#: train disjoint seed sets. Any seed of a listed family is a valid id (trained on first use).
+_TRAINED_FAMILIES = (("natural", None, 6), ("l2", "1.0", 6), ("l2", "0.5", 1), ("l2", "2.0", 1),
+                     ("linf", "0.1", 3), ("noise", "0.1", 1))
+#: the trained families the mini budget fine-tunes and every verdict rests on (``config``'s
+#: ``finetune_sources``; six seeds each, the issue-20 power analysis in ``book/method.md``;
+#: L-inf eps 0.1 has three, for the head-only L2 vs L-inf comparison)
 MAIN_FAMILIES = ("natural", "l2/1.0")
 
 _TV_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
@@ -169,9 +171,16 @@ def _salman_file(norm: str, e: str) -> str:
     return f"resnet50_l2_eps{e}.ckpt" if norm == "l2" else f"resnet50_linf_eps{float(e):.1f}.ckpt"
 
 
+def _trained_grid(seed_offset: int = 0) -> list[tuple[str, str | None, int]]:
+    """(norm, eps as written, seed) of every listed trained source, seeds shifted by
+    ``seed_offset``, in listing order."""
+    return [(norm, e, seed_offset + s) for norm, e, count in _TRAINED_FAMILIES
+            for s in range(count)]
+
+
 def _build_registry() -> dict[str, SourceSpec]:
     records = [_trained_record(sc, norm, e, s) for sc in ("tiny", "mini")
-               for norm, e, s in _TRAINED_GRID]
+               for norm, e, s in _trained_grid()]
     records += [_imagenet_record(sid, url, name) for sid, (url, name) in PAPER_FILES.items()]
     records += [_imagenet_record(f"salman2020/imagenet/{nm}/{e}",
                                  f"https://huggingface.co/{HF_REPO}/resolve/{HF_REVISION}/"
@@ -187,34 +196,58 @@ REGISTRY = types.MappingProxyType(_build_registry())
 PINNED_SHA256: dict[str, str | None] = {r.file: r.sha256 for r in REGISTRY.values() if r.file}
 
 
-def list_sources(scale: str | None = None) -> list[str]:
-    """All registered source ids, or those of one ``scale`` (tiny, mini, paper, salman2020)."""
-    if scale is None:
-        return list(REGISTRY)
-    if scale not in _SCALES:
+def list_sources(scale: str | None = None, seed_offset: int = 0) -> list[str]:
+    """All registered source ids, or those of one ``scale`` (tiny, mini, paper, salman2020);
+    trained sources with their seeds shifted by ``seed_offset`` (see ``_TRAINED_FAMILIES``)."""
+    if scale is not None and scale not in _SCALES:
         raise ValueError(f"scale={scale!r} is not allowed; allowed: {list(_SCALES)}")
-    return [i for i, r in REGISTRY.items() if r.scale == scale]
+    ids = [i for i, r in REGISTRY.items() if scale is None or r.scale == scale]
+    return [shift_seed(i, seed_offset) for i in ids]
 
 
-def main_sources(scale: str) -> list[str]:
+def main_sources(scale: str, seed_offset: int = 0) -> list[str]:
     """The ids of ``scale`` in the :data:`MAIN_FAMILIES` (every seed), in listing order."""
     families = {f"{scale}/fmnist/{f}" for f in MAIN_FAMILIES}
-    return [i for i in list_sources(scale) if REGISTRY[i].family in families]
+    return [i for i in list_sources(scale, seed_offset) if spec(i).family in families]
+
+
+def shift_seed(source_id: str, offset: int) -> str:
+    """``source_id`` with its source seed shifted by ``offset`` (trained scales; downloaded
+    sources have no seed and are returned unchanged)."""
+    sp = spec(source_id)
+    if offset == 0 or sp.scale not in TRAINED_SCALES:
+        return source_id
+    return f"{sp.family}/s{sp.seed + offset}"
+
+
+def _trained_spec(source_id: str) -> SourceSpec | None:
+    """The record of a well-formed trained id of a listed family with any seed, else None."""
+    m = _TRAINED_RE.match(source_id) if isinstance(source_id, str) else None
+    if not m:
+        return None
+    scale, natural, norm, eps_text, seed_text = m.groups()
+    first = f"{source_id.rsplit('/', 1)[0]}/s0"  # every listed family has seed 0
+    if first not in REGISTRY or seed_text != str(int(seed_text)):
+        return None
+    return _trained_record(scale, "natural" if natural else norm, eps_text, int(seed_text))
 
 
 def spec(source_id: str) -> SourceSpec:
-    """The registry record of ``source_id``; ``ValueError`` saying what is wrong if it has none."""
+    """The registry record of ``source_id`` (any seed of a listed trained family);
+    ``ValueError`` saying what is wrong if it has none."""
     try:
         return REGISTRY[source_id]
     except (KeyError, TypeError):
-        _explain(source_id)
+        record = _trained_spec(source_id)
+        if record is None:
+            _explain(source_id)
+        return record
 
 
 def check_id(source_id: str) -> None:
     """Raise ``ValueError`` naming what is wrong with ``source_id`` (scale, norm, eps, seed),
     including a well-formed id that is not in the zoo (e.g. an eps that was never trained)."""
-    if not isinstance(source_id, str) or source_id not in REGISTRY:
-        _explain(source_id)
+    spec(source_id)
 
 
 def _bad(source_id, what):
@@ -251,13 +284,10 @@ def _explain(source_id) -> None:
                  f"for {norm} (pixel units)")
         if eps_text != repr(eps):
             _bad(source_id, f"eps {eps_text!r} must be written canonically as {repr(eps)!r}")
-    family = source_id.rsplit("/", 1)[0]
     listed = [REGISTRY[i] for i in list_sources(scale)]
     same_norm = sorted({r.family for r in listed if r.norm == norm})
-    seeds = sorted({r.seed for r in listed if r.family == family})
-    what = (f"seed {seed} of {family} is not in the zoo; its seeds are {seeds}" if seeds
-            else f"eps {eps:g} ({norm}) is not in the zoo; {scale} {norm} sources: {same_norm}")
-    _bad(source_id, what + " (add it to zoo._TRAINED_GRID to train it)")
+    _bad(source_id, f"eps {eps:g} ({norm}) is not in the zoo; {scale} {norm} sources: "
+         f"{same_norm} (add it to zoo._TRAINED_FAMILIES to train it)")
 
 
 # ------------------------------------------------------------------------------- loading
