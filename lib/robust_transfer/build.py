@@ -170,14 +170,21 @@ def glued(path: Path) -> dict:
     return out
 
 
-#: glued names of each chapter's stated verdicts (the introduction's results table shows the rows)
-VERDICT_SUFFIXES = ("verdict", "other_verdict", "cue_verdict", "shrinks")
+#: glued names of each chapter's stated verdicts and claim-part labels (``claims``; the
+#: introduction's results table shows the rows)
+VERDICT_SUFFIXES = ("verdict", "other_verdict", "cue_verdict")
+
+
+def is_verdict(name: str) -> bool:
+    """Whether a glued name states a verdict: a claim's (:data:`VERDICT_SUFFIXES`) or a claim
+    part's label (``<chapter>_part_<key>_label``, ``common.claim_values``)."""
+    return name.endswith(VERDICT_SUFFIXES) or ("_part_" in name and name.endswith("_label"))
 
 
 def verdicts(out: Path) -> dict:
     """``{glued name: value}`` of every verdict the book built into ``out`` states (names ending
     in :data:`VERDICT_SUFFIXES`, row copies left out) and the interval texts they rest on
-    (``*_gain_text``, ``*_row_ci``), read from ``<out>/src/notebooks``. ValueError when ``out``
+    (``*_gain_text``, ``*_row_ci``, the parts' ``*_text``), read from ``<out>/src/notebooks``. ValueError when ``out``
     holds no executed notebooks."""
     nbs = sorted((Path(out) / "src" / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if not nbs:
@@ -186,8 +193,8 @@ def verdicts(out: Path) -> dict:
     found = {}
     for nb in nbs:
         for name, value in glued(nb).items():
-            if (name.endswith(VERDICT_SUFFIXES) and "_row_" not in name) \
-                    or name.endswith(("_gain_text", "_row_ci")):
+            if (is_verdict(name) and "_row_" not in name) \
+                    or name.endswith(("_gain_text", "_row_ci")) or "_part_" in name:
                 found[name] = value
     return found
 
@@ -198,7 +205,7 @@ def compare_verdicts(a: Path, b: Path) -> "pandas.DataFrame":
     import pandas as pd
     va, vb = verdicts(a), verdicts(b)
     rows = [dict(name=k, a=va.get(k), b=vb.get(k),
-                 same=(va.get(k) == vb.get(k)) if k.endswith(VERDICT_SUFFIXES) else None)
+                 same=(va.get(k) == vb.get(k)) if is_verdict(k) else None)
             for k in sorted(set(va) | set(vb))]
     return pd.DataFrame(rows, columns=["name", "a", "b", "same"])
 

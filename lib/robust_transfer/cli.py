@@ -24,12 +24,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from . import build, config, cost, data, sweep, transfer, zoo
+from . import build, claims, config, cost, data, sweep, transfer, zoo
 from .store import Store
 
 __all__ = ["main", "parameters", "resolve_args"]
@@ -100,9 +101,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None,
                    help="notebooks executed at a time (default: 2, 1 on one core)")
     p = sub.add_parser("verdicts", help="the verdicts a built book states; with a second build, "
-                                        "side by side (exit 1 if any differs)")
-    p.add_argument("out", type=Path, help="a book build folder (book --out)")
-    p.add_argument("other", type=Path, nargs="?", help="a second build of the same commit")
+                                        "side by side (exit 1 if any differs); with --preset "
+                                        "(no build), every claim part from the store")
+    p.add_argument("out", type=Path, nargs="?", help="a book build folder (book --out)")
+    p.add_argument("other", type=Path, nargs="?", help="a second build (the same commit, or "
+                                                       "a replication build)")
+    _config_options(p, store=False)
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="processes for runs still missing from the store (default 1)")
     return ap
 
 
@@ -328,6 +334,19 @@ def cmd_book(args) -> int:
 
 
 def cmd_verdicts(args) -> int:
+    if args.out is None:
+        if args.preset is None and args.config is None:
+            raise UsageError("give a book build folder (BUILD [OTHER]) or --preset / --config "
+                             "to read the results store")
+        t0 = time.perf_counter()
+        records = claims.evaluate(resolve_args(args), workers=args.workers)
+        print(claims.table(records).drop(columns="claim").to_markdown(index=False))
+        print("\n" + "\n".join(f"{c.title}: {c.label}" for c in records))
+        print(f"\n({time.perf_counter() - t0:.1f} s)")
+        return 0
+    if args.preset or args.config or args.sets:
+        raise UsageError("--preset / --config / --set read the results store; a build folder "
+                         "states its own verdicts: give one or the other")
     if args.other is None:
         for name, value in build.verdicts(args.out).items():
             print(f"{name}: {value}")
@@ -358,7 +377,7 @@ def main(argv=None) -> int:
     if args.command == "verdicts":
         try:
             return cmd_verdicts(args)
-        except ValueError as err:
+        except (UsageError, ValueError) as err:
             print(f"{ap.prog} {args.command}: error: {err}", file=sys.stderr)
             return 2
     try:

@@ -18,9 +18,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .. import reference, stats
+from .. import claims, reference, stats
+from ..claims import small_n_max
 from ..shape_bias import SHAPE_TARGETS
-from .common import band, colours, fmt_ci, log2_axis
+from .common import band, claim_values, colours, fmt_ci, log2_axis
 
 __all__ = ["accuracy_vs_n", "paper_deltas", "validation_curves", "gain_table", "findings",
            "paper_comparison", "paper_gain_table", "ours_label", "runs_text", "budget_text",
@@ -30,7 +31,7 @@ __all__ = ["accuracy_vs_n", "paper_deltas", "validation_curves", "gain_table", "
            "verdict_text", "results_row", "VERDICTS", "PAPER_BLOCKS"]
 
 #: the verdicts :func:`headline` can give the paper's transfer claim
-VERDICTS = ("reproduced", "partly", "not reproduced", "not tested")
+VERDICTS = (*claims.CLAIM_LABELS, "not tested")
 
 ACCURACY_RANGE = (0, 100)  # accuracy bands are clipped to it; gain bands are not
 
@@ -302,21 +303,15 @@ def paper_comparison(main: pd.DataFrame, paper: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------- the analyses
 
 
-def small_n_max(cfg) -> int:
-    """The pre-specified "few target images" range of the gain test: the largest n of the
-    smaller half of ``cfg.n_values`` (mini: n <= 80; paper: n <= 1600)."""
-    ns = sorted(cfg.n_values)
-    return ns[(len(ns) + 1) // 2 - 1]
-
-
 def analyses(df: pd.DataFrame, cfg) -> dict:
     """Every table the chapter shows, from the store's rows ``df`` (``Store.frame``): ``summary``,
     ``deltas`` (Holm-corrected stars), the pre-specified tests ``pooled`` (gain pooled over
     n <= :func:`small_n_max`) and ``shrink`` (slope of the gain on log2 n), ``main`` (the main
     comparison's gains per recipe, ``stats.main_gains`` at ``cfg.main_blocks``), ``recipes``
     (the gain under ``compare_recipe`` minus under ``recipe``), ``blocks`` (every block count
-    minus 0 blocks, paired), ``norms`` (L-inf minus L2, paired) and ``curves`` (test accuracy
-    per epoch)."""
+    minus 0 blocks, paired), ``norms`` (L-inf minus L2, paired), ``curves`` (test accuracy
+    per epoch) and ``claims`` (``claims.section1`` in ``recipe``, then in ``compare_recipe``;
+    None where nothing is paired)."""
     out = {"summary": stats.summary(df), "deltas": stats.deltas(df),
            "pooled": stats.pooled_gain(df, small_n_max(cfg)), "shrink": stats.shrinkage(df)}
     out["main"] = stats.main_gains(out["deltas"], cfg.main_blocks)
@@ -331,6 +326,8 @@ def analyses(df: pd.DataFrame, cfg) -> dict:
     out["norms"] = pd.concat([stats.compare(df, "family", a, b) for a, b in out["norm_pairs"]],
                              ignore_index=True) if out["norm_pairs"] else pd.DataFrame()
     out["curves"] = stats.curve_summary(df)
+    out["claims"] = [claims.section1(df, cfg)] + (
+        [claims.section1(df, cfg, cfg.compare_recipe)] if len(out["recipes"]) else [])
     return out
 
 
@@ -634,45 +631,25 @@ def _claim(table: pd.DataFrame, target: str, family: str, k: int, recipe: str) -
                  & (table["unfrozen_blocks"] == k) & (table["recipe"] == recipe)]
 
 
-def _verdict(pooled: pd.DataFrame, shrink: pd.DataFrame, family: str, k: int, recipe: str,
-             targets: list) -> tuple[str, bool, bool]:
-    """(verdict, gain holds, shrink holds) of the rule in :func:`headline` for one recipe."""
-    def rows(t, table):
-        return _claim(table, t, family, k, recipe)
-    gain = all(len(rows(t, pooled)) and rows(t, pooled)["ci_low"].iloc[0] > 0 for t in targets)
-    shr = all(len(rows(t, shrink)) and bool(rows(t, shrink)["shrinks"].iloc[0]) for t in targets)
-    return ("reproduced" if gain and shr else "partly" if gain or shr else "not reproduced",
-            bool(gain), bool(shr))
-
-
 def headline(a: dict, cfg) -> dict:
     """The chapter's headline values for the introduction's results table (plain Python floats,
     ints and strings; the notebook glues each as ``ch02_<key>``), from :func:`analyses`.
 
-    The comparison (pre-specified): ``a["main"]`` -- the L2 family with the most source seeds
-    vs natural at ``cfg.main_blocks`` unfrozen blocks (the paper's 3, or its mini analogue), in
-    ``cfg.recipe``. The *shape targets* are its targets in ``shape_bias.SHAPE_TARGETS``
-    (digits, characters; the texture control is left out), or all its targets when none is
-    one. Two pre-specified tests per shape target ``<t>`` (``_key``-ed), one per claim:
-
-    - gain at small n: ``stats.pooled_gain`` over n <= :func:`small_n_max` -- ``<t>_gain``,
-      ``<t>_gain_low``, ``<t>_gain_high``, ``<t>_gain_text``;
-    - the gain shrinks as n grows: ``stats.shrinkage``, the slope of the paired gain per
-      doubling of n -- ``<t>_slope``, ``<t>_slope_low``, ``<t>_slope_high``, ``<t>_shrinks``
-      ("yes" when the slope's CI is below 0), ``<t>_gain_small`` / ``<t>_gain_large`` (mean
-      gains at the smallest and largest n).
-
-    ``verdict`` on the paper's claim "robust sources transfer better at small n and the gain
-    shrinks with n": *gain* holds when the pooled small-n gain's CI is above 0 on every shape
-    target; *shrink* holds when the slope's CI is below 0 on every shape target.
-    "reproduced": both; "partly": exactly one; "not reproduced": neither; "not tested": no
-    robust family is paired with a natural one. ``verdict_reason`` says which parts held.
-    The same rule on ``cfg.compare_recipe``'s runs gives ``other_verdict`` (``other_recipe``;
-    "not tested" without them). ``comparison``, ``family``, ``unfrozen_blocks``, ``recipe``,
-    ``small_n_max`` and ``shape_targets`` say what was compared.
+    The verdict is ``a["claims"][0]``'s label (``claims.section1``: the L2 family with the most
+    source seeds vs natural at ``cfg.main_blocks``, in ``cfg.recipe``; the rules are in
+    :mod:`robust_transfer.claims`), with one ``part_<key>_label`` / ``part_<key>_text`` per
+    part (``common.claim_values``); ``other_verdict`` is the same rule on
+    ``cfg.compare_recipe``'s runs ("not tested" without them). Per shape target ``<t>``
+    (``_key``-ed) the numbers behind the parts: ``<t>_gain``, ``<t>_gain_low``,
+    ``<t>_gain_high``, ``<t>_gain_text`` (pooled small-n gain) and ``<t>_slope``,
+    ``<t>_slope_low``, ``<t>_slope_high``, ``<t>_gain_small`` / ``<t>_gain_large`` (the gain's
+    slope per doubling of n, the mean gains at the smallest and largest n). ``comparison``,
+    ``family``, ``unfrozen_blocks``, ``recipe``, ``small_n_max`` and ``shape_targets`` say what
+    was compared.
     """
     main = a["main"][a["main"]["recipe"] == cfg.recipe] if len(a["main"]) else a["main"]
-    if main.empty:
+    claim = a["claims"][0] if a.get("claims") else None
+    if main.empty or claim is None:
         return {"verdict": "not tested", "other_verdict": "not tested",
                 "verdict_reason": "no robust family is paired with a natural one"}
     family, k = main["family"].iloc[0], int(main["unfrozen_blocks"].iloc[0])
@@ -695,23 +672,18 @@ def headline(a: dict, cfg) -> dict:
                         + (f" pooled over n = {int(r['n_from'])}-{int(r['n_to'])}"
                            if r["n_to"] > r["n_from"] else f" at n = {int(r['n_from'])}")})
         s = _claim(shrink, t, family, k, cfg.recipe)
-        out[f"{key}_shrinks"] = "yes" if len(s) and bool(s["shrinks"].iloc[0]) else "no"
         if len(s):
             r = s.iloc[0]
             out.update({f"{key}_slope": float(r["slope"]), f"{key}_slope_low": float(r["slope_ci_low"]),
                         f"{key}_slope_high": float(r["slope_ci_high"]),
                         f"{key}_gain_small": float(r["gain_small"]),
                         f"{key}_gain_large": float(r["gain_large"])})
-    out["verdict"], gain, shr = _verdict(pooled, shrink, family, k, cfg.recipe, targets)
-    out["verdict_reason"] = (
-        f"gain pooled over n <= {nmax} significantly > 0 on every shape target: "
-        f"{'yes' if gain else 'no'}; gain falls significantly with n (slope per doubling < 0) "
-        f"on every shape target: {'yes' if shr else 'no'}")
-    other = cfg.compare_recipe
-    has_other = bool(other) and len(pooled) and (pooled["recipe"] == other).any()
-    out["other_recipe"] = other or "none"
-    out["other_verdict"] = (_verdict(pooled, shrink, family, k, other, targets)[0]
-                            if has_other else "not tested")
+    out.update(claim_values(claim))
+    out["verdict_reason"] = "; ".join(f"{p.name}: {p.label}" for p in claim.parts
+                                      if p.role == "test")
+    other = a["claims"][1] if len(a["claims"]) > 1 else None
+    out["other_recipe"] = cfg.compare_recipe or "none"
+    out.update(claim_values(other, "other_"))
     return out
 
 
@@ -737,7 +709,7 @@ def results_row(values: dict, preset: str) -> dict:
     large = sub[sub["n"] == sub["n"].max()]["delta"]
     targets = [t for t in values.get("shape_targets", "").split(", ") if t]
     ours = "; ".join(f"{t} {values[_key(t) + '_gain']:+.1f} at n <= {values['small_n_max']}"
-                     f" (falls with n: {values[_key(t) + '_shrinks']})"
+                     f" (shrinks with n: {values['part_' + _key(t) + '_shrinks_label']})"
                      for t in targets if _key(t) + "_gain" in values)
     ci = "; ".join(f"{t} [{values[_key(t) + '_gain_low']:+.1f}, {values[_key(t) + '_gain_high']:+.1f}]"
                    for t in targets if _key(t) + "_gain" in values)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .. import reference, stats, zoo
+from .. import claims, reference, stats, zoo
 from ..influence import (class_mean_matrix, class_sorted, loo_correlation, top_training,
                          topk_same_class)
 from ..influence_study import METRICS, chance, robust_minus_natural, share_matrix, summary
 from . import common
+from .common import claim_values
 
 __all__ = ["plot_topk", "plot_class_matrices", "plot_examples", "plot_loo", "explorer",
            "table", "findings", "headline", "results_row", "PRIMARY"]
@@ -247,9 +248,10 @@ def headline(studies: dict) -> dict:
     ``nn1_robust``), the paper's shares (``paper_top1_robust`` = 78.61, ``paper_top1_natural``
     = 55.08), and
 
-    ``verdict`` -- the :data:`PRIMARY` comparison: "reproduced" if the paired top-1 difference's
-    95% CI lies above 0, "reversed" if below 0, "not reproduced" otherwise (also without a
-    natural/robust pair); ``verdict_detail`` says so and lists the other targets' CIs.
+    ``verdict`` -- the :data:`PRIMARY` comparison's label by ``claims.section3`` (the paired
+    top-1 difference's 95% CI: above 0 reproduced, below 0 contradicted, else not reproduced;
+    "not tested" without a natural/robust pair), with ``part_<key>_label`` / ``_text``
+    (``common.claim_values``); ``verdict_detail`` says so and lists the other targets' CIs.
     """
     nan = float("nan")
     tab = summary(studies).set_index(["target", "kind"]) if studies else None
@@ -268,7 +270,7 @@ def headline(studies: dict) -> dict:
                pairs=float(cells),
                paper_top1_robust=float(reference.INFLUENCE["top1"]["robust"]),
                paper_top1_natural=float(reference.INFLUENCE["top1"]["natural"]))
-    out["verdict"] = ("reproduced" if lo > 0 else "reversed" if hi < 0 else "not reproduced")
+    out.update(claim_values(claims.section3(studies)))
     others = "; ".join(f"{t}: {d[0]:+.1f} [{d[1]:+.1f}, {d[2]:+.1f}]"
                        for t, d in diffs.items() if t != out["target"])
     out["verdict_detail"] = (

@@ -8,7 +8,8 @@ import numpy as np
 from ..progress import is_interactive
 
 __all__ = ["STYLE", "use_style", "colours", "family_colours", "log2_axis", "band", "show_image",
-           "fmt_ci", "verdict", "is_interactive", "glue", "glue_all", "ROW_FIELDS"]
+           "fmt_ci", "verdict", "is_interactive", "glue", "glue_all", "claim_values",
+           "claim_markdown", "ROW_FIELDS"]
 
 #: readable at the book's page width (figures are drawn about 10 in wide and shown ~7 in)
 STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
@@ -98,6 +99,34 @@ def glue(name: str, value, display: bool = False):
 #: the columns of the introduction's "results at a glance" table, glued per chapter as
 #: ``<chapter>_row_<field>`` (see each chapter module's ``results_row``)
 ROW_FIELDS = ("claim", "paper", "ours", "ci", "verdict")
+
+
+def claim_values(claim, prefix: str = "") -> dict:
+    """Glue-able values of a ``claims.Claim`` (None: "not tested"): ``{prefix}verdict`` (its
+    label) and per part ``{prefix}part_<key>_label`` and ``{prefix}part_<key>_text`` (the
+    interval, or why it is not testable)."""
+    if claim is None:
+        return {f"{prefix}verdict": "not tested"}
+    out = {f"{prefix}verdict": claim.label}
+    for p in claim.parts:
+        out[f"{prefix}part_{p.key}_label"] = p.label
+        out[f"{prefix}part_{p.key}_text"] = p.why or p.interval_text()
+    return out
+
+
+def claim_markdown(claim) -> str:
+    """Markdown: the claim's label and a table of its parts (label, estimate with 95% CI, what
+    it rests on, the paper's value and whether our interval holds it), controls marked."""
+    if claim is None:
+        return "**Verdict: not tested** (nothing to compare in this configuration)."
+    head = (f"**{claim.title}: {claim.label}.**\n\n| part | label | estimate [95% CI] | rests on "
+            f"| paper | paper inside |\n|---|---|---|---|---|---|\n")
+    rows = "".join(
+        f"| {p.name}{' (control, not counted)' if p.role == 'control' else ''} | {p.label} | "
+        f"{p.why or p.interval_text() + ' ' + p.unit} | {p.basis or '–'} | "
+        f"{'–' if p.paper != p.paper else f'{p.paper:+.1f}'} | {p.paper_inside} |\n"
+        for p in claim.parts)
+    return head + rows
 
 
 def glue_all(prefix: str, values: dict) -> dict:

@@ -1,0 +1,331 @@
+"""Each section's pre-specified analysis plan and verdict rules, as typed records.
+
+The rules are fixed before any number is seen and are the same for all three sections:
+
+- A claim has *parts*: one pre-specified test per target (or manipulation), each an interval
+  of a statistic whose sign the paper's claim fixes (``side`` +1: the claim says > 0, -1: < 0).
+- A part's label reads the 95% interval only, never the point estimate (:func:`part_label`):
+  **holds** when the whole interval lies on the claim's side of 0, **contradicted** when it
+  lies on the other side, **undecided** when it straddles 0 (or is missing), and **not testable
+  at this scale** when the design cannot reach the regime the claim is about (the record says
+  why, with numbers).
+- A claim's label (:func:`claim_label`): **reproduced** when every counted part holds,
+  **contradicted** when any counted part is contradicted, **partly** when some hold and none
+  is contradicted, **not reproduced** otherwise. Control parts (``role="control"``) are
+  reported beside the claim and never counted.
+- Beside each part: the paper's own effect size where it is public (``paper``) and whether it
+  lies inside our interval (``paper_inside``: "yes", "no", "–" when not comparable).
+
+Section 1 (:func:`section1`): per shape-defined target, the pooled small-n gain (robust minus
+natural, n <= the smaller half of the grid, points, side +1), and whether the gain shrinks with
+n (the slope of the gain per doubling of n, side -1). Shrinkage is *not testable* when the
+grid's largest n has fewer than :data:`SHRINK_MIN_PER_CLASS` images per class: the paper's gains
+truly decline only there (below it they fall mostly through ceiling compression); the texture
+control's small-n gain is a control part. Section 2 (:func:`section2`): the difference in
+differences of the robust advantage on stylized and low-passed targets (side +1), and the
+cue-conflict shape bias when the cues are informative for the sources. Section 3
+(:func:`section3`): the paired robust-minus-natural top-1 same-class share of the first
+influence target (side +1).
+
+Chapters format these records; the introduction's table, ``robust-transfer verdicts --preset``
+(:func:`evaluate`) and the README read the same ones. No plotting here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["Part", "Claim", "part_label", "claim_label", "paper_inside", "section1", "section2",
+           "section3", "small_n_max", "headline_family", "paper_small_n_gain", "evaluate",
+           "table", "PART_LABELS", "CLAIM_LABELS", "SHRINK_MIN_PER_CLASS", "PAPER_ANALOGUE"]
+
+HOLDS, CONTRADICTED, UNDECIDED, NOT_TESTABLE = ("holds", "contradicted", "undecided",
+                                                "not testable at this scale")
+PART_LABELS = (HOLDS, CONTRADICTED, UNDECIDED, NOT_TESTABLE)
+CLAIM_LABELS = ("reproduced", "partly", "contradicted", "not reproduced")
+#: images per class the grid's largest n must reach for the shrinkage part to be testable
+SHRINK_MIN_PER_CLASS = 1280
+
+
+@dataclass(frozen=True)
+class Part:
+    """One pre-specified test of a claim: its label, the statistic (``mean`` with its 95%
+    interval ``ci_low``..``ci_high``, in ``unit``), what the interval rests on (``basis``), the
+    claim's sign (``side``), the paper's value and whether it lies inside our interval, and
+    ``why`` (the reason for "not testable at this scale"). ``role``: "test" parts decide the
+    claim, "control" parts are reported beside it."""
+
+    key: str
+    name: str
+    statistic: str
+    label: str
+    mean: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    unit: str = "points"
+    basis: str = ""
+    side: int = 1
+    paper: float = math.nan
+    paper_inside: str = "–"
+    why: str = ""
+    role: str = "test"
+
+    def interval_text(self) -> str:
+        """"+4.3 [+1.0, +7.6]" (or "–" without an interval)."""
+        if not math.isfinite(self.mean):
+            return "–"
+        lo, hi = ((f"{self.ci_low:+.1f}", f"{self.ci_high:+.1f}")
+                  if math.isfinite(self.ci_low) else ("?", "?"))
+        return f"{self.mean:+.1f} [{lo}, {hi}]"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper: its label by :func:`claim_label` over its ``parts``."""
+
+    key: str
+    title: str
+    label: str
+    parts: tuple[Part, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (NaN kept as float NaN)."""
+        return asdict(self)
+
+
+def part_label(ci_low: float, ci_high: float, side: int = 1) -> str:
+    """The label of an interval for a claim of sign ``side`` (+1: > 0; -1: < 0): holds,
+    contradicted or undecided. Reads only the interval's ends; a missing end is undecided."""
+    if side not in (1, -1):
+        raise ValueError(f"side={side!r} is not allowed; allowed: 1 (claim > 0) or -1 (< 0)")
+    if not (math.isfinite(ci_low) and math.isfinite(ci_high)):
+        return UNDECIDED
+    if ci_low > ci_high:
+        raise ValueError(f"interval [{ci_low}, {ci_high}] has its ends swapped")
+    lo, hi = (ci_low, ci_high) if side == 1 else (-ci_high, -ci_low)
+    return HOLDS if lo > 0 else CONTRADICTED if hi < 0 else UNDECIDED
+
+
+def claim_label(parts) -> str:
+    """reproduced / partly / contradicted / not reproduced over the counted (role "test")
+    parts, by the rule in the module docstring."""
+    labels = [p.label for p in parts if p.role == "test"]
+    if any(lab == CONTRADICTED for lab in labels):
+        return "contradicted"
+    if labels and all(lab == HOLDS for lab in labels):
+        return "reproduced"
+    return "partly" if any(lab == HOLDS for lab in labels) else "not reproduced"
+
+
+def paper_inside(paper: float, ci_low: float, ci_high: float) -> str:
+    """"yes" / "no" whether the paper's value lies in [ci_low, ci_high]; "–" if either is
+    missing."""
+    if not all(math.isfinite(v) for v in (paper, ci_low, ci_high)):
+        return "–"
+    return "yes" if ci_low <= paper <= ci_high else "no"
+
+
+def _part(key, name, statistic, row, side=1, paper=math.nan, basis_cols=None, role="test",
+          cols=("mean", "ci_low", "ci_high"), unit="points") -> Part:
+    """A tested part from a table row (a mapping with ``cols`` and a ``ci_basis``), or an
+    undecided part without a row."""
+    if row is None:
+        return Part(key, name, statistic, UNDECIDED, unit=unit, side=side, paper=paper,
+                    why="no runs for this test", role=role)
+    m, lo, hi = (float(row[c]) for c in cols)
+    basis = str(row.get("ci_basis", ""))
+    if basis_cols:
+        basis += " (" + ", ".join(f"{int(row[c])} {w}" for c, w in basis_cols if c in row) + ")"
+    return Part(key, name, statistic, part_label(lo, hi, side), m, lo, hi, unit, basis, side,
+                paper, paper_inside(paper, lo, hi), role=role)
+
+
+def _row(table, **match):
+    """The one row of ``table`` matching ``match`` as a dict, or None."""
+    if table is None or len(table) == 0:
+        return None
+    sel = table
+    for col, value in match.items():
+        sel = sel[sel[col] == value]
+    return sel.iloc[0].to_dict() if len(sel) else None
+
+
+_SEEDS = (("n_source_seeds", "source seeds"), ("n_subset_seeds", "subset seeds"))
+
+
+# --------------------------------------------------------------------------- Section 1
+#: the paper's target each mini target stands in for (its small-n gain is the paper's value)
+PAPER_ANALOGUE = {"mnist5k": "mnist", "digits": "mnist"}
+
+
+def small_n_max(cfg) -> int:
+    """The pre-specified "few target images" range of the gain test: the largest n of the
+    smaller half of ``cfg.n_values`` (mini: n <= 80; paper: n <= 1600)."""
+    ns = sorted(cfg.n_values)
+    return ns[(len(ns) + 1) // 2 - 1]
+
+
+def paper_small_n_gain(target: str, n_max: int = 1600) -> float:
+    """The paper's gain (L2 eps=3 minus natural, 3 blocks, points) averaged over its n <=
+    ``n_max`` on ``target`` or the paper target it stands in for; NaN if none."""
+    from . import reference
+    d = reference.paper_deltas()
+    d = d[(d["target"] == PAPER_ANALOGUE.get(target, target)) & ~d["full"] & (d["n"] <= n_max)]
+    return float(d["delta"].mean()) if len(d) else math.nan
+
+
+def section1(df, cfg, recipe: str | None = None) -> Claim | None:
+    """Section 1: "robust sources transfer better with few target images, and the gain shrinks
+    as n grows", on the store's rows ``df`` (``Store.frame``) in ``recipe`` (default
+    ``cfg.recipe``); None when no robust family is paired with a natural one in that recipe.
+
+    Pre-specified: the L2 family with the most source seeds vs natural at ``cfg.main_blocks``
+    (``stats.main_gains``). Parts per shape-defined target (``shape_bias.SHAPE_TARGETS``, or
+    every target when none is one; the others are controls): the gain pooled over n <=
+    :func:`small_n_max` (``stats.pooled_gain``, side +1) and, for counted targets, the slope of
+    the gain per doubling of n (``stats.shrinkage``, side -1), *not testable* when the largest
+    n has fewer than :data:`SHRINK_MIN_PER_CLASS` images per class."""
+    from . import data, stats
+    from .shape_bias import SHAPE_TARGETS
+    recipe = recipe or cfg.recipe
+    main = stats.main_gains(stats.deltas(df), cfg.main_blocks, recipe=recipe)
+    if main.empty:
+        return None
+    family, k = main["family"].iloc[0], int(main["unfrozen_blocks"].iloc[0])
+    present = list(dict.fromkeys(main["target"]))
+    targets = [t for t in present if t in SHAPE_TARGETS] or present
+    nmax = small_n_max(cfg)
+    pooled, shrink = stats.pooled_gain(df, nmax), stats.shrinkage(df)
+    label = main["source_label"].iloc[0] if "source_label" in main else family
+    parts = []
+    for t in present:
+        role = "test" if t in targets else "control"
+        match = dict(target=t, family=family, unfrozen_blocks=k, recipe=recipe)
+        parts.append(_part(f"{_key(t)}_gain", f"gain at small n, {t}",
+                           f"{label} - natural accuracy pooled over n <= {nmax}",
+                           _row(pooled, **match), 1, paper_small_n_gain(t), _SEEDS, role))
+        if role == "control":
+            continue
+        name, stat = f"gain shrinks with n, {t}", "slope of the gain per doubling of n"
+        per_class = max(cfg.n_values) / data.info(t).num_classes
+        if per_class < SHRINK_MIN_PER_CLASS:
+            parts.append(Part(f"{_key(t)}_shrinks", name, stat, NOT_TESTABLE, side=-1,
+                              unit="points per doubling",
+                              why=f"the grid's largest n has {per_class:.0f} images per class; "
+                                  f"the paper's gain declines only from "
+                                  f"{SHRINK_MIN_PER_CLASS} per class"))
+        else:
+            parts.append(_part(f"{_key(t)}_shrinks", name, stat, _row(shrink, **match), -1,
+                               basis_cols=_SEEDS, unit="points per doubling",
+                               cols=("slope", "slope_ci_low", "slope_ci_high")))
+    words = "a new head only" if k == 0 else f"{k} unfrozen block{'s' if k != 1 else ''}"
+    return Claim(f"transfer_{recipe}", f"Section 1: robust sources transfer better with few "
+                 f"target images ({label} vs natural, {words}, recipe {recipe})",
+                 claim_label(parts), tuple(parts))
+
+
+# --------------------------------------------------------------------------- Section 2
+def headline_family(test) -> str:
+    """The family Section 2's verdict rests on: the L2 family with the most source seeds in
+    ``test`` (``shape_bias.version_test``), ties broken by eps closest to 1; "" if none."""
+    if test is None or len(test) == 0:
+        return ""
+    l2 = test[test["norm"] == "l2"].drop_duplicates("family")
+    if l2.empty:
+        return ""
+    l2 = l2.assign(_d=(l2["eps"] - 1).abs()).sort_values(["n_source_seeds", "_d"],
+                                                          ascending=[False, True])
+    return str(l2["family"].iloc[0])
+
+
+def section2(test, validation=None) -> Claim | None:
+    """Section 2: "the robust advantage grows when texture (or detail) is removed", for
+    :func:`headline_family`: the difference in differences of the robust advantage on the
+    stylized and on the low-passed targets (``shape_bias.version_test``, side +1); and the
+    cue-conflict part, *not testable at this scale* when ``validation``
+    (``shape_bias.cue_validation``) finds a stimulus kind whose cues alone are at chance for
+    some source (no source can then show a texture bias). None without the experiment."""
+    family = headline_family(test)
+    if not family:
+        return None
+    parts = []
+    label = str(test.loc[test["family"] == family, "label"].iloc[0])
+    for version in ("stylized", "lowpass"):
+        row = _row(test, family=family, version=version)
+        parts.append(_part(f"did_{version}", f"robust advantage, {version} minus original",
+                           f"DiD of {label} - natural accuracy",
+                           row and {**row, "mean": row["did"]}, 1, basis_cols=_SEEDS))
+    if validation is not None and len(validation):
+        dead = sorted(set(validation.loc[~validation["informative"].astype(bool), "kind"]))
+        if dead:
+            parts.append(Part("cue_conflict", "cue-conflict shape bias, robust minus natural",
+                              "shape bias (Geirhos)", NOT_TESTABLE, unit="share",
+                              why=f"a cue alone is at chance for some source on {', '.join(dead)}"
+                                  f": no source here can take the texture shortcut"))
+    return Claim("shape", f"Section 2: the robust advantage grows when texture or detail is "
+                 f"removed ({label} vs natural)", claim_label(parts), tuple(parts))
+
+
+# --------------------------------------------------------------------------- Section 3
+def section3(studies) -> Claim | None:
+    """Section 3: "the most influential training image shares the test image's class more
+    often with a robust source": the paired robust-minus-natural top-1 same-class share
+    (points, ``influence_study.robust_minus_natural``) on the first influence target of the
+    fine-tuned setting's ``studies``, side +1; the paper's difference beside it. None without
+    a natural / robust pair."""
+    from . import reference
+    from .influence_study import robust_minus_natural, share_matrix
+    targets = [t for t in dict.fromkeys(t for _, t in studies)
+               if ("robust", t) in studies and ("natural", t) in studies]
+    if not targets:
+        return None
+    t = targets[0]
+    m, lo, hi = robust_minus_natural(studies, t, "top1")
+    shape = share_matrix(studies[("robust", t)], "top1").shape
+    paper = reference.INFLUENCE["top1"]["robust"] - reference.INFLUENCE["top1"]["natural"]
+    part = Part(f"{_key(t)}_top1", f"top-1 same-class share, {t}",
+                "robust - natural share of test images (paired)", part_label(lo, hi), m, lo, hi,
+                "points", f"source+subset seeds ({shape[0]} source seeds, {shape[1]} subset seeds)",
+                1, paper, paper_inside(paper, lo, hi))
+    return Claim("influence", "Section 3: the most influential training image carries the "
+                 "class more often with a robust source", claim_label([part]), (part,))
+
+
+# --------------------------------------------------------------------------- display / CLI
+def table(claims) -> "pandas.DataFrame":
+    """One line per part of ``claims``: claim, claim label, part, role, label, interval, basis,
+    the paper's value and whether it is inside, and why (not testable)."""
+    import pandas as pd
+    rows = [dict(claim=c.title, claim_label=c.label, part=p.name, role=p.role, label=p.label,
+                 estimate=p.interval_text(), unit=p.unit, basis=p.basis,
+                 paper=(f"{p.paper:+.1f}" if math.isfinite(p.paper) else "–"),
+                 paper_inside=p.paper_inside, why=p.why)
+            for c in claims for p in c.parts]
+    return pd.DataFrame(rows)
+
+
+def evaluate(cfg, workers: int = 1) -> list[Claim]:
+    """Every claim's record for ``cfg`` from the results store and the cached studies, without
+    executing notebooks; missing runs are computed first, as the notebooks would."""
+    from . import influence_study, shape_bias, sweep
+    from .store import Store
+    store = Store(cfg.preset)
+    sweep.run(cfg, store, workers=workers)
+    df = store.frame(sweep.grid(cfg))
+    out = [section1(df, cfg)]
+    if cfg.compare_recipe and (df["recipe"] == cfg.compare_recipe).any():
+        out.append(section1(df, cfg, cfg.compare_recipe))
+    if cfg.shape_targets:
+        runs = shape_bias.transfer_versions(cfg, cfg.preset, workers=workers)
+        summary = shape_bias.summarize(shape_bias.evaluate_sources(cfg))
+        out.append(section2(shape_bias.version_test(runs), shape_bias.cue_validation(summary)))
+    if cfg.influence_targets:
+        fams = influence_study.families(cfg.sources)
+        out.append(section3(influence_study.run_studies(fams, cfg, setting="finetuned",
+                                                        workers=workers)))
+    return [c for c in out if c is not None]
+
+
+def _key(target: str) -> str:
+    import re
+    return re.sub(r"\W+", "_", str(target)).strip("_")
