@@ -319,7 +319,7 @@ def test_authors_recipe_item_by_item(digits, source, monkeypatch):
     assert r["best_epoch"] == r["epochs"] == 6 and r["recipe"] == "authors"   # last epoch
     assert r["curve_epochs"] == [0, 1, 2, 4, 5, 6] and len(r["test_curve"]) == 6
     assert not r["fast_path"] and len(r["val_curve"]) == 6   # at the curve epochs only
-    head = transfer._new_head("authors", torch.randn(5000, 64), None, 10)
+    head = transfer.RECIPES["authors"].head(torch.randn(5000, 64), None, 10)
     assert abs(float(head.weight.detach().std()) - 1.0) < 0.02 and not head.bias.detach().any()
 
 
