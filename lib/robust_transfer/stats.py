@@ -27,7 +27,10 @@ columns, subset seed j and source-seed index s (the s-th seed of each family), a
 estimator is applied to ``d``. :func:`deltas` is every robust family minus its natural one,
 with per-cell p-values corrected for multiplicity (:func:`adjust`). The paper's two claims get
 one pre-specified test each per (target, recipe, family, unfrozen_blocks): :func:`pooled_gain`
-(the gain averaged over the small n) and :func:`shrinkage` (the slope of the gain in log2 n).
+(the gain averaged over the small n) and :func:`shrinkage` (the slope of the gain in log2 n);
+:func:`gain_peak_drop` tests the shrinkage of an inverted-U gain (its peak against its value at
+the largest n, in points and as a relative error reduction), and :func:`gain_peak_drop_means`
+applies the same rule to tables of means without seed-level runs (the paper's).
 Frames without a ``recipe`` column (rows stored before recipes existed) are recipe "ours".
 """
 from __future__ import annotations
@@ -37,8 +40,9 @@ import pandas as pd
 from scipy import stats as _st
 
 __all__ = ["ci", "adjust", "wilson", "bootstrap_mean", "bootstrap_share", "summary", "compare",
-           "deltas", "shrinkage", "pooled_gain", "gain_difference", "curve_summary", "main_gains",
-           "CELL", "COMPARABLE"]
+           "deltas", "shrinkage", "pooled_gain", "gain_difference", "gain_peak_drop",
+           "gain_peak_drop_means", "curve_summary", "main_gains", "CELL", "COMPARABLE",
+           "PEAK_DROP_MARGIN", "PEAK_DROP_MARGIN_REL"]
 
 #: the columns that define one cell of results (one crossed-seed matrix)
 CELL = ["target", "recipe", "family", "unfrozen_blocks", "n"]
@@ -413,6 +417,144 @@ def pooled_gain(df: pd.DataFrame, n_max: int, metric: str = "test_acc",
         rows.append({**dict(zip(_CLAIM, key)), **fam, "n_max": n_max, "n_from": ns[0],
                      "n_to": ns[-1], "n_values": len(ns), **r, "significant": sig,
                      "direction": int(np.sign(r["mean"])) if sig else 0})
+    return pd.DataFrame(rows)
+
+
+#: :func:`gain_peak_drop_means`: the smallest drop from the peak gain to the gain at the largest n
+#: (points; relative error reduction) called "shrinks" from means alone, with no interval
+PEAK_DROP_MARGIN = 1.0
+PEAK_DROP_MARGIN_REL = 0.05
+#: accuracy errors (points) are floored here before the log of the relative error reduction
+_MIN_ERROR = 1e-9
+
+
+def _log_error(acc) -> np.ndarray:
+    """log(100 - acc) of accuracies in percent, the error floored at ``_MIN_ERROR``: the paired
+    difference robust - natural of it is log(err_rob / err_nat)."""
+    return np.log(np.maximum(100.0 - np.asarray(acc, dtype=float), _MIN_ERROR))
+
+
+def _held_out_peaks(wide: pd.DataFrame, candidates: list) -> pd.Series:
+    """Per (seed_index, seed) row of ``wide`` (one column per n), the n among ``candidates``
+    with the largest mean over the rows that share neither its source-seed index nor its subset
+    seed; where there are none (one source seed, or one subset seed), over the rows that differ
+    in either; a row alone uses itself. Ties go to the smaller n."""
+    si = wide.index.get_level_values("seed_index").to_numpy()
+    sj = wide.index.get_level_values("seed").to_numpy()
+    g = wide[candidates].to_numpy()
+    peaks = []
+    for s, j in zip(si, sj):
+        for keep in ((si != s) & (sj != j), (si != s) | (sj != j), np.ones(len(si), bool)):
+            if keep.any():
+                break
+        seen = ~np.isnan(g[keep])
+        total = np.where(seen, g[keep], 0.0).sum(0)
+        means = np.where(seen.any(0), total / np.maximum(seen.sum(0), 1), -np.inf)
+        peaks.append(candidates[int(np.argmax(means))])
+    return pd.Series(peaks, index=wide.index)
+
+
+def _peak_drop(wide: pd.DataFrame, confidence: float) -> dict:
+    """The rule of :func:`gain_peak_drop` on one scale: ``wide`` is the paired gain per
+    (seed_index, seed) row and n column, rows without the largest n already dropped."""
+    ns = sorted(wide.columns)
+    candidates, n_max = ns[:-1], ns[-1]
+    peaks = _held_out_peaks(wide, candidates)
+    at_peak = np.array([wide.at[i, n] for i, n in peaks.items()])
+    r = ci(_pair_matrix(pd.Series(at_peak - wide[n_max].to_numpy(), index=wide.index)), confidence)
+    means = wide.mean()
+    n_peak = candidates[int(np.nanargmax(means[candidates].to_numpy()))]
+    return dict(n_peak=n_peak, peak=float(means[n_peak]), at_max=float(means[n_max]),
+                peak_share=float((peaks == n_peak).mean()), **r)
+
+
+def gain_peak_drop(df: pd.DataFrame, metric: str = "test_acc",
+                   confidence: float = 0.95) -> pd.DataFrame:
+    """The pre-specified test that an inverted-U gain shrinks: does the gain at its peak n exceed
+    the gain at the largest n? One row per claim (target, recipe, non-natural family,
+    unfrozen_blocks) with at least two n; ``metric`` is an accuracy in percent.
+
+    Rule, on each of two scales -- the paired gain family - natural in points, and the relative
+    error reduction ``(err_nat - err_rob) / err_nat`` (err = 100 - accuracy; 0.3 = the robust
+    source makes 30% fewer errors), which a ceiling does not compress the way it compresses
+    points: per (source-seed index, subset seed) pair with a run at the largest n, ``n_max``,
+    its peak n is the n < n_max with the largest mean gain over the *other* pairs -- those
+    sharing neither its source seed nor its subset seed (with one source seed or one subset seed:
+    those differing in the other; a lone pair: itself) -- and its drop is its own gain at that n
+    minus its gain at n_max. Choosing the peak on the same pair's data would inflate the drop
+    (the maximum of noisy means is biased up; a flat gain would "shrink"); held out, a flat gain's
+    drop has mean 0. Then the crossed-seed :func:`ci` of the (source-seed index x subset seed)
+    drop matrix. ``shrinks`` reads the interval, never the point estimate: the drop's CI lies
+    above 0 (a single run has no interval and never shrinks; see :func:`gain_peak_drop_means`).
+
+    Columns, points: ``n_peak`` (the n < n_max with the largest mean gain over every pair, for
+    display), ``gain_peak`` and ``gain_max`` (mean gains at n_peak and n_max), ``drop``,
+    ``drop_ci_low``, ``drop_ci_high``, ``p`` (drop = 0, two-sided, uncorrected), ``df``,
+    ``peak_share`` (share of pairs whose held-out peak is n_peak), ``shrinks``; the same with
+    suffix ``_rel`` for the relative error reduction (fractions: ``n_peak_rel``, ``rer_peak``,
+    ``rer_max``, ``drop_rel``, ...), chosen on its own scale; ``n_max``, ``n_values``,
+    ``ci_basis`` and seed counts. Means are over the pairs with a run at n_max;
+    ``gain_peak - gain_max`` is the in-sample drop the held-out choice avoids (biased up).
+    """
+    claims = list(_claims(df, metric))
+    log_err = {key: long for key, _, long in
+               _claims(_frame(df, metric).assign(**{metric: _log_error(df[metric])}), metric)}
+    rows = []
+    for key, fam, long in claims:
+        idx = ["seed_index", "seed"]
+        wide = long.pivot_table(index=idx, columns="n", values="d")
+        n_max = wide.columns.max()
+        wide = wide[wide[n_max].notna()].dropna(axis=1, how="all")
+        if wide.shape[1] < 2:
+            continue
+        rer = 1 - np.exp(log_err[key].pivot_table(index=idx, columns="n", values="d"))
+        pts = _peak_drop(wide, confidence)
+        rel = _peak_drop(rer.loc[wide.index, wide.columns], confidence)
+        rows.append({**dict(zip(_CLAIM, key)), **fam, "n_max": n_max, "n_values": wide.shape[1],
+                     "n_peak": pts["n_peak"], "gain_peak": pts["peak"], "gain_max": pts["at_max"],
+                     "drop": pts["mean"], "drop_ci_low": pts["ci_low"],
+                     "drop_ci_high": pts["ci_high"], "p": pts["p"], "df": pts["df"],
+                     "peak_share": pts["peak_share"], "shrinks": bool(pts["ci_low"] > 0),
+                     "n_peak_rel": rel["n_peak"], "rer_peak": rel["peak"],
+                     "rer_max": rel["at_max"], "drop_rel": rel["mean"],
+                     "drop_rel_ci_low": rel["ci_low"], "drop_rel_ci_high": rel["ci_high"],
+                     "p_rel": rel["p"], "peak_share_rel": rel["peak_share"],
+                     "shrinks_rel": bool(rel["ci_low"] > 0), "ci_basis": pts["ci_basis"],
+                     "n_source_seeds": pts["n_source_seeds"],
+                     "n_subset_seeds": pts["n_subset_seeds"]})
+    return pd.DataFrame(rows)
+
+
+def gain_peak_drop_means(means: pd.DataFrame, by: str = "target", margin: float = PEAK_DROP_MARGIN,
+                         margin_rel: float = PEAK_DROP_MARGIN_REL) -> pd.DataFrame:
+    """:func:`gain_peak_drop`'s rule on a table of mean accuracies without seed-level runs (the
+    paper's: ``reference.paper_deltas()`` rows with ``full`` False, its subsets): one row per
+    ``by`` value with at least two n.
+
+    ``means`` has columns ``by``, n, natural, robust (accuracies, %). On each scale (gain in
+    points; relative error reduction ``(err_nat - err_rob) / err_nat``, a fraction) the peak n
+    is the n below the largest n, ``n_max``, with the largest gain, and ``drop`` = gain at the
+    peak - gain at n_max. With no seeds there is no held-out choice and no interval: the peak is
+    picked from the same numbers (so the drop is biased up) and ``shrinks`` needs a drop above
+    ``margin`` points (``shrinks_rel``: above ``margin_rel``). Columns: ``by``, ``n_max``,
+    ``n_values``, ``n_peak``, ``gain_peak``, ``gain_max``, ``drop``, ``shrinks``, ``n_peak_rel``,
+    ``rer_peak``, ``rer_max``, ``drop_rel``, ``shrinks_rel``, ``margin``, ``margin_rel``.
+    """
+    rows = []
+    for value, g in means.groupby(by, sort=True):
+        g = g.sort_values("n")
+        if len(g) < 2:
+            continue
+        ns = g["n"].to_numpy()
+        gain = (g["robust"] - g["natural"]).to_numpy(dtype=float)
+        rer = 1 - np.exp(_log_error(g["robust"]) - _log_error(g["natural"]))
+        i, k = int(np.argmax(gain[:-1])), int(np.argmax(rer[:-1]))
+        rows.append({by: value, "n_max": ns[-1], "n_values": len(ns), "n_peak": ns[i],
+                     "gain_peak": gain[i], "gain_max": gain[-1], "drop": gain[i] - gain[-1],
+                     "shrinks": bool(gain[i] - gain[-1] > margin), "n_peak_rel": ns[k],
+                     "rer_peak": rer[k], "rer_max": rer[-1], "drop_rel": rer[k] - rer[-1],
+                     "shrinks_rel": bool(rer[k] - rer[-1] > margin_rel), "margin": margin,
+                     "margin_rel": margin_rel})
     return pd.DataFrame(rows)
 
 

@@ -9,10 +9,12 @@ images), never used to pick anything.
 :func:`epochs_for` gives the epoch count: ``cfg.epochs``, or ``cfg.long_epochs`` for
 n > ``cfg.long_epochs_n`` (the paper: 100, and 150 above 1,600 images).
 
-Two recipes share this engine (``cfg.recipe``, part of every result key):
+Two recipes share this engine (``cfg.recipe``, part of every result key), each a small object
+behind one interface (:class:`Recipe`: head init, optimiser and schedule, BN mode, which epoch is
+reported), as :mod:`influence` has its solvers; :data:`RECIPES` maps names to them:
 
-**"authors"** -- the authors' code (Utrera et al. 2021, Sec. 3 and Appendix; their repository's
-fine-tuning script), item by item:
+**"authors"** (:class:`Authors`) -- the authors' code (Utrera et al. 2021, Sec. 3 and Appendix;
+their repository's fine-tuning script), item by item:
 
 - a new fc layer with weight ~ N(0, 1) and bias 0 on the raw (unstandardised) pooled features
   (``AUTHORS_HEAD_STD``);
@@ -28,8 +30,8 @@ fine-tuning script), item by item:
   CIFAR-10 32 px -> 224 px for the ImageNet ResNet-50s), then cropped with padding 4 there;
 - the last epoch reported (no selection).
 
-**"ours"** -- stable at n = 10, where plain SGD on a fresh N(0, 1) head is not; the epoch is
-chosen on validation and the test accuracy reported at that epoch:
+**"ours"** (:class:`Ours`) -- stable at n = 10, where plain SGD on a fresh N(0, 1) head is not;
+the epoch is chosen on validation and the test accuracy reported at that epoch:
 
 1. features entering the head are *standardised* with the mean / std of the n training images
    (a fixed affine layer in front of the linear head);
@@ -53,6 +55,7 @@ code does); both paths see the same batches in the same order and give the same 
 """
 from __future__ import annotations
 
+import abc
 import copy
 import functools
 import hashlib
@@ -70,11 +73,11 @@ from . import data, zoo
 from .cache import atomic_path, cache_dir
 
 __all__ = ["run", "finetune", "prefix_features", "target_arrays", "weights_fingerprint", "use_fast_path",
-           "recipe_fields", "epochs_for", "curve_epochs", "RECIPES", "RECIPE_VERSION", "CLIP_NORM",
+           "recipe_fields", "epochs_for", "curve_epochs", "Recipe", "Ours", "Authors", "RECIPES",
+           "RECIPE_VERSION", "CLIP_NORM",
            "AUTHORS_LR", "AUTHORS_MOMENTUM", "AUTHORS_WEIGHT_DECAY", "AUTHORS_DECAY",
            "AUTHORS_HEAD_STD"]
 
-RECIPES = ("ours", "authors")
 RECIPE_VERSION = 2   # bump when the fine-tuning algorithm changes (part of every result key)
 CLIP_NORM = 1.0      # "ours": max global gradient norm per step
 LOGREG_C = 1.0       # "ours": inverse L2 strength of the logistic-regression head
@@ -89,27 +92,27 @@ CURVE_TEST = 200             # ... on the first CURVE_TEST test images (report o
 EVAL_BATCH = 256
 
 
-def _recipe(cfg, recipe: str | None) -> str:
+def _recipe(cfg, recipe: str | None) -> "Recipe":
+    """The :class:`Recipe` named ``recipe`` (default ``cfg.recipe``); ValueError if unknown."""
     recipe = cfg.recipe if recipe is None else recipe
     if recipe not in RECIPES:
         raise ValueError(f"recipe={recipe!r} is not allowed; allowed: {list(RECIPES)}")
-    return recipe
+    return RECIPES[recipe]
 
 
 def use_fast_path(cfg, recipe: str | None = None) -> bool:
-    """True when the cached-prefix path is exact: recipe "ours" with no augmentation and frozen
-    BN in eval mode (the authors' recipe augments and trains BN: never)."""
-    return _recipe(cfg, recipe) == "ours" and not cfg.augment and cfg.frozen_bn == "eval"
+    """True when the cached-prefix path is exact: the recipe neither augments nor trains BN
+    ("ours" with no augmentation and frozen BN in eval mode; "authors" never)."""
+    r = _recipe(cfg, recipe)
+    return not r.augment(cfg) and not r.bn_train(cfg)
 
 
 def recipe_fields(cfg, recipe: str | None = None) -> dict:
     """The configuration fields that change the result of a run of ``recipe`` (default
     ``cfg.recipe``), plus ``recipe`` and ``recipe_version``: what a result key must contain."""
-    recipe = _recipe(cfg, recipe)
-    names = ["epochs", "long_epochs", "long_epochs_n", "batch_size", "val_size"]
-    if recipe == "ours":
-        names += ["lr", "head_lr", "frozen_bn", "augment"]
-    return {"recipe": recipe, **{f: getattr(cfg, f) for f in names},
+    r = _recipe(cfg, recipe)
+    names = ["epochs", "long_epochs", "long_epochs_n", "batch_size", "val_size", *r.fields]
+    return {"recipe": r.name, **{f: getattr(cfg, f) for f in names},
             "recipe_version": RECIPE_VERSION}
 
 
@@ -208,7 +211,7 @@ def prefix_features(model, images: torch.Tensor, k: int, key: tuple[str, ...], *
     return _read_features(str(path))
 
 
-# ----------------------------------------------------------------------------- the recipe
+# ----------------------------------------------------------------------------- the recipes' parts
 class _StandardisedHead(nn.Module):
     """``Linear((h - mean) / std)``: the head trained on standardised features."""
 
@@ -329,17 +332,138 @@ def _augment(x: torch.Tensor) -> torch.Tensor:
     return _augment_with(x, **_augment_params(len(x), x.shape[1]))
 
 
-def _new_head(recipe: str, feats: torch.Tensor, labels: torch.Tensor, num_classes: int):
-    """The target head: "ours" a :class:`_StandardisedHead` started from the logistic-regression
-    fit on ``feats``; "authors" an ``nn.Linear`` with weight ~ N(0, AUTHORS_HEAD_STD^2), bias 0
-    (drawn from torch's global RNG, seeded by :func:`finetune`)."""
-    if recipe == "ours":
+class _WarmAdam:
+    """"ours" steps: Adam (the head at ``cfg.head_lr``, the blocks at ``cfg.lr``) with a linear
+    warm-up over the first ``WARMUP`` of the steps, the logistic-regression fit's L2 penalty on
+    the head's weight and gradient-norm clipping at ``CLIP_NORM``."""
+
+    def __init__(self, head, blocks, cfg, epochs: int, n: int):
+        self.head = head
+        head_params, block_params = list(head.parameters()), list(blocks.parameters())
+        self.params = head_params + block_params
+        groups = [{"params": head_params, "lr": cfg.head_lr}]
+        if block_params:
+            groups.append({"params": block_params, "lr": cfg.lr})
+        self.opt = torch.optim.Adam(groups)
+        self.base_lrs = [g["lr"] for g in groups]
+        self.warmup = max(1, round(WARMUP * epochs * -(-n // cfg.batch_size)))
+        self.penalty = 1.0 / (2 * LOGREG_C * n)
+        self.steps = 0
+
+    def step(self, loss):
+        """One update from the minibatch cross-entropy ``loss``."""
+        self.opt.zero_grad(set_to_none=True)
+        (loss + self.penalty * self.head.linear.weight.pow(2).sum()).backward()
+        torch.nn.utils.clip_grad_norm_(self.params, CLIP_NORM)
+        if self.steps < self.warmup:  # linear warm-up (a scheduler object costs more than this)
+            for g, lr in zip(self.opt.param_groups, self.base_lrs):
+                g["lr"] = lr * (self.steps + 1) / self.warmup
+        self.opt.step()
+        self.steps += 1
+
+    def end_epoch(self):
+        """Nothing: the warm-up counts steps."""
+
+
+class _StepSGD:
+    """"authors" steps: SGD (``AUTHORS_LR``, ``AUTHORS_MOMENTUM``, ``AUTHORS_WEIGHT_DECAY``) on
+    every trained parameter, the learning rate times ``AUTHORS_DECAY`` every ``epochs // 3``
+    epochs."""
+
+    def __init__(self, head, blocks, cfg, epochs: int, n: int):
+        self.opt = torch.optim.SGD([*head.parameters(), *blocks.parameters()], lr=AUTHORS_LR,
+                                   momentum=AUTHORS_MOMENTUM, weight_decay=AUTHORS_WEIGHT_DECAY)
+        self.decay = torch.optim.lr_scheduler.StepLR(self.opt, step_size=max(1, epochs // 3),
+                                                     gamma=AUTHORS_DECAY)
+
+    def step(self, loss):
+        """One update from the minibatch cross-entropy ``loss``."""
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+    def end_epoch(self):
+        """The step decay."""
+        self.decay.step()
+
+
+# ----------------------------------------------------------------------------- the recipes
+class Recipe(abc.ABC):
+    """What :func:`finetune` asks of a recipe. ``name`` (its ``cfg.recipe`` value), ``fields``
+    (the configuration fields, beyond the shared ones, that change its result) and
+    ``selects_epoch`` (True: validation accuracy after every epoch and the best epoch's model
+    reported; False: validation at :func:`curve_epochs` only and the last epoch reported)."""
+
+    name: str
+    fields: tuple[str, ...]
+    selects_epoch: bool
+
+    @abc.abstractmethod
+    def augment(self, cfg) -> bool:
+        """Whether every training batch is augmented (:func:`_augment`)."""
+
+    @abc.abstractmethod
+    def bn_train(self, cfg) -> bool:
+        """Whether every BatchNorm layer is in train mode during training steps."""
+
+    @abc.abstractmethod
+    def head(self, feats: torch.Tensor, labels: torch.Tensor, num_classes: int) -> nn.Module:
+        """The new head for the pooled features ``feats`` (N, D) of the n training images."""
+
+    @abc.abstractmethod
+    def optimiser(self, head, blocks, cfg, epochs: int, n: int):
+        """The steps over ``head`` and ``blocks``' parameters: an object with ``step(loss)``
+        (one update) and ``end_epoch()``, for ``epochs`` epochs on ``n`` images."""
+
+
+class Ours(Recipe):
+    """Standardised head from a logistic-regression fit, Adam with warm-up, clipping and the
+    fit's L2 penalty, BN per ``cfg.frozen_bn``, augmentation per ``cfg.augment``, the epoch
+    chosen on validation."""
+
+    name, fields, selects_epoch = "ours", ("lr", "head_lr", "frozen_bn", "augment"), True
+
+    def augment(self, cfg) -> bool:
+        return cfg.augment
+
+    def bn_train(self, cfg) -> bool:
+        return cfg.frozen_bn == "train"
+
+    def head(self, feats, labels, num_classes):
+        """A :class:`_StandardisedHead` started from the logistic-regression fit on ``feats``."""
         return _StandardisedHead(*_logreg_head(feats.cpu(), labels, num_classes))
-    head = nn.Linear(feats.shape[1], num_classes)
-    with torch.no_grad():
-        head.weight.normal_(0.0, AUTHORS_HEAD_STD)
-        head.bias.zero_()
-    return head
+
+    def optimiser(self, head, blocks, cfg, epochs, n):
+        return _WarmAdam(head, blocks, cfg, epochs, n)
+
+
+class Authors(Recipe):
+    """The authors' code: N(0, 1) head on raw features, SGD with step decay, BN in train mode,
+    augmentation always, the last epoch reported."""
+
+    name, fields, selects_epoch = "authors", (), False
+
+    def augment(self, cfg) -> bool:
+        return True
+
+    def bn_train(self, cfg) -> bool:
+        return True
+
+    def head(self, feats, labels, num_classes):
+        """An ``nn.Linear`` with weight ~ N(0, AUTHORS_HEAD_STD^2) and bias 0, drawn from torch's
+        global RNG (seeded by :func:`finetune`)."""
+        head = nn.Linear(feats.shape[1], num_classes)
+        with torch.no_grad():
+            head.weight.normal_(0.0, AUTHORS_HEAD_STD)
+            head.bias.zero_()
+        return head
+
+    def optimiser(self, head, blocks, cfg, epochs, n):
+        return _StepSGD(head, blocks, cfg, epochs, n)
+
+
+#: the recipes by ``cfg.recipe`` name
+RECIPES = {r.name: r for r in (Ours(), Authors())}
 
 
 def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfrozen_blocks: int,
@@ -360,15 +484,13 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
     ``val_curve`` at ``curve_epochs`` only, having no selection); with ``return_model`` also
     ``model``: the fine-tuned copy (eval mode, on ``cfg``'s device) at the reported epoch.
     """
-    recipe = _recipe(cfg, recipe)
-    authors = recipe == "authors"
+    r = _recipe(cfg, recipe)
     k = unfrozen_blocks
-    fast = use_fast_path(cfg, recipe) if fast is None else fast
-    if fast and not use_fast_path(cfg, recipe):
+    fast = use_fast_path(cfg, r.name) if fast is None else fast
+    if fast and not use_fast_path(cfg, r.name):
         raise ValueError("fast=True needs recipe='ours', augment=False and frozen_bn='eval' (the "
                          "prefix must be a fixed function of the image)")
-    augment = authors or cfg.augment
-    bn_train = authors or cfg.frozen_bn == "train"
+    augment, bn_train = r.augment(cfg), r.bn_train(cfg)
     epochs = epochs_for(cfg, len(train_idx))
     torch.manual_seed(seed)
     dev = cfg.torch_device()
@@ -409,7 +531,7 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
     trainable = model.trainable_modules(k)
     blocks = nn.ModuleList(trainable[:-1])
 
-    def set_mode(training: bool):  # BN: running stats everywhere, or train mode (authors)
+    def set_mode(training: bool):  # BN: running stats everywhere, or train mode
         model.train(training and bn_train)
 
     def logits_of(split, idx, train_step=False):
@@ -430,29 +552,13 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
         for block in blocks:
             h0 = block(h0)
         f0 = model.pool(h0) if k > 0 else h0
-    model.head = _new_head(recipe, f0, y_train[train_idx], num_classes).to(dev)
+    model.head = r.head(f0, y_train[train_idx], num_classes).to(dev)
 
     for p in model.parameters():
         p.requires_grad_(False)
-    head_params = list(model.head.parameters())
-    block_params = list(blocks.parameters())
-    for p in head_params + block_params:
+    for p in [*model.head.parameters(), *blocks.parameters()]:
         p.requires_grad_(True)
-    steps_per_epoch = -(-len(train_idx) // cfg.batch_size)
-    if authors:
-        opt = torch.optim.SGD(head_params + block_params, lr=AUTHORS_LR,
-                              momentum=AUTHORS_MOMENTUM, weight_decay=AUTHORS_WEIGHT_DECAY)
-        decay = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, epochs // 3),
-                                                gamma=AUTHORS_DECAY)
-    else:
-        groups = [{"params": head_params, "lr": cfg.head_lr}]
-        if block_params:
-            groups.append({"params": block_params, "lr": cfg.lr})
-        opt = torch.optim.Adam(groups)
-        base_lrs = [g["lr"] for g in groups]
-        warmup = max(1, round(WARMUP * epochs * steps_per_epoch))
-        penalty = 1.0 / (2 * LOGREG_C * len(train_idx))  # the logistic-regression fit's L2 term
-    step = 0
+    opt = r.optimiser(model.head, blocks, cfg, epochs, len(train_idx))
     changing = nn.ModuleList([*blocks, model.head]) if not bn_train else model
 
     def snapshot():
@@ -460,9 +566,10 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
 
     gen = torch.Generator().manual_seed(seed)
     at = curve_epochs(epochs)
-    val_curve, loss_curve = [accuracy("train", val_idx)], []   # "authors": at ``at`` only
+    val_at = range(epochs + 1) if r.selects_epoch else at
+    val_curve, loss_curve = [accuracy("train", val_idx)], []
     test_curve = [accuracy("test", curve_idx)]
-    best_epoch, best_state = 0, None if authors else snapshot()
+    best_epoch, best_state = 0, snapshot() if r.selects_epoch else None
     for epoch in range(1, epochs + 1):
         set_mode(True)
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]
@@ -470,39 +577,26 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             loss = F.cross_entropy(logits_of("train", idx, train_step=True), y_train[idx].to(dev))
-            opt.zero_grad(set_to_none=True)
-            if authors:
-                loss.backward()
-            else:
-                (loss + penalty * model.head.linear.weight.pow(2).sum()).backward()
-                torch.nn.utils.clip_grad_norm_(head_params + block_params, CLIP_NORM)
-                if step < warmup:  # linear warm-up (a scheduler object costs more than the step)
-                    for g, lr in zip(opt.param_groups, base_lrs):
-                        g["lr"] = lr * (step + 1) / warmup
-            opt.step()
-            step += 1
+            opt.step(loss)
             total += float(loss.detach()) * len(idx)
-        if authors:
-            decay.step()
+        opt.end_epoch()
         loss_curve.append(total / len(order))
         if epoch in at:
             test_curve.append(accuracy("test", curve_idx))
-        if authors:  # no selection: validation only where the test curve is recorded
-            if epoch in at:
-                val_curve.append(accuracy("train", val_idx))
+        if epoch in val_at:
+            val_curve.append(accuracy("train", val_idx))
+        if not r.selects_epoch:
             best_epoch = epoch
-            continue
-        val_curve.append(accuracy("train", val_idx))
-        if val_curve[-1] > val_curve[best_epoch]:
+        elif val_curve[-1] > val_curve[best_epoch]:
             best_epoch, best_state = epoch, snapshot()
     if best_state is not None:
         changing.load_state_dict(best_state)
     out = {
         "test_acc": accuracy("test", test_idx),
-        "val_acc": val_curve[-1] if authors else val_curve[best_epoch],
+        "val_acc": val_curve[best_epoch] if r.selects_epoch else val_curve[-1],
         "best_epoch": best_epoch,
         "epochs": epochs,
-        "recipe": recipe,
+        "recipe": r.name,
         "val_curve": val_curve,
         "curve_epochs": at,
         "test_curve": test_curve,

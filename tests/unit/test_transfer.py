@@ -1,5 +1,6 @@
 """Fine-tuning engine: fast path == plain path, subsets, frozen layers, feature cache."""
 import copy
+import hashlib
 import dataclasses
 import time
 
@@ -318,7 +319,7 @@ def test_authors_recipe_item_by_item(digits, source, monkeypatch):
     assert r["best_epoch"] == r["epochs"] == 6 and r["recipe"] == "authors"   # last epoch
     assert r["curve_epochs"] == [0, 1, 2, 4, 5, 6] and len(r["test_curve"]) == 6
     assert not r["fast_path"] and len(r["val_curve"]) == 6   # at the curve epochs only
-    head = transfer._new_head("authors", torch.randn(5000, 64), None, 10)
+    head = transfer.RECIPES["authors"].head(torch.randn(5000, 64), None, 10)
     assert abs(float(head.weight.detach().std()) - 1.0) < 0.02 and not head.bias.detach().any()
 
 
@@ -372,3 +373,73 @@ def test_paper_shaped_smoke_run(tmp_path, monkeypatch):
     assert r["recipe"] == "authors" and r["epochs"] == 1 and r["best_epoch"] == 1
     assert 0 <= r["test_acc"] <= 100 and r["n_test"] == 10 and r["curve_epochs"] == [0, 1]
     assert np.isfinite(r["train_loss_curve"][0])
+
+
+# ----------------------------------------------------------------------------- recipes, bitwise
+#: finetune's outputs on 40 digits (subset seed 1, run seed 7, batches of 16) per scenario:
+#: (config fields, unfrozen blocks, finetune keywords, the outputs; ``model`` = the first 16 hex
+#: of the sha256 of the returned model's state). Produced by the pre-refactor engine (commit
+#: 2a65e9a, before the recipes became objects) on this project's CPU machine with one torch thread
+#: (tests/conftest.py; the thread count changes the last bits); compared exactly.
+GOLDEN = {
+    "ours_fast_k0": (dict(epochs=3), 0, dict(fast=True), dict(
+        test_acc=57.333333333333336, val_acc=52.0, best_epoch=0, epochs=3,
+        recipe="ours", fast_path=True, curve_epochs=[0, 1, 2, 3],
+        val_curve=[52.0, 52.0, 52.0, 52.0],
+        test_curve=[57.333333333333336, 57.333333333333336, 58.0, 58.0],
+        train_loss_curve=[0.113486909866333, 0.11172234117984772, 0.11146919876337051],
+        model="669ce2eab34c52e4")),
+    "ours_plain_k1_e6": (dict(epochs=6), 1, dict(fast=False), dict(
+        test_acc=58.0, val_acc=60.0, best_epoch=2, epochs=6,
+        recipe="ours", fast_path=False, curve_epochs=[0, 1, 2, 4, 5, 6],
+        val_curve=[52.0, 50.0, 60.0, 60.0, 52.0, 58.0, 58.0],
+        test_curve=[57.333333333333336, 54.666666666666664, 58.0, 57.333333333333336,
+                    56.666666666666664, 62.0],
+        train_loss_curve=[0.1790439873933792, 0.11697616875171661, 0.11915620863437652,
+                          0.07845660299062729, 0.08629341274499894, 0.06631760746240616],
+        model="30026f563f390eef")),
+    "ours_augment_bntrain_k1": (dict(epochs=3, augment=True, frozen_bn="train"), 1, {}, dict(
+        test_acc=57.333333333333336, val_acc=52.0, best_epoch=0, epochs=3,
+        recipe="ours", fast_path=False, curve_epochs=[0, 1, 2, 3],
+        val_curve=[52.0, 10.0, 12.0, 8.0],
+        test_curve=[57.333333333333336, 6.0, 12.666666666666666, 12.666666666666666],
+        train_loss_curve=[482.47279052734376, 424.25092163085935, 328.77399291992185],
+        model="669ce2eab34c52e4")),
+    "authors_k1": (dict(recipe="authors", epochs=6), 1, {}, dict(
+        test_acc=10.666666666666666, val_acc=10.0, best_epoch=6, epochs=6,
+        recipe="authors", fast_path=False, curve_epochs=[0, 1, 2, 4, 5, 6],
+        val_curve=[8.0, 14.0, 10.0, 10.0, 10.0, 10.0],
+        test_curve=[12.666666666666666, 11.333333333333334, 6.666666666666667, 10.666666666666666,
+                    10.666666666666666, 10.666666666666666],
+        train_loss_curve=[6.379443836212158, 3.8803783416748048, 3.474159908294678,
+                          2.9145901679992674, 2.7349611282348634, 2.5675699710845947],
+        model="140af3d5e79523df")),
+    "authors_k0": (dict(recipe="authors", epochs=3), 0, {}, dict(
+        test_acc=10.0, val_acc=10.0, best_epoch=3, epochs=3,
+        recipe="authors", fast_path=False, curve_epochs=[0, 1, 2, 3],
+        val_curve=[8.0, 16.0, 10.0, 10.0],
+        test_curve=[12.666666666666666, 15.333333333333334, 10.0, 10.0],
+        train_loss_curve=[5.834340286254883, 3.9782119274139403, 3.992690086364746],
+        model="6a13e260683c5271")),
+}
+
+
+def _state_hash(model) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", list(GOLDEN))
+def test_recipes_reproduce_the_pre_refactor_engine_bitwise(digits, source, name):
+    """Same RNG draws, same ops: every accuracy, curve, loss and weight as recorded in GOLDEN."""
+    fields, k, kw, want = GOLDEN[name]
+    x_tr, y_tr, x_te, y_te = digits
+    sub, val = _split(y_tr, 40, seed=1)
+    cfg = _cfg(device="cpu", **fields)
+    r = transfer.finetune(source, x_tr, y_tr, sub, val, x_te, y_te, k, cfg, 7, num_classes=10,
+                          return_model=True, **kw)
+    r["model"] = _state_hash(r["model"])
+    assert r == want
