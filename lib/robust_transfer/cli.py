@@ -16,13 +16,18 @@ text is: ``--set targets='["digits"]' --set epochs=5``). Later ones win: the fil
 ``--set``; ``--preset`` over a preset in the file. A bad value stops with the message of
 ``config.resolve`` (naming the parameter) and exit status 2, before any compute.
 
-Exit status: 0 done; 1 some sweep tasks failed (records in ``<store>/failed``) or data / a
-source is not available; 2 bad parameters.
+``status --json`` and ``verdicts --json`` print one JSON document instead of tables.
+
+Exit status: 0 done; 1 some sweep tasks failed (records in ``<store>/failed``), data / a
+source is not available (not on this machine and downloads not allowed, or a download failed)
+or two builds' verdicts differ; 2 bad parameters; 130 interrupted (Ctrl-C: a sweep says how
+many runs it saved; the same command resumes).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -30,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import build, claims, config, cost, data, sweep, transfer, zoo
+from . import __version__, build, claims, config, cost, data, sweep, transfer, zoo
 from .store import Store
 
 __all__ = ["main", "parameters", "resolve_args"]
@@ -76,6 +81,7 @@ def parser() -> argparse.ArgumentParser:
     """The argument parser of :func:`main`."""
     ap = argparse.ArgumentParser(prog=_prog(), description=DESCRIPTION,
                                  epilog="'<command> --help' for each command's options")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="command")
     p = sub.add_parser("sources", help="train or fetch the preset's sources")
     _config_options(p, store=False)
@@ -94,6 +100,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="done / missing / failed runs and the cost of the rest")
     _config_options(p)
     _cost_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     p = sub.add_parser("book", help="build the book (python -m robust_transfer.book)")
     p.add_argument("--preset", default="mini")
     p.add_argument("--out", default="_build", type=Path)
@@ -109,6 +116,7 @@ def parser() -> argparse.ArgumentParser:
     _config_options(p, store=False)
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="processes for runs still missing from the store (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     return ap
 
 
@@ -285,19 +293,28 @@ def cmd_sources(args, cfg) -> int:
 
 def cmd_status(args, cfg) -> int:
     store = _store(args, cfg)
-    print(f"preset {cfg.preset}, store {store.path}")
     frame, grid, note = _status_frame(_offline(cfg), store)
+    done = None if note else int(frame["done"].sum())
+    missing = grid if note else store.missing(grid)
+    report = dict(calibrate=not args.no_calibrate, batch=args.calibration_batch,
+                  seconds=args.calibration_seconds, observed=[] if note else _observed(store, grid))
+    if args.json:
+        seconds = cost_report(cfg, missing, len(grid), done=done, out=lambda text: None, **report)
+        cells = json.loads(frame.to_json(orient="records"))   # NA (unknown) -> null
+        print(json.dumps(dict(
+            preset=cfg.preset, store=str(store.path), note=note or None, runs=len(grid), done=done,
+            missing=len(missing), cells=cells,
+            cost=cost.counts(cfg, missing, cost.target_sizes(cfg)) if missing else None,
+            estimate_seconds=seconds), indent=1))
+        return 0
+    print(f"preset {cfg.preset}, store {store.path}")
     print(_status_table(frame))
     if note:
         print("note: " + note)
     failed = frame[frame["failed"].fillna(0) > 0] if "error" in frame else frame.iloc[:0]
     for row in failed.itertuples(index=False):
         print(f"failed: {row.source} / {row.target}: {row.error[:200]}")
-    done = None if note else int(frame["done"].sum())
-    missing = grid if note else store.missing(grid)
-    cost_report(cfg, missing, len(grid), done=done, calibrate=not args.no_calibrate,
-                batch=args.calibration_batch, seconds=args.calibration_seconds,
-                observed=[] if note else _observed(store, grid))
+    cost_report(cfg, missing, len(grid), done=done, **report)
     return 0
 
 
@@ -305,6 +322,17 @@ def cmd_sweep(args, cfg) -> int:
     store = _store(args, cfg)
     print(f"preset {cfg.preset}, store {store.path}")
     grid = sweep.grid(cfg)
+    try:
+        return _sweep(args, cfg, store, grid)
+    except KeyboardInterrupt:
+        saved = len(grid) - len(store.missing(grid))
+        print(f"\ninterrupted: {saved:,} of {len(grid):,} runs saved; run the same command to "
+              f"resume", file=sys.stderr)
+        return 130
+
+
+def _sweep(args, cfg, store, grid) -> int:
+    """The body of :func:`cmd_sweep` (Ctrl-C is its caller's)."""
     missing = store.missing(grid)
     cost_report(cfg, missing, len(grid), done=len(grid) - len(missing),
                 calibrate=not args.no_calibrate, batch=args.calibration_batch,
@@ -313,8 +341,17 @@ def cmd_sweep(args, cfg) -> int:
         print("nothing to run: every run of the grid has a row")
         return 0
     print(flush=True)
+    untrained = zoo.untrained(dict.fromkeys(r["source"] for r in missing))
+    if untrained and args.scheduler:
+        print(f"{len(untrained)} source(s) not trained yet: the Dask workers train each where it "
+              f"is first needed ('sources' trains them here first)", flush=True)
+    elif untrained:
+        print(f"training {len(untrained)} missing source(s) first: {', '.join(untrained)}",
+              flush=True)
+        zoo.load_grid(untrained, allow_download=cfg.allow_download, workers=args.workers)
     ran = sweep.run(cfg, store, executor=args.executor, workers=args.workers,
-                    scheduler=args.scheduler, retries=args.retries, progress=True)
+                    scheduler=args.scheduler, retries=args.retries, progress=True,
+                    out=lambda text: print(text, flush=True))
     failed = list(getattr(ran, "failed", []))
     left = len(store.missing(grid))
     print(f"ran {int(ran):,} runs; {len(grid) - left:,} of {len(grid):,} done, {left:,} missing"
@@ -340,21 +377,34 @@ def cmd_verdicts(args) -> int:
                              "to read the results store")
         t0 = time.perf_counter()
         records = claims.evaluate(resolve_args(args), workers=args.workers)
-        print(claims.table(records).drop(columns="claim").to_markdown(index=False))
-        print("\n" + "\n".join(f"{c.title}: {c.label}" for c in records))
-        print(f"\n({time.perf_counter() - t0:.1f} s)")
+        if args.json:
+            print(json.dumps(dict(claims=[c.to_dict() for c in records],
+                                  seconds=time.perf_counter() - t0), indent=1))
+        else:
+            print(claims.table(records).drop(columns="claim").to_markdown(index=False))
+            print("\n" + "\n".join(f"{c.title}: {c.label}" for c in records))
+            print(f"\n({time.perf_counter() - t0:.1f} s)")
         return 0
     if args.preset or args.config or args.sets:
         raise UsageError("--preset / --config / --set read the results store; a build folder "
                          "states its own verdicts: give one or the other")
     if args.other is None:
-        for name, value in build.verdicts(args.out).items():
-            print(f"{name}: {value}")
+        verdicts = build.verdicts(args.out)
+        if args.json:
+            print(json.dumps(dict(build=str(args.out), verdicts=verdicts), indent=1, default=str))
+        else:
+            for name, value in verdicts.items():
+                print(f"{name}: {value}")
         return 0
     table = build.compare_verdicts(args.out, args.other)
-    print(table.to_markdown(index=False))
     checked = table.dropna(subset=["same"])
-    print(f"\n{int(checked.same.sum())} of {len(checked)} verdicts the same")
+    if args.json:
+        print(json.dumps(dict(builds=[str(args.out), str(args.other)],
+                              verdicts=json.loads(table.to_json(orient="records")),
+                              same=int(checked.same.sum()), compared=len(checked)), indent=1))
+    else:
+        print(table.to_markdown(index=False))
+        print(f"\n{int(checked.same.sum())} of {len(checked)} verdicts the same")
     return 0 if checked.same.all() else 1
 
 
@@ -373,7 +423,11 @@ def main(argv=None) -> int:
     ap = parser()
     args = ap.parse_args(argv)
     if args.command == "book":
-        return cmd_book(args)
+        try:
+            return cmd_book(args)
+        except KeyboardInterrupt:
+            print(f"\n{ap.prog} book: interrupted", file=sys.stderr)
+            return 130
     if args.command == "verdicts":
         try:
             return cmd_verdicts(args)
@@ -393,6 +447,9 @@ def main(argv=None) -> int:
     except (data.DatasetUnavailable, zoo.SourceUnavailable) as err:
         print(f"{ap.prog} {args.command}: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\n{ap.prog} {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

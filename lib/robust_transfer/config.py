@@ -22,7 +22,7 @@ import yaml
 
 from . import data, zoo
 
-__all__ = ["Config", "PRESETS", "resolve", "describe"]
+__all__ = ["Config", "PRESETS", "resolve", "describe", "check_injected"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,9 @@ class Config:
     # --- fine-tuning recipe (robust_transfer.transfer): "ours" or "authors" (their code)
     recipe: str = "ours"
     unfrozen_blocks: tuple[int, ...] = (0, 1)
-    main_blocks: int = 1                # the paper's 3 blocks (layer4), or its mini analogue
+    # the paper's 3 blocks (layer4), or its mini analogue; one of unfrozen_blocks. Not given to
+    # resolve: the preset's if it is in unfrozen_blocks, else the largest of unfrozen_blocks
+    main_blocks: int = 1
     epochs: int = 20
     long_epochs: int = 0                # epochs for n > long_epochs_n (0 = epochs); paper 150
     long_epochs_n: int = 1600
@@ -285,6 +287,8 @@ def _validate(cfg: Config) -> None:
     if not _is_int(cfg.finetune_max_n) or cfg.finetune_max_n < 0:
         _fail("finetune_max_n", cfg.finetune_max_n, "must be an integer >= 0 (0 = every n)")
     arch_blocks = min(zoo.spec(sid).num_blocks for sid in cfg.sources)
+    if not cfg.unfrozen_blocks:
+        _fail("unfrozen_blocks", (), "give at least one block count (0 = a new head only)")
     for name in ("unfrozen_blocks", "block_counts"):
         for k in getattr(cfg, name):
             if not _is_int(k) or not 0 <= k <= arch_blocks:
@@ -293,6 +297,10 @@ def _validate(cfg: Config) -> None:
     if not _is_int(cfg.main_blocks) or not 0 <= cfg.main_blocks <= arch_blocks:
         _fail("main_blocks", cfg.main_blocks, f"must be an integer in 0..{arch_blocks} for these "
               f"sources (the paper's 3, or its analogue)")
+    if cfg.main_blocks not in cfg.unfrozen_blocks:
+        _fail("main_blocks", cfg.main_blocks, f"must be one of unfrozen_blocks="
+              f"{list(cfg.unfrozen_blocks)}; give unfrozen_blocks with it, or leave main_blocks "
+              f"out (it then follows unfrozen_blocks)")
     for name in ("targets", "block_targets", "influence_targets"):
         if not getattr(cfg, name) and name == "targets":
             _fail(name, (), "give at least one target dataset")
@@ -359,8 +367,18 @@ def _validate_influence(cfg: Config) -> None:
                   f"a class-covering subset needs influence_n >= {info.num_classes}")
 
 
+def _follow(main_blocks, unfrozen_blocks):
+    """``main_blocks`` when it is one of ``unfrozen_blocks``, else their largest (left as it is
+    when ``unfrozen_blocks`` is empty or not all integers, which validation then refuses)."""
+    if main_blocks in unfrozen_blocks or not unfrozen_blocks \
+            or not all(_is_int(k) for k in unfrozen_blocks):
+        return main_blocks
+    return max(unfrozen_blocks)
+
+
 def resolve(preset: str = "mini", **overrides) -> Config:
-    """The validated configuration for ``preset`` with papermill-style ``overrides`` applied."""
+    """The validated configuration for ``preset`` with papermill-style ``overrides`` applied.
+    ``main_blocks``, when not given, follows ``unfrozen_blocks`` (see :class:`Config`)."""
     if preset not in PRESETS:
         _fail("preset", preset, f"allowed: {sorted(PRESETS)}")
     unknown = sorted(set(overrides) - set(_FIELDS))
@@ -369,7 +387,10 @@ def resolve(preset: str = "mini", **overrides) -> Config:
     if "preset" in overrides:
         raise ValueError("preset must be given as the first argument, not as an override")
     given = {k: _coerce(k, v) for k, v in overrides.items() if v is not None}
+    given = {k: v for k, v in given.items() if v is not None}
     values = {**_preset_values(preset, given.get("source_seed_offset", 0)), **given}
+    if "main_blocks" not in given:
+        values["main_blocks"] = _follow(values["main_blocks"], values["unfrozen_blocks"])
     cfg = Config(**values)
     _validate(cfg)
     return cfg
@@ -391,6 +412,39 @@ def _preset_values(preset: str, offset) -> dict:
               f"downloaded checkpoints without a training seed")
     return {**values, **{f: tuple(zoo.shift_seed(s, offset) for s in values[f])
                          for f in ("sources", "finetune_sources")}}
+
+
+#: the first line of the cell papermill injects after the ``parameters`` cell
+INJECTED_HEADER = "# Parameters"
+
+
+def _assigned(source: str) -> set[str]:
+    """The names a cell's top-level statements assign (``x = 1``, ``x: int = 1``)."""
+    import ast
+    names = set()
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign) else []
+        names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def check_injected(namespace: dict) -> None:
+    """Refuse names papermill injected that the notebook's ``parameters`` cell does not define:
+    ``ValueError: unknown parameter(s) [...]; allowed: [...]``, the command line's message.
+
+    ``namespace`` is the notebook's ``globals()``; IPython's input history there (``In``) holds
+    the cells run so far, the injected one (it starts with :data:`INJECTED_HEADER`) right
+    after the parameters cell. Without an injected cell (a notebook run by hand, Colab) there is
+    nothing to check."""
+    history = list(namespace.get("In", ()))
+    for i in range(len(history) - 1, 1, -1):
+        if history[i].startswith(INJECTED_HEADER + "\n"):
+            allowed, given = _assigned(history[i - 1]), _assigned(history[i])
+            unknown = sorted(given - allowed)
+            if unknown:
+                raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(allowed)}")
+            return
 
 
 def describe(cfg: Config, fields=None) -> "pandas.DataFrame":

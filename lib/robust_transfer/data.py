@@ -60,7 +60,7 @@ FOLDER_SIZE = 64  # folder:<path> images are resized to FOLDER_SIZE x FOLDER_SIZ
 
 
 class DatasetUnavailable(ValueError):
-    """A dataset's files are not on this machine and downloads are not allowed."""
+    """A dataset's files are not on this machine, and downloads are not allowed or failed."""
 
 
 @dataclass(frozen=True)
@@ -216,9 +216,9 @@ def info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
-def _missing_message(name: str, looked_at, how: str) -> str:
-    return (f"dataset {name!r} is not on this machine (looked at {looked_at}) and downloads are "
-            f"not allowed. {how}")
+def _missing_message(name: str, looked_at, how: str, why: str = "downloads are not allowed"
+                     ) -> str:
+    return f"dataset {name!r} is not on this machine (looked at {looked_at}) and {why}. {how}"
 
 
 def _locate(name: str, root: Path) -> list[Path]:
@@ -467,7 +467,13 @@ def _present(name: str, allow_download: bool, root: Path | None) -> Path:
             raise DatasetUnavailable(_missing_message(
                 name, root, "Call with allow_download=True (needs internet), or place the "
                 "torchvision-format files there (RT_DATA_DIR selects the folder)."))
-        _download_atomically(name, root)
+        try:
+            _download_atomically(name, root)
+        except OSError as err:  # URLError (offline), connection errors
+            raise DatasetUnavailable(_missing_message(
+                name, root, "Check the internet connection, or place the torchvision-format "
+                "files there (RT_DATA_DIR selects the folder).",
+                why=f"downloading it failed ({type(err).__name__}: {err})")) from None
     return root
 
 

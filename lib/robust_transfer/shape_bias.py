@@ -558,7 +558,8 @@ def transfer_config(cfg):
     return config.resolve(cfg.preset, **{**keep, **extra, "sources": sources,
                                          "targets": list(version_targets(cfg)),
                                          "n_values": list(cfg.shape_n_values),
-                                         "unfrozen_blocks": [0], "seeds": list(cfg.seeds)})
+                                         "unfrozen_blocks": [0], "main_blocks": 0,
+                                         "seeds": list(cfg.seeds)})
 
 
 def transfer_versions(cfg, store=None, *, run: bool = True, progress: bool = True,

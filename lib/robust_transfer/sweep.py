@@ -81,7 +81,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import signal
 import socket
+import threading
 import time
 import traceback
 import warnings
@@ -320,7 +322,7 @@ def _check(executor, workers, scheduler, retries, client) -> str:
 
 def run(cfg, store: Store, *, executor: str | None = None, workers: int | None = None,
         scheduler=None, retries: int = 2, progress: bool = True, run_fn=None, load_fn=None,
-        client=None) -> SweepResult:
+        client=None, out=None) -> SweepResult:
     """Run the runs of ``grid(cfg)`` missing from ``store``; returns how many finished.
 
     ``executor``: ``"serial"``, ``"processes"`` or ``"dask"`` (see the module docstring;
@@ -330,24 +332,35 @@ def run(cfg, store: Store, *, executor: str | None = None, workers: int | None =
     client or ``concurrent.futures`` executor to submit to (kept open). ``retries``: extra
     attempts of a failing task before its failure record is written. ``run_fn`` (default
     :func:`transfer.run`) and ``load_fn`` (default ``zoo.load``) are replaceable for tests
-    (picklable when run in other processes). The result is an ``int`` with ``.failed``.
+    (picklable when run in other processes). ``out`` (e.g. ``print``) is told what the sweep
+    does before its bar starts (runs, tasks, executor; the Dask dashboard's address). The result
+    is an ``int`` with ``.failed``. Ctrl-C (``KeyboardInterrupt``) stops every executor's
+    workers and propagates; the rows written stay, so the same call resumes.
     """
     defaulted = executor is None
     executor = _check(executor, workers, scheduler, retries, client)
     _prune_failures(store)
     todo = tasks(cfg, store)
     todo_keys = {Store.key(r) for t in todo for r in t.runs}
-    pbar = bar(total=len(todo_keys), desc="transfer runs", disable=not progress or not todo)
-    failed: list[dict] = []
+    out = out or (lambda text: None)
     # nothing to do, or a single task for the default pool: no processes to start
     in_process = client is None and (executor == "serial" or not todo
                                      or (defaulted and executor == "processes" and len(todo) < 2))
+    if todo:
+        n = workers or os.cpu_count() or 1
+        how = ("in this process" if in_process else f"on {type(client).__name__}"
+               if client is not None else f"on the Dask scheduler {scheduler}"
+               if scheduler is not None else f"in {n} worker processes"
+               if executor == "processes" else f"on a local Dask cluster of {n} workers")
+        out(f"running {len(todo_keys):,} missing runs in {len(todo):,} tasks {how}")
+    pbar = bar(total=len(todo_keys), desc="transfer runs", disable=not progress or not todo)
+    failed: list[dict] = []
     try:
         if in_process:
             failed = _serial(todo, cfg, store, retries, run_fn, load_fn, pbar)
         else:
             failed = _parallel(todo, cfg, store, executor, client, workers, scheduler, retries,
-                               run_fn, load_fn, pbar, todo_keys)
+                               run_fn, load_fn, pbar, todo_keys, out)
     finally:
         pbar.close()
         if in_process or client is not None:
@@ -387,7 +400,7 @@ def _is_dask(ex) -> bool:
 
 
 def _parallel(todo, cfg, store, executor, client, workers, scheduler, retries, run_fn, load_fn,
-              pbar, todo_keys) -> list[dict]:
+              pbar, todo_keys, out) -> list[dict]:
     """Submit the tasks to a pool / Dask / ``client`` and follow them; returns the failure
     records written. A task that raised is queued again until it has had ``retries + 1``
     attempts; a broken process pool is replaced (its in-flight tasks each charged one)."""
@@ -395,7 +408,11 @@ def _parallel(todo, cfg, store, executor, client, workers, scheduler, retries, r
     state = {"env": None, "made": [], "pool": None}  # what this call creates and must undo
     try:
         return _follow(todo, cfg, store, executor, client, workers, scheduler, retries, run_fn,
-                       load_fn, pbar, todo_keys, state)
+                       load_fn, pbar, todo_keys, state, out)
+    except KeyboardInterrupt:  # the runs in progress are lost; the rows written stay
+        if state["pool"] is not None:
+            pool.terminate(state["pool"])
+        raise
     finally:
         if state["pool"] is not None:
             state["pool"].shutdown(wait=True, cancel_futures=True)
@@ -406,7 +423,7 @@ def _parallel(todo, cfg, store, executor, client, workers, scheduler, retries, r
 
 
 def _follow(todo, cfg, store, executor, client, workers, scheduler, retries, run_fn, load_fn,
-            pbar, todo_keys, state) -> list[dict]:
+            pbar, todo_keys, state, out) -> list[dict]:
     """The body of :func:`_parallel`; records in ``state`` what the caller must close."""
     from concurrent.futures import wait as futures_wait
     from concurrent.futures.process import BrokenProcessPool
@@ -419,7 +436,8 @@ def _follow(todo, cfg, store, executor, client, workers, scheduler, retries, run
         from concurrent.futures import ProcessPoolExecutor
 
         def pool_factory():
-            return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=pool.worker_init, initargs=(os.getpid(),))
         ex = state["pool"] = pool_factory()
         name = "processes"
     else:
@@ -432,6 +450,7 @@ def _follow(todo, cfg, store, executor, client, workers, scheduler, retries, run
             ex = Client(scheduler)
         state["made"].insert(0, ex)
         name = "dask"
+        out(f"Dask dashboard: {_dashboard(ex) or 'none (the scheduler runs none; pip install bokeh)'}")
     dask = _is_dask(ex)
     if dask:
         from distributed import wait as dask_wait
@@ -514,21 +533,42 @@ def _local_cluster(workers: int):
     memory back on nearly every free: transfer runs of small models ran 1.8x slower with it
     (96-run tiny grid, one worker: 48 s of runs against 27 s), so it is not set here. The
     nannies also write their variables (OMP_NUM_THREADS=1, ...) into this process's
-    ``os.environ``, where processes started later would inherit them.
+    ``os.environ``, where processes started later would inherit them. The workers start with
+    Ctrl-C ignored (they inherit it), so that a terminal's SIGINT interrupts only this process,
+    which then closes the cluster.
     """
     import dask
     from dask.distributed import LocalCluster
     keys = set(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
     keys |= {"MALLOC_TRIM_THRESHOLD_", "PYTHONHASHSEED", "__DASK_PARENT_PID"}
     before = {k: os.environ.get(k) for k in keys}
+    main = threading.current_thread() is threading.main_thread()  # where signals are set
+    sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
         with dask.config.set(_NO_TRIM):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+                                   dashboard_address=":0" if _has_bokeh() else None)
     except BaseException:
         pool.restore_environ(before)
         raise
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, sigint)
     return cluster, before
+
+
+def _has_bokeh() -> bool:
+    """Dask's dashboard needs bokeh."""
+    import importlib.util
+    return importlib.util.find_spec("bokeh") is not None
+
+
+def _dashboard(client) -> str | None:
+    """The Dask dashboard's address of ``client`` (None when its scheduler serves none)."""
+    try:
+        return client.dashboard_link
+    except (KeyError, AttributeError):
+        return None
 
 
 def status(cfg, store: Store) -> "pandas.DataFrame":

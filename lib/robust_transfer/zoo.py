@@ -49,7 +49,7 @@ from . import attacks, checkpoints, data, models, pool, reference, train
 from .cache import atomic_path, atomic_write_text, cache_dir, file_lock, key, sha256_file
 from .progress import bar
 
-__all__ = ["SourceSpec", "REGISTRY", "list_sources", "main_sources", "check_id", "spec",
+__all__ = ["SourceSpec", "REGISTRY", "list_sources", "main_sources", "check_id", "spec", "untrained",
            "revision", "shift_seed", "load", "load_grid", "table", "family_representatives",
            "adversarial_examples", "edge_alignment_by_source", "source_data", "ATTACK_EPS",
            "TRAINED_SCALES", "MAIN_FAMILIES", "PINNED_SHA256", "PAPER_FILES", "SourceUnavailable"]
@@ -106,7 +106,7 @@ _KNOWN_SHA256: dict[str, str] = {}
 
 
 class SourceUnavailable(ValueError):
-    """A downloadable source is not in the cache and downloads are not allowed."""
+    """A downloadable source is not in the cache, and downloads are not allowed or failed."""
 
 
 @dataclass(frozen=True)
@@ -489,8 +489,14 @@ def _verified_download(sp: SourceSpec, allow_download: bool, progress: bool) -> 
                     f"source {sp.id!r} needs the file {name} ({origin}) which is not in the cache "
                     f"at {dest}; pass allow_download=True (or preset 'paper') to download it, or "
                     f"put the file there yourself")
-            (_fetch_url if sp.scale == "paper" else _fetch_hf)(
-                *((origin,) if sp.scale == "paper" else (name,)), dest, progress)
+            try:
+                (_fetch_url if sp.scale == "paper" else _fetch_hf)(
+                    *((origin,) if sp.scale == "paper" else (name,)), dest, progress)
+            except OSError as err:  # URLError, connection errors, hub's offline errors
+                raise SourceUnavailable(
+                    f"source {sp.id!r} needs the file {name} ({origin}) which is not in the cache "
+                    f"at {dest}, and downloading it failed ({type(err).__name__}: {err}); "
+                    f"check the internet connection, or put the file there yourself") from None
             fresh = True
         digest = sha256_file(dest)
         pinned = PINNED_SHA256.get(name) or _read_pins().get(name)
@@ -535,8 +541,7 @@ def load_grid(ids, *, allow_download: bool = False, progress: bool = True,
     spawned processes, one source and :data:`TRAIN_THREADS` thread each (the same weights as
     training them here, in about the time threads would take); the rest is loaded here."""
     ids = list(ids)
-    missing = [sid for sid in dict.fromkeys(ids) if spec(sid).scale in TRAINED_SCALES
-               and not checkpoints.exists(_ckpt_path(spec(sid)))]
+    missing = untrained(ids)
     workers = pool.worker_count(workers, len(missing))
     if workers > 1:   # heaviest (adversarial) first; each lands in the cache, load finds it
         missing.sort(key=lambda sid: spec(sid).norm in ("natural", "noise"))
@@ -546,6 +551,12 @@ def load_grid(ids, *, allow_download: bool = False, progress: bool = True,
     for sid in bar(ids, desc="sources", disable=not progress):
         out[sid] = load(sid, allow_download=allow_download, progress=progress)
     return out
+
+
+def untrained(ids) -> list[str]:
+    """The trained-scale sources of ``ids`` not in the cache yet (each once, in order)."""
+    return [sid for sid in dict.fromkeys(ids) if spec(sid).scale in TRAINED_SCALES
+            and not checkpoints.exists(_ckpt_path(spec(sid)))]
 
 
 def _train_only(source_id: str, allow_download: bool) -> str:

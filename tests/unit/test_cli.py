@@ -145,3 +145,39 @@ def test_calibration_times_each_block_and_leaves_threads_and_rng_alone():
     assert all(t > 0 for t in cal.forward_s) and cal.augment_s > 0 and cal.backward_ratio > 0
     assert cal.input == "3x32 px -> 1x28 px" and cal.device.startswith("cpu")
     assert cal.train_image(3) > cal.train_image(0) > cal.train_image(0, fast=True)
+
+
+def test_version_and_status_json(tmp_path, capsys):
+    import json
+    from robust_transfer import __version__
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and __version__ in capsys.readouterr().out
+    assert cli.main(["status", *TINY, "--store", str(tmp_path / "s"), "--no-calibrate",
+                     "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["runs"] == doc["missing"] == 2 and doc["done"] == 0
+    assert doc["cells"][0]["source"] == "tiny/fmnist/natural/s0" and doc["estimate_seconds"] is None
+    assert doc["cost"]["train_images"] == 60
+
+
+def test_a_failed_download_says_so_without_a_traceback(monkeypatch, tmp_path, capsys):
+    import urllib.error
+    from robust_transfer import data
+
+    def offline(name, root):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(data, "_download", offline)
+    monkeypatch.setenv("RT_DATA_DIR", str(tmp_path))
+    assert cli.main(["status", "--preset", "tiny", "--set", 'targets=["svhn"]',
+                     "--set", "allow_download=true", "--set", "block_targets=[]",
+                     "--set", "influence_targets=[]", "--set", "shape_targets=[]",
+                     "--no-calibrate"]) == 0   # status never downloads
+    capsys.readouterr()
+    assert cli.main(["sweep", "--preset", "tiny", "--set", 'targets=["svhn"]',
+                     "--set", "allow_download=true", "--set", "block_targets=[]",
+                     "--set", "influence_targets=[]", "--set", "shape_targets=[]",
+                     "--no-calibrate"]) == 1
+    err = capsys.readouterr().err
+    assert "dataset 'svhn' is not on this machine" in err and "downloading it failed" in err
+    assert "URLError" in err and "Traceback" not in err

@@ -135,3 +135,50 @@ def test_bad_parameters_are_rejected_with_a_named_message(kwargs, message):
     assert message in str(err.value)
     assert "allowed" in str(err.value) or "must" in str(err.value) or "not in the zoo" in str(err.value) \
         or "unknown" in str(err.value)
+
+
+# ---------------------------------------------------------------- main_blocks follows unfrozen_blocks
+@pytest.mark.parametrize("preset,unfrozen,main", [
+    ("mini", "[2]", 2),            # the preset's 1 is not among them: the largest
+    ("mini", [0, 2, 3], 3),
+    ("mini", [1, 3], 1),           # the preset's 1 is among them: kept
+    ("paper", [0, 3], 3),
+    ("paper", [0, 1], 1),
+])
+def test_main_blocks_follows_unfrozen_blocks(preset, unfrozen, main):
+    assert config.resolve(preset, unfrozen_blocks=unfrozen).main_blocks == main
+    assert config.resolve(preset, unfrozen_blocks=unfrozen, main_blocks=None).main_blocks == main
+
+
+def test_main_blocks_outside_unfrozen_blocks_is_refused_naming_both():
+    assert config.resolve("mini", unfrozen_blocks=[0, 2], main_blocks=2).main_blocks == 2
+    with pytest.raises(ValueError, match=r"main_blocks=2 is not allowed; must be one of "
+                                         r"unfrozen_blocks=\[0, 1\]"):
+        config.resolve("mini", main_blocks=2)
+    with pytest.raises(ValueError, match=r"main_blocks=0 .*unfrozen_blocks=\[2\]"):
+        config.resolve("mini", unfrozen_blocks=[2], main_blocks="0")
+    with pytest.raises(ValueError, match="unfrozen_blocks=.* give at least one"):
+        config.resolve("mini", unfrozen_blocks=[])
+
+
+# ---------------------------------------------------------------- injected notebook parameters
+PARAMS_CELL = 'from typing import Optional\npreset: str = "mini"\ntargets: Optional[list] = None\n'
+
+
+@pytest.mark.parametrize("injected,unknown", [
+    ('# Parameters\npreset = "tiny"\ntargets = ["digits"]\n', None),
+    ('# Parameters\npreset = "tiny"\ntarget = ["digits"]\nepochz = 3\n', "['epochz', 'target']"),
+])
+def test_check_injected_names_the_unknown_parameters(injected, unknown):
+    history = ["", PARAMS_CELL, injected, "import sys\nREF = 'main'"]   # IPython's In
+    if unknown is None:
+        config.check_injected({"In": history})
+    else:
+        with pytest.raises(ValueError, match=rf"unknown parameter\(s\) \{unknown}; allowed: "
+                                             rf"\['preset', 'targets'\]"):
+            config.check_injected({"In": history})
+
+
+def test_check_injected_without_papermill_checks_nothing():
+    config.check_injected({"In": ["", PARAMS_CELL, "x = 1"]})
+    config.check_injected({})

@@ -519,3 +519,13 @@ def test_concurrent_processes_download_a_source_once(tmp_path):
     shas = {p.read_text() for p in out.glob("sha-*")}
     assert len(list(out.glob("sha-*"))) == 3 and len(shas) == 1
     assert list(json.loads((cache / "downloads" / "pins.json").read_text())) == ["imagenet_l2_3_0.pt"]
+
+
+def test_a_failed_checkpoint_download_is_source_unavailable(monkeypatch):
+    import urllib.error
+
+    def offline(*args):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(zoo, "_fetch_url", offline)
+    with pytest.raises(zoo.SourceUnavailable, match="downloading it failed .URLError"):
+        zoo._verified_download(zoo.spec("paper/imagenet/l2/3"), True, False)
