@@ -76,7 +76,8 @@ _READING_JS = """
 const done = arguments[arguments.length - 1];
 const ready = (window.MathJax && MathJax.startup && MathJax.startup.promise)
   ? MathJax.startup.promise : Promise.resolve();
-const shown = e => !!(e.offsetWidth || e.offsetHeight || e.getClientRects().length);
+const shown = e => (e.checkVisibility ? e.checkVisibility({visibilityProperty: true}) : true)
+  && !!(e.offsetWidth || e.offsetHeight || e.getClientRects().length);
 ready.then(() => done({
   code: Array.from(document.querySelectorAll('div.cell_input, div.cell .cell_input'))
     .filter(shown).map(e => (e.innerText || '').trim().split('\\n')[0]),
