@@ -68,6 +68,27 @@ Promise.all(imgs.map(settled))
         e => done([{src: 'error waiting for images: ' + e, ok: false}]));
 """
 
+# resolves once MathJax (where the page loads it) has typeset; returns what a reader sees: the
+# first line of every code cell input that is displayed (hidden-input toggles closed), the text
+# of every figure caption, the alt text of every figure image, the number of typeset formulas
+# (MathJax 3 mjx-container or KaTeX elements) and the page's text
+_READING_JS = """
+const done = arguments[arguments.length - 1];
+const ready = (window.MathJax && MathJax.startup && MathJax.startup.promise)
+  ? MathJax.startup.promise : Promise.resolve();
+const shown = e => (e.checkVisibility ? e.checkVisibility({visibilityProperty: true}) : true)
+  && !!(e.offsetWidth || e.offsetHeight || e.getClientRects().length);
+ready.then(() => done({
+  code: Array.from(document.querySelectorAll('div.cell_input, div.cell .cell_input'))
+    .filter(shown).map(e => (e.innerText || '').trim().split('\\n')[0]),
+  captions: Array.from(document.querySelectorAll('figure figcaption'))
+    .map(e => (e.innerText || '').trim()),
+  figure_alts: Array.from(document.querySelectorAll('figure img')).map(i => i.getAttribute('alt') || ''),
+  math: document.querySelectorAll('mjx-container, .katex').length,
+  text: document.body ? document.body.innerText : ''}),
+  e => done({code: [], captions: [], figure_alts: [], math: -1, text: 'MathJax failed: ' + e}));
+"""
+
 
 # --- the browser and the server ----------------------------------------------------------------
 
@@ -203,7 +224,11 @@ def check(html_dir, pages=None, offline: bool = True, settle: float = 0.5) -> li
     return per page a dict: ``page``, ``url``, ``final_url`` (after a redirect), ``status`` (HTTP
     status of the page), ``console_errors`` (SEVERE browser-log messages), ``images`` (count),
     ``broken_images`` (src of each image not decoded) and ``external_requests`` (URLs of
-    requests to hosts other than the local server, in order, without repeats). Each page is
+    requests to hosts other than the local server, in order, without repeats); what a reader
+    sees: ``visible_code`` (first line of each code cell input shown, toggled-away inputs left
+    out), ``captions`` (text of each figure caption, e.g. "Fig. 2.1 ..."), ``figure_alts`` (alt
+    text of each figure image), ``math`` (formulas typeset by MathJax or KaTeX, once MathJax has
+    finished; -1 if it failed) and ``text`` (the page's visible text). Each page is
     opened as a first visit (storage and cookies cleared after the page before)."""
     html_dir = Path(html_dir)
     pages = chapter_pages(html_dir) if pages is None else list(pages)
@@ -214,6 +239,7 @@ def check(html_dir, pages=None, offline: bool = True, settle: float = 0.5) -> li
             url = urljoin(base, page)
             _load(driver, url, settle)
             images = driver.execute_async_script(_IMAGES_JS)
+            reading = driver.execute_async_script(_READING_JS)
             final_url = driver.current_url
             errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
             external, status = [], None
@@ -231,7 +257,9 @@ def check(html_dir, pages=None, offline: bool = True, settle: float = 0.5) -> li
             results.append(dict(
                 page=page, url=url, final_url=final_url, status=status, console_errors=errors,
                 images=len(images), broken_images=[i["src"] for i in images if not i["ok"]],
-                external_requests=external))
+                external_requests=external, visible_code=reading["code"],
+                captions=reading["captions"], figure_alts=reading["figure_alts"],
+                math=reading["math"], text=reading["text"]))
             # every page is a reader's first visit: nothing remembered from the page before
             driver.execute_script("try { localStorage.clear(); sessionStorage.clear(); } catch (e) {}")
             driver.delete_all_cookies()

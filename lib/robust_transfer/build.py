@@ -76,14 +76,16 @@ REF_LINE = 'REF = "main"'
 
 
 def stamp_ref(path: Path, sha: str | None) -> None:
-    """Point the Colab install cell of the executed notebook ``path`` at commit ``sha``."""
+    """Point the Colab install cell of the executed notebook ``path`` at commit ``sha``, and tag
+    papermill's injected-parameters cell ``remove-cell`` (plumbing a reader need not see)."""
     import nbformat
-    if not sha:
-        return
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
-        if cell.cell_type == "code" and REF_LINE in cell.source:
+        if sha and cell.cell_type == "code" and REF_LINE in cell.source:
             cell.source = cell.source.replace(REF_LINE, f'REF = "{sha}"')
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
     nbformat.write(nb, path)
 
 

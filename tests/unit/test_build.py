@@ -80,3 +80,19 @@ def test_bad_jobs_is_refused_before_any_work(monkeypatch, capsys):
     assert "--jobs=0 is not allowed" in capsys.readouterr().err
     with pytest.raises(ValueError, match="jobs=0 is not allowed"):
         build.execute(build.ROOT, "tiny", jobs=0)
+
+
+def test_stamp_ref_pins_the_colab_cell_and_removes_the_injected_cell(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    nb = new_notebook(cells=[new_code_cell('preset = "mini"', metadata={"tags": ["parameters"]}),
+                             new_code_cell('preset = "tiny"',
+                                           metadata={"tags": ["injected-parameters"]}),
+                             new_code_cell(build.REF_LINE)])
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    build.stamp_ref(path, "abc123")
+    cells = nbformat.read(path, as_version=4).cells
+    assert cells[1].metadata["tags"] == ["injected-parameters", "remove-cell"]
+    assert cells[0].metadata["tags"] == ["parameters"]
+    assert cells[2].source == 'REF = "abc123"'

@@ -13,6 +13,7 @@ selects, formats and draws.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -171,13 +172,15 @@ def validation_runs(df: pd.DataFrame, cfg) -> pd.DataFrame:
 
 def runs_text(grid: list, df: pd.DataFrame, ran: int, seconds: float, store_path) -> str:
     """Markdown: how many runs the configuration has (per recipe and unfrozen_blocks), how many
-    were computed now in ``seconds`` and how many read from the store at ``store_path``."""
+    were computed now in ``seconds`` and how many read from the store at ``store_path`` (named
+    by its last folder, never the machine's path)."""
     k_runs = df.groupby(["recipe", "unfrozen_blocks"]).size()
     return (
         f"**{len(grid)} runs** in this configuration ("
         + ", ".join(f"{v} {r} with {k} unfrozen blocks" for (r, k), v in k_runs.items())
         + f"); {ran} computed now in {seconds:.0f} s, {len(grid) - ran} read from the results "
-        f"store `{store_path}`.")
+        f"store `{Path(*Path(store_path).parts[-2:]).as_posix()}` (in the cache folder, "
+        "`RT_CACHE_DIR`).")
 
 
 def budget_text(df: pd.DataFrame, cfg) -> str:

@@ -9,7 +9,7 @@ from ..progress import is_interactive
 
 __all__ = ["STYLE", "use_style", "colours", "family_colours", "log2_axis", "band", "show_image",
            "fmt_ci", "verdict", "is_interactive", "glue", "glue_all", "claim_values",
-           "claim_markdown", "ROW_FIELDS"]
+           "claim_markdown", "show_figures", "ROW_FIELDS"]
 
 #: readable at the book's page width (figures are drawn about 10 in wide and shown ~7 in)
 STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
@@ -134,3 +134,31 @@ def glue_all(prefix: str, values: dict) -> dict:
     for name, value in values.items():
         glue(f"{prefix}_{name}", value)
     return values
+
+
+def show_figures(figs) -> None:
+    """Display the matplotlib figures ``figs`` as one PNG image, stacked top to bottom, and close
+    them: a cell that draws one figure per target or block count gives one output, which the
+    book numbers and captions as one figure (a cell's ``mystnb.figure`` metadata wraps each
+    output, so several would each need a name)."""
+    import io
+
+    from IPython.display import Image, display
+    from PIL import Image as PILImage
+    images = []
+    for fig in figs:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")  # what the inline backend does
+        plt.close(fig)
+        images.append(PILImage.open(buf).convert("RGB"))
+    if not images:
+        return
+    out = PILImage.new("RGB", (max(i.width for i in images), sum(i.height for i in images)),
+                       "white")
+    top = 0
+    for image in images:
+        out.paste(image, (0, top))
+        top += image.height
+    buf = io.BytesIO()
+    out.save(buf, format="png")
+    display(Image(data=buf.getvalue(), format="png"))
