@@ -68,7 +68,7 @@ def test_ch03_glues_the_library_numbers(values, cfg):
                                         shape_bias.cue_validation(summary),
                                         shape_bias.version_test(runs),
                                         shape_bias.version_table(runs))
-    assert expected["verdict"] != "not testable"
+    assert expected["verdict"] != "not tested"
     _check(values["03"], "ch03", expected)
     _check_row(values["03"], "ch03", ch03_shape_bias.results_row(expected, cfg.preset))
 
@@ -112,6 +112,25 @@ def test_verdicts_of_two_builds_side_by_side(tiny_book, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["verdicts", str(tiny_book.out), str(other)]) == 1
     out = capsys.readouterr().out
-    k = sum(name.endswith(build.VERDICT_SUFFIXES) for name in stated)
+    k = sum(build.is_verdict(name) for name in stated)
     assert flipped in out and f"{k - 1} of {k} verdicts the same" in out
     assert cli.main(["verdicts", str(tmp_path / "nothing")]) == 2
+
+
+def test_verdicts_from_the_store_match_the_book(tiny_book, values, capsys):
+    """``robust-transfer verdicts --preset tiny``: the same claims records as the built book,
+    from the results store and cached studies, without notebooks."""
+    import json
+    from robust_transfer import cli
+    capsys.readouterr()
+    assert cli.main(["verdicts", "--preset", "tiny", "--json"]) == 0
+    records = {c["key"]: c for c in json.loads(capsys.readouterr().out)["claims"]}
+    chapter = {"transfer_ours": ("02", "ch02_"), "transfer_authors": ("02", "ch02_other_"),
+               "shape": ("03", "ch03_"), "influence": ("04", "ch04_")}
+    assert set(records) <= set(chapter) and "transfer_ours" in records
+    for key, c in records.items():
+        ch, prefix = chapter[key]
+        assert values[ch][f"{prefix}verdict"] == c["label"], key
+        for p in c["parts"]:
+            assert values[ch][f"{prefix}part_{p['key']}_label"] == p["label"], (key, p["key"])
+    assert cli.main(["verdicts", "--preset", "tiny", str(tiny_book.out)]) == 2

@@ -37,11 +37,29 @@ def test_source_presets_read_the_zoo_registry():
     """The mini grid is defined once, in the zoo; the presets list its ids in its order."""
     mini = config.resolve("mini")
     assert mini.sources == tuple(zoo.list_sources("mini"))
-    assert mini.finetune_sources == tuple(zoo.main_sources("mini")) == mini.sources[:6]
+    assert mini.finetune_sources == tuple(zoo.main_sources("mini")) == mini.sources[:12]
     assert {zoo.spec(s).family.split("/", 2)[2] for s in mini.finetune_sources} == \
         set(zoo.MAIN_FAMILIES)
     for preset in ("tiny", "paper"):
         assert set(config.resolve(preset).sources) <= set(zoo.list_sources())
+
+
+def test_source_seed_offset_picks_a_disjoint_seed_set():
+    a, b = config.resolve("mini"), config.resolve("mini", source_seed_offset="6")
+    assert b.source_seed_offset == 6 and len(b.sources) == len(a.sources) == 18
+    assert not set(a.sources) & set(b.sources)
+    assert [zoo.spec(s).family for s in a.sources] == [zoo.spec(s).family for s in b.sources]
+    assert {zoo.spec(s).seed for s in b.finetune_sources} == set(range(6, 12))
+    # explicit sources are taken as given; a re-resolved config is not shifted twice
+    c = config.resolve("mini", source_seed_offset=6, sources=["mini/fmnist/natural/s0"])
+    assert c.sources == ("mini/fmnist/natural/s0",)
+    again = config.resolve("mini", **{k: v for k, v in b.to_dict().items() if k != "preset"})
+    assert again.sources == b.sources
+    for bad, match in ((-1, "integer >= 0"), (1.5, "integer >= 0"), ("x", "integer >= 0")):
+        with pytest.raises(ValueError, match=f"source_seed_offset={bad!r} is not allowed; .*{match}"):
+            config.resolve("mini", source_seed_offset=bad)
+    with pytest.raises(ValueError, match="source_seed_offset=1 .*downloaded checkpoints"):
+        config.resolve("paper", source_seed_offset=1)
 
 
 @pytest.mark.parametrize("overrides,expected", [
@@ -111,7 +129,7 @@ BAD = [
     (dict(n_values=[5]), "n_values=5"),                 # fewer than the number of classes
     (dict(sources=["mini/fmnist/l2/3.0/s0"]), "3.0"),   # eps not in the zoo
     (dict(sources=["mini/fmnist/l3/1.0/s0"]), "l3"),    # unknown norm
-    (dict(sources=["mini/fmnist/l2/1.0/s7"]), "s7"),    # seed not trained
+    (dict(sources=["mini/fmnist/l2/3.0/s0"]), "eps 3"),  # eps not in the zoo
     (dict(unfrozen_blocks=[4]), "unfrozen_blocks"),
     (dict(frozen_bn="frozen"), "frozen_bn='frozen'"),
     (dict(device="tpu"), "device='tpu'"),

@@ -30,15 +30,20 @@ def cache(tmp_path, monkeypatch):
 def test_registry_records_and_specs():
     assert list(zoo.REGISTRY) == zoo.list_sources()
     assert all(zoo.spec(i) is r and r.id == i for i, r in zoo.REGISTRY.items())
-    mini = [f"mini/fmnist/natural/s{s}" for s in (0, 1, 2)] + \
-        [f"mini/fmnist/l2/1.0/s{s}" for s in (0, 1, 2)] + \
+    mini = [f"mini/fmnist/natural/s{s}" for s in range(6)] + \
+        [f"mini/fmnist/l2/1.0/s{s}" for s in range(6)] + \
         ["mini/fmnist/l2/0.5/s0", "mini/fmnist/l2/2.0/s0"] + \
         [f"mini/fmnist/linf/0.1/s{s}" for s in (0, 1, 2)] + ["mini/fmnist/noise/0.1/s0"]
     assert zoo.list_sources("mini") == mini
     assert zoo.list_sources("tiny") == [i.replace("mini/", "tiny/", 1) for i in mini]
-    assert zoo.main_sources("mini") == mini[:6]
+    assert zoo.main_sources("mini") == mini[:12]
     assert len(zoo.list_sources("salman2020")) == 15
-    assert len(zoo.list_sources()) == 12 + 12 + 4 + 15
+    assert len(zoo.list_sources()) == 18 + 18 + 4 + 15
+    # a replication build's disjoint seed set: the same families, seeds shifted
+    shifted = zoo.list_sources("mini", seed_offset=6)
+    assert shifted == [zoo.shift_seed(i, 6) for i in mini] and not set(shifted) & set(mini)
+    assert zoo.spec("mini/fmnist/l2/1.0/s106").seed == 106
+    assert zoo.shift_seed("paper/imagenet/l2/3", 6) == "paper/imagenet/l2/3"
     # downloaded sources: file, URL, pin and published accuracy live in their record
     p = zoo.spec("paper/imagenet/l2/3")
     assert (p.url, p.file) == zoo.PAPER_FILES["paper/imagenet/l2/3"]
@@ -76,8 +81,7 @@ def test_registry_records_and_specs():
     ("paper/imagenet/l2/5", "not a paper source"),
     (3, "string"),
     (["mini"], "string"),
-    ("mini/fmnist/l2/3.0/s0", r"eps 3 \(l2\) is not in the zoo.*_TRAINED_GRID"),
-    ("tiny/fmnist/l2/1.0/s7", r"seed 7 of tiny/fmnist/l2/1.0 is not in the zoo; its seeds are \[0, 1, 2\]"),
+    ("mini/fmnist/l2/3.0/s0", r"eps 3 \(l2\) is not in the zoo.*_TRAINED_FAMILIES"),
 ])
 def test_bad_ids(bad, match):
     with pytest.raises(ValueError, match=match):
