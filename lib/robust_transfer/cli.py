@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import build, config, cost, data, sweep, transfer, zoo
+from . import build, compare, config, cost, data, sweep, transfer, zoo
 from .store import Store
 
 __all__ = ["main", "parameters", "resolve_args"]
@@ -103,6 +103,7 @@ def parser() -> argparse.ArgumentParser:
                                         "side by side (exit 1 if any differs)")
     p.add_argument("out", type=Path, help="a book build folder (book --out)")
     p.add_argument("other", type=Path, nargs="?", help="a second build of the same commit")
+    compare.add_parser(sub)
     return ap
 
 
@@ -327,6 +328,14 @@ def cmd_book(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """``compare``: sources transferred to the user's image folder, an HTML report
+    (``robust_transfer.compare``)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    return compare.main_args(args)
+
+
 def cmd_verdicts(args) -> int:
     if args.other is None:
         for name, value in build.verdicts(args.out).items():
@@ -355,6 +364,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.command == "book":
         return cmd_book(args)
+    if args.command == "compare":
+        return cmd_compare(args)
     if args.command == "verdicts":
         try:
             return cmd_verdicts(args)
