@@ -365,7 +365,8 @@ def report_html(tables: dict, df: pd.DataFrame, info: dict, cfg) -> str:
                     f"src='data:image/png;base64,{_png(fig)}'><figcaption>Test accuracy (top) "
                     f"and paired gain over the baseline (bottom) vs n, {k} unfrozen block(s); "
                     f"95% CI bands over subset seeds.</figcaption></figure>")
-    setup = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in info.items())
+    setup = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in info.items()
+                    if k != "runs text")
     small = ch02.small_n_max(cfg)
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <title>Does a robust source help {e(info['target folder'])}?</title><style>{_CSS}</style></head>
