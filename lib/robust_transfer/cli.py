@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import __version__, build, claims, config, cost, data, sweep, transfer, zoo
+from . import __version__, build, claims, compare, config, cost, data, sweep, transfer, zoo
 from .store import Store
 
 __all__ = ["main", "parameters", "resolve_args"]
@@ -117,6 +117,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="processes for runs still missing from the store (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    compare.add_parser(sub)
     return ap
 
 
@@ -370,6 +371,14 @@ def cmd_book(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """``compare``: sources transferred to the user's image folder, an HTML report
+    (``robust_transfer.compare``)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    return compare.main_args(args)
+
+
 def cmd_verdicts(args) -> int:
     if args.out is None:
         if args.preset is None and args.config is None:
@@ -428,6 +437,8 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:
             print(f"\n{ap.prog} book: interrupted", file=sys.stderr)
             return 130
+    if args.command == "compare":
+        return cmd_compare(args)
     if args.command == "verdicts":
         try:
             return cmd_verdicts(args)

@@ -15,7 +15,10 @@ torchvision only when ``allow_download=True``, which verifies the published md5 
 ``cifar10``, ``cifar100``, ``svhn``, ``mnist``, ``kmnist`` (and ``fashion_mnist``), ``food101``
 and ``caltech101`` (held at ``FOLDER_SIZE`` px; Caltech-101 has no official split: a fixed
 seeded 30 training images per class, the rest test), plus ``folder:<path>``
-(``<path>/{train,test}/<class>/*``, e.g. stylized copies of a target).
+(``<path>/{train,test}/<class>/*``, e.g. stylized copies of a target; held at ``FOLDER_SIZE``
+px), and ``folder@<size>:<path>``: an image folder read with torchvision ``ImageFolder``
+semantics at the models' input resolution (``folder@224:<path>``), held as uint8 and cached once
+on disk (:func:`sized_folder`; ``robust-transfer compare`` reads user folders so).
 
 ``lowres:<name>`` (paper scale, e.g. ``lowres:food101``): the authors' low-pass, the images
 resized (antialiased) to ``LOWRES_SIZE`` = 32 px and held there; the model's input conversion
@@ -52,7 +55,7 @@ from .images import LOWRES_SIZE, downsample, lowres, sobel_magnitude, stylize
 __all__ = ["DatasetInfo", "DATASETS", "info", "check_name", "load", "split_pool",
            "class_covering_subset", "train_subset", "derived", "export_image_folder", "STYLE_PHOTOS", "STYLE_SEED", "to_source_format", "lowres", "sobel_magnitude", "data_root",
            "summary",
-           "DatasetUnavailable"]
+           "DatasetUnavailable", "sized_folder", "folder_name", "folder_files", "IMG_EXTENSIONS"]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SPLITS = ("train", "test")
@@ -205,6 +208,9 @@ def info(name: str) -> DatasetInfo:
                            base.train_size, base.test_size, base.offline, base.licence,
                            f"{base.description}; low-passed: {base.size} px -> {LOWRES_SIZE} px "
                            f"(the model resizes to its input size)")
+    sized = sized_folder(name)
+    if sized is not None:
+        return _sized_folder_info(name, *sized)
     folder = _folder_path(name)
     if folder is not None:
         classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir()) \
@@ -258,6 +264,12 @@ def check_name(name: str, allow_download: bool = False, parameter: str = "target
     if d is not None:
         return check_name(d[0], allow_download, parameter)
     name, low = _strip_lowres(name)
+    if sized_folder(name) is not None:
+        try:
+            folder_files(name)
+        except ValueError as err:
+            raise ValueError(f"{parameter}: {err}") from None
+        return
     folder = _folder_path(name)
     if folder is not None:
         if not (folder / "train").is_dir() or not (folder / "test").is_dir():
@@ -585,6 +597,170 @@ def _read_folder(folder: Path, split: str):
     return _read_images(files), np.asarray(ys), classes
 
 
+# ---------------------------------------------------------------- sized image folders
+#
+# ``folder@<size>:<path>`` (e.g. ``folder@224:/data/leaves``): an image folder read with
+# torchvision ``ImageFolder`` semantics at ``size`` px -- the input resolution of the models
+# that will see it (224 for the ImageNet ResNet-50s) -- and held as uint8 (N, 3, size, size),
+# decoded once into a cache file (``cache_dir("datasets", "folders")``) that later loads map
+# from disk (150 KB per 224 px image instead of 600 KB as float32). The layout is
+# ``<path>/{train,test}/<class>/<image>``, or one tree ``<path>/<class>/<image>`` that is split
+# per class (stratified, FOLDER_TEST_FRACTION to test) with the seed of the name:
+# ``folder@224+split3:<path>`` (default seed 0). Files: torchvision's IMG_EXTENSIONS (case
+# insensitive); hidden files and folders (a leading ".") and other files are skipped; a class
+# with no image is an error naming it. Each image is resized on its short side to ``size`` and
+# center-cropped (torchvision's Resize + CenterCrop, bilinear, antialiased).
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+FOLDER_TEST_FRACTION = 0.2      # one-tree folders: share of each class's images held out as test
+_SIZED = re.compile(r"folder@(\d+)(?:\+split(\d+))?:(.+)")
+
+
+def sized_folder(name: str) -> tuple[Path, int, int] | None:
+    """``(path, size in px, split seed)`` of a ``folder@<size>[+split<seed>]:<path>`` name;
+    None for any other name. ValueError for a size outside 16..1024."""
+    m = _SIZED.fullmatch(name) if isinstance(name, str) else None
+    if m is None:
+        return None
+    size = int(m.group(1))
+    if not 16 <= size <= 1024:
+        raise ValueError(f"dataset {name!r}: image size {size} px is not allowed; allowed "
+                         f"16..1024 (the models' input resolution, e.g. folder@224:<path>)")
+    return Path(m.group(3)).expanduser(), size, int(m.group(2) or 0)
+
+
+def folder_name(path, size: int, split_seed: int | None = None) -> str:
+    """The dataset name of the image folder ``path`` read at ``size`` px (absolute path; the
+    split seed only matters for a one-tree folder)."""
+    seed = f"+split{int(split_seed)}" if split_seed else ""
+    return f"folder@{int(size)}{seed}:{Path(path).expanduser().resolve()}"
+
+
+def _images_in(d: Path) -> list[Path]:
+    return sorted(f for f in d.iterdir() if not f.name.startswith(".") and f.is_file()
+                  and f.suffix.lower() in IMG_EXTENSIONS)
+
+
+def _class_dirs(d: Path) -> list[Path]:
+    return sorted((p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: p.name)
+
+
+def folder_files(name: str) -> dict:
+    """The files of the sized image folder ``name``: ``{"classes": [...], "layout": "train/test"
+    | "one tree", "split_seed": int, "train": (files, labels), "test": (files, labels)}``.
+    ValueError naming the folder (and the class) when it is missing, has no class folders, or
+    a class has no image."""
+    path, size, seed = sized_folder(name)
+    if not path.is_dir():
+        raise ValueError(f"image folder {path} does not exist (expected {path}/train/<class>/* "
+                         f"and {path}/test/<class>/*, or {path}/<class>/*)")
+    split_dirs = [path / s for s in SPLITS]
+    if any(d.is_dir() for d in split_dirs):
+        missing = [str(d) for d in split_dirs if not d.is_dir()]
+        if missing:
+            raise ValueError(f"image folder {path}: has {'train' if split_dirs[0].is_dir() else 'test'}/ "
+                             f"but not {', '.join(missing)}; give both train/<class>/* and "
+                             f"test/<class>/*, or one tree <class>/* to be split")
+        classes = [p.name for p in _class_dirs(path / "train")]
+        if not classes:
+            raise ValueError(f"image folder {path}/train has no class folders (<class>/<image>)")
+        test_classes = [p.name for p in _class_dirs(path / "test")]
+        extra = sorted(set(test_classes) - set(classes))
+        if extra:
+            raise ValueError(f"image folder {path}/test has classes that {path}/train lacks: "
+                             f"{extra}")
+        out = {"classes": classes, "layout": "train/test", "split_seed": None}
+        for split in SPLITS:
+            files, ys = [], []
+            for k, c in enumerate(classes):
+                got = _images_in(path / split / c) if (path / split / c).is_dir() else []
+                if not got:
+                    raise ValueError(f"image folder {path}: class {c!r} has no image in "
+                                     f"{path / split / c} (allowed extensions: "
+                                     f"{', '.join(IMG_EXTENSIONS)}; hidden files are skipped)")
+                files += got
+                ys += [k] * len(got)
+            out[split] = (files, np.asarray(ys, dtype=np.int64))
+        return out
+    class_dirs = _class_dirs(path)
+    if not class_dirs:
+        raise ValueError(f"image folder {path} has no class folders: expected {path}/train/"
+                         f"<class>/* and {path}/test/<class>/*, or {path}/<class>/*")
+    classes = [p.name for p in class_dirs]
+    rng = np.random.default_rng(seed)
+    parts = {s: ([], []) for s in SPLITS}
+    for k, d in enumerate(class_dirs):
+        got = _images_in(d)
+        if len(got) < 2:
+            raise ValueError(f"image folder {path}: class {d.name!r} has {len(got)} image(s) in "
+                             f"{d}; a one-tree folder needs at least 2 per class (one to train, "
+                             f"one to test; allowed extensions: {', '.join(IMG_EXTENSIONS)})")
+        n_test = min(len(got) - 1, max(1, round(FOLDER_TEST_FRACTION * len(got))))
+        order = rng.permutation(len(got))
+        for split, idx in (("test", order[:n_test]), ("train", order[n_test:])):
+            parts[split][0].extend(got[i] for i in sorted(idx))
+            parts[split][1].extend([k] * len(idx))
+    return {"classes": classes, "layout": "one tree", "split_seed": seed,
+            **{s: (f, np.asarray(y, dtype=np.int64)) for s, (f, y) in parts.items()}}
+
+
+def _sized_folder_info(name: str, path: Path, size: int, seed: int) -> DatasetInfo:
+    try:
+        files = folder_files(name)
+    except ValueError:
+        return DatasetInfo(name, 0, 3, size, None, None, True, "as given by the folder's owner",
+                           f"image folder at {path} (not readable)")
+    split = ("train/ and test/ folders" if files["layout"] == "train/test" else
+             f"one tree, split per class with seed {seed} ({FOLDER_TEST_FRACTION:.0%} test)")
+    return DatasetInfo(name, len(files["classes"]), 3, size, len(files["train"][0]),
+                       len(files["test"][0]), True, "as given by the folder's owner",
+                       f"image folder at {path} ({split}), {size} px RGB, uint8")
+
+
+def _read_image_crop(f: Path, size: int) -> np.ndarray:
+    """One image file as uint8 (3, size, size) RGB: short side resized to ``size`` (bilinear,
+    antialiased; JPEGs drafted at a reduced scale first), then center-cropped."""
+    from PIL import Image
+    with Image.open(f) as im:
+        im.draft("RGB", (size, size))
+        im = im.convert("RGB")
+        scale = size / min(im.size)
+        w, h = max(size, round(im.width * scale)), max(size, round(im.height * scale))
+        im = im.resize((w, h), Image.BILINEAR, reducing_gap=None)
+        left, top = (w - size) // 2, (h - size) // 2
+        return np.asarray(im.crop((left, top, left + size, top + size))).transpose(2, 0, 1)
+
+
+def _folder_cache(files, size: int) -> Path:
+    """The cache file of ``files`` decoded at ``size`` px (named by their paths, sizes and
+    modification times: a changed file makes a new one)."""
+    from .cache import key as cache_key
+    stamp = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return cache_dir("datasets", "folders") / f"{cache_key({'files': stamp, 'size': size})}.npy"
+
+
+@lru_cache(maxsize=8)
+def _load_sized_folder(name: str, split: str):
+    from .cache import atomic_path
+    _, size, _ = sized_folder(name)
+    meta = folder_files(name)
+    files, y = meta[split]
+    path = _folder_cache(files, size)
+    if not path.exists():
+        arr = np.empty((len(files), 3, size, size), np.uint8)
+        for i, f in enumerate(files):
+            try:
+                arr[i] = _read_image_crop(f, size)
+            except OSError as err:
+                raise ValueError(f"image folder: {f} is not a readable image ({err})") from None
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, arr)
+    x = torch.from_numpy(np.load(path, mmap_mode="c"))   # copy-on-write map: read from disk
+    return x.requires_grad_(False), torch.as_tensor(y, dtype=torch.int64), list(meta["classes"])
+
+
 def _style_photos() -> list[np.ndarray]:
     return [_texture_photo(p) for p in STYLE_PHOTOS]
 
@@ -630,6 +806,8 @@ def load(name: str, split: str, *, allow_download: bool = False, root=None):
     info(name)  # raises for unknown names
     if derived(name) is not None:
         return _load_derived(name, split, bool(allow_download), None if root is None else str(root))
+    if sized_folder(name) is not None:
+        return _load_sized_folder(name, split)
     base, low = _strip_lowres(name)
     x, y, classes = _load_cached(base, split, bool(allow_download), None if root is None else str(root))
     return (to_source_format(x, x.shape[1], LOWRES_SIZE), y, classes) if low else (x, y, classes)
@@ -687,9 +865,12 @@ def train_subset(labels, n: int, val_size: int, seed: int):
 def to_source_format(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
     """Images converted to a source model's input format: ``channels`` (1 grey / 3 RGB; grey
     -> RGB repeats, RGB -> grey uses ITU-R 601 luma) and ``size`` x ``size`` pixels
-    (bilinear, antialiased when shrinking). Values stay in [0, 1]."""
+    (bilinear, antialiased when shrinking). Values in [0, 1] (float32); uint8 images (0-255,
+    as sized image folders hold them) are converted first."""
     if channels not in (1, 3):
         raise ValueError(f"channels={channels} is not allowed; allowed: 1 or 3")
+    if images.dtype == torch.uint8:   # sized image folders are held as uint8 (0-255)
+        images = images.float().div_(255.0)
     c = images.shape[1]
     if c == 1 and channels == 3:
         images = images.expand(-1, 3, -1, -1)

@@ -615,9 +615,11 @@ def run(source_id: str, target: str, n: int, unfrozen_blocks: int, seed: int, cf
 
     ``model`` is the loaded source (``zoo.load(source_id)[0]``; loaded here when None). Target
     images are converted to the source's channels / size. Accuracies in percent, times in s.
+    A ``source_id`` that is not a zoo id (e.g. a local checkpoint's, ``robust-transfer
+    compare``) needs ``model``; its result has no source facts (family, norm, eps, ...).
     """
     t0 = time.perf_counter()
-    spec = zoo.spec(source_id)
+    spec = zoo.spec(source_id) if model is None or source_id in zoo.REGISTRY else None
     if model is None:
         model, _ = zoo.load(source_id, allow_download=cfg.allow_download, progress=False)
     x_tr, y_tr, x_te, y_te, num_classes, data_hash = target_arrays(target, cfg.allow_download)
@@ -625,7 +627,8 @@ def run(source_id: str, target: str, n: int, unfrozen_blocks: int, seed: int, cf
     out = finetune(model, x_tr, y_tr, sub, val, x_te, y_te, unfrozen_blocks, cfg, seed,
                    num_classes=num_classes, fast=fast,
                    feature_key=(source_id, target, data_hash))
-    out.update(family=spec.family, norm=spec.norm, eps=float(spec.eps), source_seed=spec.seed,
-               source_label=spec.label, n_val=len(val), n_test=len(y_te),
-               seconds=time.perf_counter() - t0)
+    if spec is not None:
+        out.update(family=spec.family, norm=spec.norm, eps=float(spec.eps),
+                   source_seed=spec.seed, source_label=spec.label)
+    out.update(n_val=len(val), n_test=len(y_te), seconds=time.perf_counter() - t0)
     return out
