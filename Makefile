@@ -8,6 +8,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PRESET  ?= mini
 SEED_OFFSET ?= 0
+TRAIN_THREADS ?=
 STAMP   := $(VENV)/.installed
 FMNIST  := /usr/share/datasets/fashion-mnist
 CHROMIUM := /usr/bin/chromium
@@ -45,9 +46,11 @@ browser:
 env: $(STAMP) data browser
 
 ## make book: execute every notebook on $(PRESET) with papermill, build _build/html (strict);
-## SEED_OFFSET=6 trains source seeds disjoint from the default build's (a replication build)
+## SEED_OFFSET=6 trains source seeds disjoint from the default build's, TRAIN_THREADS=2 trains
+## the sources at 2 torch threads (replication builds)
 book: env
-	$(PY) -m robust_transfer.book --preset $(PRESET) --source-seed-offset $(SEED_OFFSET) --out _build
+	$(PY) -m robust_transfer.book --preset $(PRESET) --source-seed-offset $(SEED_OFFSET) \
+	  $(if $(TRAIN_THREADS),--train-threads $(TRAIN_THREADS)) --out _build
 
 ## make test: unit tests, every notebook on the tiny preset, and a strict book build of those
 test: env

@@ -237,7 +237,16 @@ def main(argv=None) -> None:
     parser.add_argument("--source-seed-offset", type=int, default=0,
                         help="shift every trained source seed (a replication build: 6 trains "
                              "seeds disjoint from the default build's)")
+    parser.add_argument("--train-threads", type=int, default=None,
+                        help="torch threads each source trains with (default 1: bitwise the same "
+                             "sources on any machine; 2: the replication check of how far the "
+                             "verdicts depend on the sources' last bits)")
     args = parser.parse_args(argv)
+    if args.train_threads is not None:
+        if args.train_threads < 1:
+            parser.error(f"--train-threads={args.train_threads} is not allowed; give an "
+                         f"integer >= 1")
+        os.environ["RT_TRAIN_THREADS"] = str(args.train_threads)  # kernels inherit it
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs={args.jobs} is not allowed; give an integer >= 1")
     try:  # a bad preset or offset stops here, before any notebook runs

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 
 __all__ = ["Part", "Claim", "part_label", "claim_label", "paper_inside", "section1", "section2",
            "section3", "small_n_max", "headline_family", "paper_small_n_gain", "evaluate",
+           "precision",
            "table", "paper_regime_accuracy", "PART_LABELS", "CLAIM_LABELS", "PAPER_ANALOGUE"]
 
 HOLDS, CONTRADICTED, UNDECIDED, NOT_TESTABLE = ("holds", "contradicted", "undecided",
@@ -52,7 +53,8 @@ class Part:
     interval ``ci_low``..``ci_high``, in ``unit``), what the interval rests on (``basis``), the
     claim's sign (``side``), the paper's value and whether it lies inside our interval, and
     ``why`` (the reason for "not testable at this scale"). ``role``: "test" parts decide the
-    claim, "control" parts are reported beside it."""
+    claim, "control" parts are reported beside it. ``var_source``, ``var_subset``,
+    ``var_resid``: the interval's variance components (``stats.variance_components``)."""
 
     key: str
     name: str
@@ -68,6 +70,9 @@ class Part:
     paper_inside: str = "–"
     why: str = ""
     role: str = "test"
+    var_source: float = math.nan
+    var_subset: float = math.nan
+    var_resid: float = math.nan
 
     def interval_text(self) -> str:
         """"+4.3 [+1.0, +7.6]" (or "–" without an interval)."""
@@ -135,8 +140,9 @@ def _part(key, name, statistic, row, side=1, paper=math.nan, basis_cols=None, ro
     basis = str(row.get("ci_basis", ""))
     if basis_cols:
         basis += " (" + ", ".join(f"{int(row[c])} {w}" for c, w in basis_cols if c in row) + ")"
+    var = {v: float(row.get(v, math.nan)) for v in ("var_source", "var_subset", "var_resid")}
     return Part(key, name, statistic, part_label(lo, hi, side), m, lo, hi, unit, basis, side,
-                paper, paper_inside(paper, lo, hi), role=role)
+                paper, paper_inside(paper, lo, hi), role=role, **var)
 
 
 def _row(table, **match):
@@ -298,19 +304,16 @@ def section3(studies) -> Claim | None:
     fine-tuned setting's ``studies``, side +1; the paper's difference beside it. None without
     a natural / robust pair."""
     from . import reference
-    from .influence_study import robust_minus_natural, share_matrix
+    from .influence_study import robust_minus_natural
     targets = [t for t in dict.fromkeys(t for _, t in studies)
                if ("robust", t) in studies and ("natural", t) in studies]
     if not targets:
         return None
     t = targets[0]
-    m, lo, hi = robust_minus_natural(studies, t, "top1")
-    shape = share_matrix(studies[("robust", t)], "top1").shape
+    c = robust_minus_natural(studies, t, "top1", full=True)
     paper = reference.INFLUENCE["top1"]["robust"] - reference.INFLUENCE["top1"]["natural"]
-    part = Part(f"{_key(t)}_top1", f"top-1 same-class share, {t}",
-                "robust - natural share of test images (paired)", part_label(lo, hi), m, lo, hi,
-                "points", f"source+subset seeds ({shape[0]} source seeds, {shape[1]} subset seeds)",
-                1, paper, paper_inside(paper, lo, hi))
+    part = _part(f"{_key(t)}_top1", f"top-1 same-class share, {t}",
+                 "robust - natural share of test images (paired)", c, 1, paper, _SEEDS)
     return Claim("influence", "Section 3: the most influential training image carries the "
                  "class more often with a robust source", claim_label([part]), (part,))
 
@@ -328,26 +331,60 @@ def table(claims) -> "pandas.DataFrame":
     return pd.DataFrame(rows)
 
 
-def evaluate(cfg, workers: int = 1) -> list[Claim]:
+def _first_seeds(frame, k: int | None):
+    """Rows of ``frame`` from the first ``k`` source seeds of each family (all when None)."""
+    if k is None or frame is None or len(frame) == 0:
+        return frame
+    rank = frame.groupby("family")["source_seed"].rank(method="dense")
+    return frame[rank <= k]
+
+
+def evaluate(cfg, workers: int = 1, source_seeds: int | None = None) -> list[Claim]:
     """Every claim's record for ``cfg`` from the results store and the cached studies, without
-    executing notebooks; missing runs are computed first, as the notebooks would."""
+    executing notebooks; missing runs are computed first, as the notebooks would.
+    ``source_seeds`` keeps the first k source seeds of each family (the precision table's
+    "at 3 source seeds"); None keeps every one."""
     from . import influence_study, shape_bias, sweep
     from .store import Store
     store = Store(cfg.preset)
     sweep.run(cfg, store, workers=workers)
-    df = store.frame(sweep.grid(cfg))
+    df = _first_seeds(store.frame(sweep.grid(cfg)), source_seeds)
     out = [section1(df, cfg)]
     if cfg.compare_recipe and (df["recipe"] == cfg.compare_recipe).any():
         out.append(section1(df, cfg, cfg.compare_recipe))
     if cfg.shape_targets:
-        runs = shape_bias.transfer_versions(cfg, cfg.preset, workers=workers)
+        runs = _first_seeds(shape_bias.transfer_versions(cfg, cfg.preset, workers=workers),
+                            source_seeds)
         summary = shape_bias.summarize(shape_bias.evaluate_sources(cfg))
         out.append(section2(shape_bias.version_test(runs), shape_bias.cue_validation(summary)))
     if cfg.influence_targets:
         fams = influence_study.families(cfg.sources)
-        out.append(section3(influence_study.run_studies(fams, cfg, setting="finetuned",
-                                                        workers=workers)))
+        studies = influence_study.run_studies(fams, cfg, setting="finetuned", workers=workers)
+        if source_seeds is not None:
+            keep = {s for ids in fams.values() for s in list(ids)[:source_seeds]}
+            studies = {k: [st for st in v if st.source in keep] for k, v in studies.items()}
+        out.append(section3(studies))
     return [c for c in out if c is not None]
+
+
+def precision(cfg, fewer: int = 3, workers: int = 1) -> "pandas.DataFrame":
+    """For every claim part: the interval's half-width with the first ``fewer`` source seeds of
+    each family and with all of them (both measured on this store), and the variance components
+    (source seed, subset seed, residual) of the full design; the label with each."""
+    import pandas as pd
+    rows = {}
+    for k, which in ((fewer, "few"), (None, "all")):
+        for c in evaluate(cfg, workers, source_seeds=k):
+            for p in c.parts:
+                if p.label == NOT_TESTABLE:
+                    continue
+                r = rows.setdefault((c.title, p.name), dict(claim=c.title, part=p.name))
+                r[f"half_width_{which}"] = (p.ci_high - p.ci_low) / 2
+                r[f"label_{which}"] = p.label
+                if which == "all":
+                    r.update(basis=p.basis, var_source=p.var_source, var_subset=p.var_subset,
+                             var_resid=p.var_resid)
+    return pd.DataFrame(list(rows.values()))
 
 
 def _key(target: str) -> str:

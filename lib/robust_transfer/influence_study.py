@@ -416,11 +416,12 @@ def summary(studies: dict, confidence: float = 0.95) -> "pandas.DataFrame":
 
 
 def robust_minus_natural(studies: dict, target: str, metric: str = "top1",
-                         confidence: float = 0.95) -> tuple[float, float, float]:
+                         confidence: float = 0.95, full: bool = False):
     """Paired robust-minus-natural difference of a share (percentage points): the s-th source
     seed of each family on the same subset seed, the (source seed x subset seed) difference
-    matrix through ``stats.ci``. Returns (mean, CI low, CI high)."""
+    matrix through ``stats.ci``. Returns (mean, CI low, CI high), or with ``full`` the whole
+    ``stats.ci`` dict (seed counts, basis, variance components)."""
     d = share_matrix(studies[("robust", target)], metric) \
         - share_matrix(studies[("natural", target)], metric)
     c = stats.ci(d.dropna(how="all").dropna(axis=1, how="all").to_numpy(), confidence)
-    return float(c["mean"]), float(c["ci_low"]), float(c["ci_high"])
+    return c if full else (float(c["mean"]), float(c["ci_low"]), float(c["ci_high"]))

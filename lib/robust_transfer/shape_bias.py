@@ -680,6 +680,8 @@ def version_test(frame, level: float = 0.95):
                             version=version, gain_original=stats.ci(g0.to_numpy())["mean"],
                             gain_version=stats.ci(g1.to_numpy())["mean"], did=c["mean"],
                             ci_low=c["ci_low"], ci_high=c["ci_high"], ci_basis=c["ci_basis"],
+                            var_source=c["var_source"], var_subset=c["var_subset"],
+                            var_resid=c["var_resid"],
                             n_source_seeds=c["n_source_seeds"],
                             n_subset_seeds=c["n_subset_seeds"], direction=direction))
     return pd.DataFrame(out)

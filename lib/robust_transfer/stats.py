@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-__all__ = ["ci", "adjust", "wilson", "bootstrap_mean", "bootstrap_share", "summary", "compare",
+__all__ = ["ci", "variance_components", "adjust", "wilson", "bootstrap_mean", "bootstrap_share", "summary", "compare",
            "deltas", "shrinkage", "pooled_gain", "gain_difference", "gain_peak_drop",
            "gain_peak_drop_means", "curve_summary", "main_gains", "CELL", "COMPARABLE",
            "PEAK_DROP_MARGIN", "PEAK_DROP_MARGIN_REL"]
@@ -68,8 +68,9 @@ def ci(matrix, confidence: float = 0.95) -> dict:
     """Mean and CI of a (source seeds x subset seeds) matrix, by the estimator above.
 
     Returns dict(mean, ci_low, ci_high, half_width, df, p, n_source_seeds, n_subset_seeds,
-    ci_basis) in the units of ``matrix``; ``p`` is the two-sided t-test p-value of "mean = 0"
-    from the same se and df (NaN where there is no interval). NaN rows (incomplete source
+    ci_basis, var_source, var_subset, var_resid) in the units of ``matrix``; ``p`` is the
+    two-sided t-test p-value of "mean = 0" from the same se and df (NaN where there is no
+    interval); the variances are :func:`variance_components`. NaN rows (incomplete source
     seeds) are dropped first.
     """
     x = np.asarray(matrix, dtype=float)
@@ -91,7 +92,25 @@ def ci(matrix, confidence: float = 0.95) -> dict:
     half = float(_st.t.ppf(0.5 + confidence / 2, df) * se) if np.isfinite(se) else np.nan
     return dict(mean=mean, ci_low=mean - half, ci_high=mean + half, half_width=half,
                 df=float(df), p=_p_value(mean, se, df), n_source_seeds=S, n_subset_seeds=J,
-                ci_basis=basis)
+                ci_basis=basis, **variance_components(x))
+
+
+def variance_components(matrix) -> dict:
+    """Two-way (source seed x subset seed, no replication) ANOVA estimates of the model
+    ``x[s, j] = mu + a_s + b_j + e_sj``: ``var_source`` = var(a), ``var_subset`` = var(b),
+    ``var_resid`` = var(e), each ``(mean square - residual mean square) / count`` clipped at 0;
+    NaN unless S >= 2 and J >= 2. The crossed-seed se^2 of :func:`ci` then has expectation
+    ``var_source / S + var_subset / J + 2 var_resid / (S J)``: which seeds narrow an interval."""
+    x = np.asarray(matrix, dtype=float)
+    if x.ndim != 2 or min(x.shape) < 2:
+        return dict(var_source=np.nan, var_subset=np.nan, var_resid=np.nan)
+    S, J = x.shape
+    rows, cols, grand = x.mean(1, keepdims=True), x.mean(0, keepdims=True), x.mean()
+    ms_resid = float(((x - rows - cols + grand) ** 2).sum() / ((S - 1) * (J - 1)))
+    ms_source = J * float(rows.var(ddof=1))
+    ms_subset = S * float(cols.var(ddof=1))
+    return dict(var_source=max(0.0, (ms_source - ms_resid) / J),
+                var_subset=max(0.0, (ms_subset - ms_resid) / S), var_resid=ms_resid)
 
 
 ADJUST_METHODS = ("holm", "bh")

@@ -35,6 +35,7 @@ under its own lock, so hashes recorded at the same moment by different processes
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import types
@@ -50,7 +51,8 @@ from .cache import atomic_path, atomic_write_text, cache_dir, file_lock, key, sh
 from .progress import bar
 
 __all__ = ["SourceSpec", "REGISTRY", "list_sources", "main_sources", "check_id", "spec", "untrained",
-           "revision", "shift_seed", "load", "load_grid", "table", "family_representatives",
+           "revision", "shift_seed", "train_threads", "load", "load_grid", "table",
+           "family_representatives",
            "adversarial_examples", "edge_alignment_by_source", "source_data", "ATTACK_EPS",
            "TRAINED_SCALES", "MAIN_FAMILIES", "PINNED_SHA256", "PAPER_FILES", "SourceUnavailable"]
 
@@ -73,8 +75,21 @@ _RECIPE_VERSION = 2  # bump when train.py's recipe changes so cached sources are
 #: torch threads that train and evaluate a trained-scale source, whatever the machine: weights
 #: are bitwise reproducible only at a fixed thread count (1 and 2 threads give different
 #: weights), so one thread everywhere makes a source the same on a laptop, Colab or a 16-core
-#: node; :func:`load_grid` trains missing sources in parallel processes instead of threads
+#: node; :func:`load_grid` trains missing sources in parallel processes instead of threads.
+#: ``RT_TRAIN_THREADS`` overrides it (:func:`train_threads`; a replication check of how far
+#: the verdicts depend on the sources' last bits); the count is part of the recipe hash
 TRAIN_THREADS = 1
+
+
+def train_threads() -> int:
+    """Torch threads a trained-scale source trains with: ``RT_TRAIN_THREADS`` if set (an
+    integer >= 1), else :data:`TRAIN_THREADS`."""
+    text = os.environ.get("RT_TRAIN_THREADS", "").strip()
+    if not text:
+        return TRAIN_THREADS
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"RT_TRAIN_THREADS={text!r} is not allowed; give an integer >= 1")
+    return int(text)
 
 #: the trained families of every trained scale, in listing order: (norm, eps as written, number
 #: of source seeds); a build lists seeds ``offset .. offset + count - 1`` of each
@@ -307,7 +322,7 @@ def source_data(scale: str, split: str, *,
 
 def _recipe(sp: SourceSpec) -> dict:
     return {"version": _RECIPE_VERSION, "id": sp.id, **TRAINED_SCALES[sp.scale],
-            "attack_eps": ATTACK_EPS, "threads": TRAIN_THREADS}
+            "attack_eps": ATTACK_EPS, "threads": train_threads()}
 
 
 def revision(source_id: str) -> str:
@@ -389,11 +404,11 @@ def _float_keys(meta: dict) -> dict:
 
 def _train(sp: SourceSpec, progress: bool,
            allow_download: bool = False) -> tuple[models.BlockNet, dict]:
-    """Train and evaluate ``sp`` with :data:`TRAIN_THREADS` torch threads, the model in
+    """Train and evaluate ``sp`` with :func:`train_threads` torch threads, the model in
     channels-last memory format (1.15-1.35x faster on a CPU than the default layout; saved
     contiguous)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(TRAIN_THREADS)
+    torch.set_num_threads(train_threads())
     try:
         return _train_and_evaluate(sp, progress, allow_download)
     finally:
@@ -538,7 +553,7 @@ def load_grid(ids, *, allow_download: bool = False, progress: bool = True,
     """``{id: (model, metadata)}`` for ``ids``, training / converting what is missing.
 
     ``workers`` > 1 (None: every core) trains the missing trained-scale sources in that many
-    spawned processes, one source and :data:`TRAIN_THREADS` thread each (the same weights as
+    spawned processes, one source and :func:`train_threads` threads each (the same weights as
     training them here, in about the time threads would take); the rest is loaded here."""
     ids = list(ids)
     missing = untrained(ids)

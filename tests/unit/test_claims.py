@@ -4,6 +4,7 @@ section's record on frames / tables of known structure."""
 import dataclasses
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -162,14 +163,15 @@ def test_section2_reads_the_best_seeded_l2_family():
 
 def test_section3_label_and_paper(monkeypatch):
     import robust_transfer.influence_study as ist
-    monkeypatch.setattr(ist, "robust_minus_natural", lambda studies, t, metric: (4.0, 1.0, 7.0))
-    monkeypatch.setattr(ist, "share_matrix", lambda ss, metric: pd.DataFrame([[0.0] * 3] * 6))
+    ci = dict(mean=4.0, ci_low=1.0, ci_high=7.0, ci_basis="source+subset seeds",
+              n_source_seeds=6, n_subset_seeds=3, var_source=2.0, var_subset=0.5, var_resid=1.0)
+    monkeypatch.setattr(ist, "robust_minus_natural", lambda studies, t, metric, full: ci)
     studies = {("natural", "textures"): [], ("robust", "textures"): [], ("natural", "digits"): []}
     c = claims.section3(studies)
     (p,) = c.parts
     assert (c.label, p.label, p.key) == ("reproduced", HOLDS, "textures_top1")
     assert p.paper == pytest.approx(78.61 - 55.08) and p.paper_inside == "no"
-    assert "6 source seeds, 3 subset seeds" in p.basis
+    assert "6 source seeds, 3 subset seeds" in p.basis and p.var_source == 2.0
     assert claims.section3({("natural", "x"): []}) is None
 
 
@@ -178,3 +180,16 @@ def test_table_lists_every_part():
     t = claims.table([c])
     assert list(t["part"]) == [p.name for p in c.parts]
     assert t.loc[0, "estimate"].startswith("+6.0 [")
+
+
+def test_variance_components_recover_a_planted_design():
+    from robust_transfer import stats
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 3, size=(60, 1)), rng.normal(0, 1, size=(1, 40))
+    x = 10 + a + b + rng.normal(0, 0.5, size=(60, 40))
+    v = stats.variance_components(x)
+    assert v["var_source"] == pytest.approx(a.var(ddof=1), rel=0.05)
+    assert v["var_subset"] == pytest.approx(b.var(ddof=1), rel=0.1)
+    assert v["var_resid"] == pytest.approx(0.25, rel=0.1)
+    assert math.isnan(stats.variance_components(x[:1])["var_source"])
+    assert stats.ci(x)["var_source"] == v["var_source"]

@@ -533,3 +533,18 @@ def test_a_failed_checkpoint_download_is_source_unavailable(monkeypatch):
     monkeypatch.setattr(zoo, "_fetch_url", offline)
     with pytest.raises(zoo.SourceUnavailable, match="downloading it failed .URLError"):
         zoo._verified_download(zoo.spec("paper/imagenet/l2/3"), True, False)
+
+
+def test_train_threads_from_the_environment(monkeypatch):
+    """RT_TRAIN_THREADS (book --train-threads) picks the sources' thread count; it is part of
+    the recipe hash, so 1- and 2-thread sources never share a cache entry."""
+    sid = "mini/fmnist/l2/1.0/s0"
+    monkeypatch.delenv("RT_TRAIN_THREADS", raising=False)
+    one = zoo.revision(sid)
+    assert zoo.train_threads() == zoo.TRAIN_THREADS == 1
+    monkeypatch.setenv("RT_TRAIN_THREADS", "2")
+    assert zoo.train_threads() == 2 and zoo.revision(sid) != one
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("RT_TRAIN_THREADS", bad)
+        with pytest.raises(ValueError, match="RT_TRAIN_THREADS"):
+            zoo.train_threads()
