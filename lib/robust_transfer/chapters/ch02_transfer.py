@@ -705,7 +705,8 @@ def results_row(values: dict, preset: str) -> dict:
     """The introduction's row for the paper's transfer claim (see ``common.ROW_FIELDS``): the
     paper's gains (``reference.paper_deltas``: largest gain per target at n <= 400 and the gain
     at its largest subset), ours from :func:`headline` per shape target (the pre-specified
-    pooled small-n gain and whether the gain falls with n), and the verdict."""
+    pooled small-n gain and the shrink part's label), the control targets' small-n gains beside
+    them (not counted), and the verdict."""
     paper = reference.paper_deltas()
     sub = paper[~paper["full"]]
     small = sub[sub["n"] <= 400].groupby("target")["delta"].max()
@@ -718,6 +719,13 @@ def results_row(values: dict, preset: str) -> dict:
                    for t in targets if _key(t) + "_gain" in values)
     other = (f"; {values['other_recipe']} recipe: {values['other_verdict']}"
              if values.get("other_verdict", "not tested") != "not tested" else "")
+    counted = {f"part_{_key(t)}_gain_label" for t in targets}
+    controls = [k[len("part_"):-len("_gain_label")] for k in values
+                if k.startswith("part_") and k.endswith("_gain_label") and k not in counted]
+    if controls:
+        ours += "; control (not counted): " + "; ".join(
+            f"{t} {values[f'part_{t}_gain_text']} ({values[f'part_{t}_gain_label']})"
+            for t in controls)
     return {"claim": "Robust sources transfer better with few target images; the gain shrinks "
                      "as n grows",
             "paper": f"largest gain at n <= 400: {small.min():+.1f} to {small.max():+.1f} points "
