@@ -36,6 +36,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from . import data, influence_study, reference, shape_bias, stats, sweep
+from .store import Store
+
 __all__ = ["Part", "Claim", "part_label", "claim_label", "paper_inside", "section1", "section2",
            "section3", "small_n_max", "headline_family", "paper_small_n_gain", "evaluate",
            "precision",
@@ -173,7 +176,6 @@ def small_n_max(cfg) -> int:
 def paper_small_n_gain(target: str, n_max: int = 1600) -> float:
     """The paper's gain (L2 eps=3 minus natural, 3 blocks, points) averaged over its n <=
     ``n_max`` on ``target`` or the paper target it stands in for; NaN if none."""
-    from . import reference
     d = reference.paper_deltas()
     d = d[(d["target"] == PAPER_ANALOGUE.get(target, target)) & ~d["full"] & (d["n"] <= n_max)]
     return float(d["delta"].mean()) if len(d) else math.nan
@@ -184,7 +186,6 @@ def paper_regime_accuracy(target: str) -> float:
     (``stats.gain_peak_drop_means``), peaks on ``target`` or the paper target it stands in
     for: beyond it the paper's gain truly shrinks (below it, mostly through ceiling
     compression of points). NaN when the paper has no such target."""
-    from . import reference, stats
     d = reference.paper_deltas()
     d = d[(d["target"] == PAPER_ANALOGUE.get(target, target)) & ~d["full"]]
     if d.empty:
@@ -207,15 +208,13 @@ def section1(df, cfg, recipe: str | None = None) -> Claim | None:
     scale* when the natural source's mean accuracy at the largest n is below
     :func:`paper_regime_accuracy`: the grid then stops before the regime where the paper's gain
     shrinks."""
-    from . import stats
-    from .shape_bias import SHAPE_TARGETS
     recipe = recipe or cfg.recipe
     main = stats.main_gains(stats.deltas(df), cfg.main_blocks, recipe=recipe)
     if main.empty:
         return None
     family, k = main["family"].iloc[0], int(main["unfrozen_blocks"].iloc[0])
     present = list(dict.fromkeys(main["target"]))
-    targets = [t for t in present if t in SHAPE_TARGETS] or present
+    targets = [t for t in present if t in shape_bias.SHAPE_TARGETS] or present
     nmax = small_n_max(cfg)
     pooled, drop = stats.pooled_gain(df, nmax), stats.gain_peak_drop(df)
     label = main["source_label"].iloc[0] if "source_label" in main else family
@@ -303,14 +302,12 @@ def section3(studies) -> Claim | None:
     (points, ``influence_study.robust_minus_natural``) on the first influence target of the
     fine-tuned setting's ``studies``, side +1; the paper's difference beside it. None without
     a natural / robust pair."""
-    from . import reference
-    from .influence_study import robust_minus_natural
     targets = [t for t in dict.fromkeys(t for _, t in studies)
                if ("robust", t) in studies and ("natural", t) in studies]
     if not targets:
         return None
     t = targets[0]
-    c = robust_minus_natural(studies, t, "top1", full=True)
+    c = influence_study.robust_minus_natural(studies, t, "top1", full=True)
     paper = reference.INFLUENCE["top1"]["robust"] - reference.INFLUENCE["top1"]["natural"]
     part = _part(f"{_key(t)}_top1", f"top-1 same-class share, {t}",
                  "robust - natural share of test images (paired)", c, 1, paper, _SEEDS)
@@ -344,8 +341,6 @@ def evaluate(cfg, workers: int = 1, source_seeds: int | None = None) -> list[Cla
     executing notebooks; missing runs are computed first, as the notebooks would.
     ``source_seeds`` keeps the first k source seeds of each family (the precision table's
     "at 3 source seeds"); None keeps every one."""
-    from . import influence_study, shape_bias, sweep
-    from .store import Store
     store = Store(cfg.preset)
     sweep.run(cfg, store, workers=workers)
     df = _first_seeds(store.frame(sweep.grid(cfg)), source_seeds)

@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import __version__, build, claims, compare, config, cost, data, sweep, transfer, zoo
+from . import __version__, build, claims, config, cost, data, sweep, transfer, zoo
 from .store import Store
 
 __all__ = ["main", "parameters", "resolve_args"]
@@ -117,7 +117,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="processes for runs still missing from the store (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    compare.add_parser(sub)
+    _compare_parser(sub)
     return ap
 
 
@@ -371,11 +371,54 @@ def cmd_book(args) -> int:
     return 0
 
 
+def _compare_parser(sub) -> None:
+    """Add the ``compare`` subcommand (``chapters.compare``, imported only when it runs: its
+    report plots) to the subparsers ``sub``."""
+    p = sub.add_parser("compare", help="does a robust source help my data set? transfer sources "
+                                       "to an image folder and write an HTML report")
+    p.add_argument("--target", required=True, metavar="folder:PATH",
+                   help="PATH/{train,test}/<class>/* or PATH/<class>/* (split with --split-seed)")
+    p.add_argument("--sources", nargs="+", required=True, metavar="[LABEL=]ID_OR_FILE",
+                   help="zoo ids or checkpoint files (torchvision / robustness .pt, our "
+                        ".safetensors); at least two")
+    p.add_argument("--baseline", metavar="LABEL", default=None,
+                   help="the source the others are compared with (default: the first natural "
+                        "zoo source, else the first)")
+    p.add_argument("--n", default="10,20,40,80,160,320,640", help="target training images per "
+                   "run, comma-separated (default 10,...,640; too large ones are refused)")
+    p.add_argument("--unfrozen-blocks", default="0", help="e.g. 0,3 (default 0: head only)")
+    p.add_argument("--seeds", default="0,1,2", help="target-subset seeds (default 0,1,2)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--val-size", type=int, default=None,
+                   help="validation images carved from the training split (default: 100, "
+                        "fewer on small folders)")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the train/test split of a one-tree folder (recorded)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="px the folder is read at (default: the sources' largest input size)")
+    p.add_argument("--arch", default="resnet50",
+                   help="architecture of .pt/.pth source files (default resnet50; resnet18, 34, "
+                        "101, 152 and resnet8 too)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    p.add_argument("--allow-download", action="store_true",
+                   help="download zoo checkpoints (paper/..., salman2020/...) when missing")
+    p.add_argument("--out", type=Path, default=Path("compare_report"),
+                   help="folder of the report (index.html, rows.csv; default compare_report)")
+    p.add_argument("--store", default=None, help="store name or path (default: one per folder)")
+    p.add_argument("--executor", choices=sweep.EXECUTORS, default="serial")
+    p.add_argument("--workers", type=int, default=None, metavar="N")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="print the cost counts without timing the architecture")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def cmd_compare(args) -> int:
     """``compare``: sources transferred to the user's image folder, an HTML report
-    (``robust_transfer.compare``)."""
+    (``robust_transfer.chapters.compare``)."""
     import matplotlib
     matplotlib.use("Agg")
+    from .chapters import compare
     return compare.main_args(args)
 
 

@@ -49,7 +49,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cache import cache_dir, staged_dir
+from .cache import atomic_path, cache_dir, staged_dir
+from .cache import key as cache_key
 from .images import LOWRES_SIZE, downsample, lowres, sobel_magnitude, stylize
 
 __all__ = ["DatasetInfo", "DATASETS", "info", "check_name", "load", "split_pool",
@@ -735,14 +736,12 @@ def _read_image_crop(f: Path, size: int) -> np.ndarray:
 def _folder_cache(files, size: int) -> Path:
     """The cache file of ``files`` decoded at ``size`` px (named by their paths, sizes and
     modification times: a changed file makes a new one)."""
-    from .cache import key as cache_key
     stamp = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     return cache_dir("datasets", "folders") / f"{cache_key({'files': stamp, 'size': size})}.npy"
 
 
 @lru_cache(maxsize=8)
 def _load_sized_folder(name: str, split: str):
-    from .cache import atomic_path
     _, size, _ = sized_folder(name)
     meta = folder_files(name)
     files, y = meta[split]

@@ -52,7 +52,8 @@ COMPARABLE = ("family", "unfrozen_blocks", "recipe", "target")
 DEFAULT_RECIPE = "ours"
 _FAMILY_COLS = ("norm", "eps", "source_label")
 _CI_COLS = ["mean", "ci_low", "ci_high", "half_width", "df", "p", "n_source_seeds",
-            "n_subset_seeds", "ci_basis"]
+            "n_subset_seeds", "ci_basis", "var_source", "var_subset",
+            "var_resid"]
 
 
 def _p_value(mean: float, se: float, df: float) -> float:

@@ -102,7 +102,7 @@ def test_verdicts_of_two_builds_side_by_side(tiny_book, tmp_path, capsys):
     shutil.copytree(tiny_book.src / "notebooks", other / "src" / "notebooks")
     nb_path = other / "src" / "notebooks" / "04_influence_functions.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
-    flipped = "reversed" if stated["ch04_verdict"] != "reversed" else "reproduced"
+    flipped = "contradicted" if stated["ch04_verdict"] != "contradicted" else "reproduced"
     for cell in nb.cells:
         for o in cell.get("outputs", []):
             glue = o.get("metadata", {}).get("scrapbook", {})

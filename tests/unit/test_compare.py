@@ -8,7 +8,8 @@ import pytest
 import torch
 import torchvision
 
-from robust_transfer import cli, compare, data, transfer
+from robust_transfer import cli, data, transfer
+from robust_transfer.chapters import compare
 from robust_transfer.store import Store
 
 torch.set_num_threads(1)

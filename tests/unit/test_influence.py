@@ -438,8 +438,8 @@ def test_summary_and_headline_verdict_rule(monkeypatch):
     only_b = {k: v for k, v in studies.items() if k[1] == "B"}
     assert ch.headline(only_b)["verdict"] == "not reproduced"
     assert ch.headline({("natural", "C"): worse["natural"],
-                        ("robust", "C"): worse["robust"]})["verdict"] == "reversed"
-    assert ch.headline({})["verdict"] == "not reproduced"
+                        ("robust", "C"): worse["robust"]})["verdict"] == "contradicted"
+    assert ch.headline({})["verdict"] == "not tested"
     monkeypatch.setattr(ch, "_labels", lambda st: {"natural": "Natural", "robust": "L2"})
     text = ch.findings({"finetuned": studies})
     assert "78.61" in text and "nearest training image" in text

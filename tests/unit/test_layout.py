@@ -31,9 +31,18 @@ def _imports(path: Path):
                     yield f".{name}", name.split(".")[0], id(node) in top
 
 
+#: front ends (the command line) may import display libraries and chapters inside a command that
+#: shows something (``compare``'s report), never at the top of the module
+FRONT_ENDS = ("cli.py",)
+
+
+def _display(mod, sib) -> bool:
+    return (mod or "").split(".")[0] in DISPLAY or sib == "chapters"
+
+
 def test_engine_never_imports_display_libraries_or_chapters():
-    bad = [(p.name, mod) for p in ENGINE for mod, sib, _ in _imports(p)
-           if (mod or "").split(".")[0] in DISPLAY or sib == "chapters"]
+    bad = [(p.name, mod) for p in ENGINE for mod, sib, top in _imports(p)
+           if _display(mod, sib) and (top or p.name not in FRONT_ENDS)]
     assert not bad
 
 
@@ -52,7 +61,8 @@ def test_pure_modules_import_nothing_local():
 
 
 def test_sibling_imports_are_at_the_top():
-    hidden = [(p.name, mod) for p in ENGINE for mod, sib, top in _imports(p) if sib and not top]
+    hidden = [(p.name, mod) for p in ENGINE for mod, sib, top in _imports(p)
+              if sib and not top and not (p.name in FRONT_ENDS and sib == "chapters")]
     assert not hidden
 
 

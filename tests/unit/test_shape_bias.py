@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from robust_transfer import cache, images, models, shape_bias as sb, stats
+from robust_transfer import cache, claims, images, models, shape_bias as sb, stats
 from robust_transfer.chapters import ch03_shape_bias as ch
 
 
@@ -312,7 +312,7 @@ def test_transfer_link_reads_the_store(tmp_path):
                                    chance=0.2, ci_kind="images") for f, sp in specs.items()])
     h = ch.headline(by_family, link)
     assert h["cue_robust_label"] == l2["label"].iloc[0] and h["cue_verdict"] == "not reproduced"
-    assert h["verdict"] == "not testable"  # no transfer-versions test given
+    assert h["verdict"] == "not tested"  # no transfer-versions test given
     assert h["link_shape_minus_texture"] == pytest.approx(4.0)
 
 
@@ -353,7 +353,7 @@ def _summary(fourier, silhouette, blur=(0.5, 0.6), half=0.05):
 ])
 def test_headline_numbers_and_verdict(fourier, silhouette, verdict):
     h = ch.headline(_summary(fourier, silhouette))
-    assert h["cue_verdict"] == verdict and h["verdict"] == "not testable"
+    assert h["cue_verdict"] == verdict and h["verdict"] == "not tested"
     assert h["cue_robust_label"] == "L2 ε=3"
     assert h["fourier_natural"] == pytest.approx(fourier[0])
     assert h["fourier_robust"] == pytest.approx(fourier[2])
@@ -544,13 +544,17 @@ def test_version_table_uses_the_crossed_seed_estimator():
     assert "gain pooled" in display.columns and "acc % n=10" in display.columns
 
 
-@pytest.mark.parametrize("did, verdict", [(4.0, "partly"), (0.0, "not reproduced")])
-def test_transfer_headline_verdict_and_row(did, verdict):
+@pytest.mark.parametrize("did, stylized", [(4.0, "holds"), (0.0, "undecided")])
+def test_transfer_headline_verdict_and_row(did, stylized):
     frame = _version_frame(did_stylized=did)
     test, vt = sb.version_test(frame), sb.version_table(frame)
-    assert ch.headline_family(test) == "m/l2/1.0"
+    assert claims.headline_family(test) == "m/l2/1.0"
     h = ch.headline(_summary((0.3, 0.4, 0.6), (0.5, 0.6, 0.8)), None, None, test, vt)
-    assert h["verdict"] == verdict  # the low-pass DiD is negative in every case
+    # the low-pass DiD is negative in every case: a contradicted part contradicts the claim
+    assert h["part_did_lowpass_label"] == "contradicted"
+    assert h["part_did_stylized_label"] == stylized
+    verdict = "contradicted"
+    assert h["verdict"] == verdict
     assert h["robust_label"] == "L2 ε=1" and h["robust_seeds"] == 3.0
     assert h["natural_label"] == "natural"
     assert h["did_stylized"] == pytest.approx(did, abs=0.5)
@@ -570,11 +574,11 @@ def test_transfer_config_keeps_the_recipe_and_drops_the_noise_control():
     cfg2 = sb.transfer_config(cfg)
     assert cfg2.targets == ("digits", "stylized:digits", "lowpass4:digits")
     assert cfg2.n_values == cfg.shape_n_values and cfg2.seeds == cfg.seeds
-    assert cfg2.unfrozen_blocks == (0,)
+    assert cfg2.unfrozen_blocks == (0,) and cfg2.main_blocks == 0
     assert {zoo.spec(s).norm for s in cfg2.sources} == {"natural", "l2", "linf"}
     for f in dataclasses.fields(cfg):
-        if f.name not in ("sources", "targets", "n_values", "unfrozen_blocks", "compare_recipe",
-                          "block_counts", "full_set"):
+        if f.name not in ("sources", "targets", "n_values", "unfrozen_blocks", "main_blocks",
+                          "compare_recipe", "block_counts", "full_set"):
             assert getattr(cfg2, f.name) == getattr(cfg, f.name), f.name
     assert list(sb.version_targets(cfg)) == list(cfg2.targets)
     with pytest.raises(ValueError, match="natural"):

@@ -45,14 +45,16 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import __version__, checkpoints, claims, cost, data, sweep, transfer, zoo
-from .cache import key as cache_key, sha256_file
-from .progress import bar
-from .store import Store
+from .. import __version__, checkpoints, claims, config, cost, data, sweep, transfer, zoo
+from ..cache import key as cache_key, sha256_file
+from ..progress import bar
+from ..store import Store
+from . import ch02_transfer as ch02
+from .common import use_style
 
 __all__ = ["Source", "CompareError", "parse_source", "load_source", "target_name", "make_config",
            "grid", "store_for", "run", "analyse", "headline", "report_html",
-           "compare", "add_parser", "main_args", "VERDICTS"]
+           "compare", "main_args", "VERDICTS"]
 
 #: the labels of the small-n test (interval above 0 / below 0 / straddles 0 or none)
 VERDICTS = (claims.HOLDS, claims.CONTRADICTED, claims.UNDECIDED)  # claims.part_label's
@@ -180,7 +182,6 @@ def make_config(*, n_values, seeds, unfrozen_blocks, device="cpu", epochs=20, va
                 batch_size=128, allow_download=False):
     """The ``Config`` the runs use: the mini preset's recipe "ours" (head lr, Adam, frozen BN in
     eval mode, no augmentation: the cached-prefix fast path) with these fields replaced."""
-    from . import config
     cfg = config.resolve("mini")
     return dataclasses.replace(
         cfg, device=device, allow_download=allow_download, n_values=tuple(n_values),
@@ -269,7 +270,6 @@ def _frame(sources, baseline: str, runs, store: Store) -> pd.DataFrame:
 
 def analyse(df: pd.DataFrame, cfg) -> dict:
     """Chapter 2's tables of the comparison (``ch02.analyses``) plus ``headline``."""
-    from .chapters import ch02_transfer as ch02
     out = ch02.analyses(df, cfg)
     out["headline"] = headline(out["pooled"], out["summary"])
     return out
@@ -337,8 +337,6 @@ def _table_html(t: pd.DataFrame, index=True) -> str:
 def report_html(tables: dict, df: pd.DataFrame, info: dict, cfg) -> str:
     """The self-contained HTML page of a comparison: headline, figures (base64 PNG), the
     pre-specified tests, paired gains, accuracies, and what ran at what cost."""
-    from .chapters import ch02_transfer as ch02
-    from .chapters.common import use_style
     use_style()
     e = html.escape
     head = tables["headline"]
@@ -405,46 +403,6 @@ def _ints(text: str, name: str, minimum: int = 0) -> tuple[int, ...]:
     if not vals or any(v < minimum for v in vals):
         raise CompareError(f"{name} {text!r} is not allowed; give integers >= {minimum}")
     return tuple(sorted(set(vals)))
-
-
-def add_parser(sub) -> None:
-    """Add the ``compare`` subcommand to the ``robust-transfer`` subparsers ``sub``."""
-    p = sub.add_parser("compare", help="does a robust source help my data set? transfer sources "
-                                       "to an image folder and write an HTML report")
-    p.add_argument("--target", required=True, metavar="folder:PATH",
-                   help="PATH/{train,test}/<class>/* or PATH/<class>/* (split with --split-seed)")
-    p.add_argument("--sources", nargs="+", required=True, metavar="[LABEL=]ID_OR_FILE",
-                   help="zoo ids or checkpoint files (torchvision / robustness .pt, our "
-                        ".safetensors); at least two")
-    p.add_argument("--baseline", metavar="LABEL", default=None,
-                   help="the source the others are compared with (default: the first natural "
-                        "zoo source, else the first)")
-    p.add_argument("--n", default="10,20,40,80,160,320,640", help="target training images per "
-                   "run, comma-separated (default 10,...,640; too large ones are refused)")
-    p.add_argument("--unfrozen-blocks", default="0", help="e.g. 0,3 (default 0: head only)")
-    p.add_argument("--seeds", default="0,1,2", help="target-subset seeds (default 0,1,2)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--val-size", type=int, default=None,
-                   help="validation images carved from the training split (default: 100, "
-                        "fewer on small folders)")
-    p.add_argument("--split-seed", type=int, default=0,
-                   help="seed of the train/test split of a one-tree folder (recorded)")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="px the folder is read at (default: the sources' largest input size)")
-    p.add_argument("--arch", default="resnet50", choices=ARCHS,
-                   help="architecture of .pt/.pth source files (default resnet50)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
-    p.add_argument("--allow-download", action="store_true",
-                   help="download zoo checkpoints (paper/..., salman2020/...) when missing")
-    p.add_argument("--out", type=Path, default=Path("compare_report"),
-                   help="folder of the report (index.html, rows.csv; default compare_report)")
-    p.add_argument("--store", default=None, help="store name or path (default: one per folder)")
-    p.add_argument("--executor", choices=sweep.EXECUTORS, default="serial")
-    p.add_argument("--workers", type=int, default=None, metavar="N")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler")
-    p.add_argument("--no-calibrate", action="store_true",
-                   help="print the cost counts without timing the architecture")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def main_args(args, out=print) -> int:
