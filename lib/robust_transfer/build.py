@@ -201,15 +201,23 @@ def verdicts(out: Path) -> dict:
     return found
 
 
-def compare_verdicts(a: Path, b: Path) -> "pandas.DataFrame":
-    """Side by side, the :func:`verdicts` of two builds: name, a, b, ``same`` (verdict names
-    only; interval texts are context, expected to move a little between builds)."""
+def compare_verdicts(*builds: Path) -> "pandas.DataFrame":
+    """Side by side, the :func:`verdicts` of two or more builds (a replication check: disjoint
+    source seeds, another thread count, another machine): name, one column per build (its
+    folder name; ``a``, ``b``, ... when names repeat), ``same`` (verdicts and part labels only;
+    interval texts are context, expected to move between builds)."""
     import pandas as pd
-    va, vb = verdicts(a), verdicts(b)
-    rows = [dict(name=k, a=va.get(k), b=vb.get(k),
-                 same=(va.get(k) == vb.get(k)) if is_verdict(k) else None)
-            for k in sorted(set(va) | set(vb))]
-    return pd.DataFrame(rows, columns=["name", "a", "b", "same"])
+    if len(builds) < 2:
+        raise ValueError(f"give at least two builds to compare, got {len(builds)}")
+    names = [Path(b).name for b in builds]
+    if len(set(names)) < len(names):
+        names = [chr(ord("a") + i) for i in range(len(builds))]
+    found = [verdicts(b) for b in builds]
+    keys = sorted(set().union(*found))
+    rows = [dict(name=k, **{n: f.get(k) for n, f in zip(names, found)},
+                 same=(len({repr(f.get(k)) for f in found}) == 1) if is_verdict(k) else None)
+            for k in keys]
+    return pd.DataFrame(rows, columns=["name", *names, "same"])
 
 
 def build(src: Path, out: Path) -> Path:

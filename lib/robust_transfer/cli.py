@@ -110,9 +110,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verdicts", help="the verdicts a built book states; with a second build, "
                                         "side by side (exit 1 if any differs); with --preset "
                                         "(no build), every claim part from the store")
-    p.add_argument("out", type=Path, nargs="?", help="a book build folder (book --out)")
-    p.add_argument("other", type=Path, nargs="?", help="a second build (the same commit, or "
-                                                       "a replication build)")
+    p.add_argument("builds", type=Path, nargs="*", metavar="BUILD",
+                   help="book build folders (book --out): one lists its verdicts, two or more "
+                        "(replication builds) are compared")
     _config_options(p, store=False)
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="processes for runs still missing from the store (default 1)")
@@ -423,7 +423,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_verdicts(args) -> int:
-    if args.out is None:
+    if not args.builds:
         if args.preset is None and args.config is None:
             raise UsageError("give a book build folder (BUILD [OTHER]) or --preset / --config "
                              "to read the results store")
@@ -440,18 +440,19 @@ def cmd_verdicts(args) -> int:
     if args.preset or args.config or args.sets:
         raise UsageError("--preset / --config / --set read the results store; a build folder "
                          "states its own verdicts: give one or the other")
-    if args.other is None:
-        verdicts = build.verdicts(args.out)
+    if len(args.builds) == 1:
+        verdicts = build.verdicts(args.builds[0])
         if args.json:
-            print(json.dumps(dict(build=str(args.out), verdicts=verdicts), indent=1, default=str))
+            print(json.dumps(dict(build=str(args.builds[0]), verdicts=verdicts), indent=1,
+                             default=str))
         else:
             for name, value in verdicts.items():
                 print(f"{name}: {value}")
         return 0
-    table = build.compare_verdicts(args.out, args.other)
+    table = build.compare_verdicts(*args.builds)
     checked = table.dropna(subset=["same"])
     if args.json:
-        print(json.dumps(dict(builds=[str(args.out), str(args.other)],
+        print(json.dumps(dict(builds=[str(b) for b in args.builds],
                               verdicts=json.loads(table.to_json(orient="records")),
                               same=int(checked.same.sum()), compared=len(checked)), indent=1))
     else:
