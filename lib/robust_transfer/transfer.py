@@ -619,7 +619,12 @@ def run(source_id: str, target: str, n: int, unfrozen_blocks: int, seed: int, cf
     compare``) needs ``model``; its result has no source facts (family, norm, eps, ...).
     """
     t0 = time.perf_counter()
-    spec = zoo.spec(source_id) if model is None or source_id in zoo.REGISTRY else None
+    try:   # any seed of a listed trained family is a zoo source (not only REGISTRY's listing)
+        spec = zoo.spec(source_id)
+    except ValueError:
+        if model is None:
+            raise
+        spec = None
     if model is None:
         model, _ = zoo.load(source_id, allow_download=cfg.allow_download, progress=False)
     x_tr, y_tr, x_te, y_te, num_classes, data_hash = target_arrays(target, cfg.allow_download)

@@ -19,10 +19,12 @@ from robust_transfer.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "tiny/fmnist/natural/s0"
+# 64 runs (2 n x 2 k x 16 seeds) of 20 epochs: long enough on a loaded machine that the signal
+# always lands while runs are left (3-epoch runs could all finish between two polls)
 GRID = ["--preset", "tiny", "--set", f'sources=["{SOURCE}"]', "--set", 'targets=["digits"]',
-        "--set", "seeds=[0, 1, 2, 3, 4, 5, 6, 7]", "--set", "compare_recipe=",
-        "--set", "block_counts=[]", "--no-calibrate"]   # 32 runs: 2 n x 2 k x 8 seeds
-RUNS = 32
+        "--set", f"seeds={list(range(16))}", "--set", "epochs=20", "--set", "compare_recipe=",
+        "--set", "block_counts=[]", "--no-calibrate"]
+RUNS = 64
 
 
 def _start(store: Path, *executor) -> subprocess.Popen:

@@ -153,6 +153,9 @@ def test_run_end_to_end_with_zoo_spec(source, monkeypatch):
     assert r["seconds"] > 0 and r["fast_path"]
     again = transfer.run("tiny/fmnist/l2/1.0/s1", "digits", 16, 0, 0, cfg, model=source)
     assert len(calls) == 1 and again["test_acc"] == r["test_acc"]
+    # a replication build's seed (source_seed_offset) is a zoo source too, model given or not
+    shifted = transfer.run("tiny/fmnist/l2/1.0/s7", "digits", 16, 0, 0, cfg, model=source)
+    assert (shifted["family"], shifted["source_seed"]) == ("tiny/fmnist/l2/1.0", 7)
 
 
 # ----------------------------------------------------------------------------- augmentation
