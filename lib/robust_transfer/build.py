@@ -220,6 +220,30 @@ def compare_verdicts(*builds: Path) -> "pandas.DataFrame":
     return pd.DataFrame(rows, columns=["name", *names, "same"])
 
 
+def replication_record(*builds: Path) -> dict:
+    """What ``claims.replication`` reads, from two or more builds of one preset: {"builds":
+    [folder names], "parts": {"<claim key>/<part key>": {build: the label its interval gave
+    there (before any earlier record was applied)}}}."""
+    if len(builds) < 2:
+        raise ValueError(f"give at least two builds to record, got {len(builds)}")
+    names = [Path(b).name for b in builds]
+    if len(set(names)) < len(names):
+        raise ValueError(f"builds must have distinct folder names to be recorded: {names}")
+    parts: dict = {}
+    for name, b in zip(names, builds):
+        for nb in sorted((Path(b) / "src" / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+            values = glued(nb)
+            for key_name, claim_key in values.items():
+                if not key_name.endswith("claim_key"):
+                    continue
+                prefix = key_name[:-len("claim_key")]
+                for k, raw in values.items():
+                    if k.startswith(prefix + "part_") and k.endswith("_raw"):
+                        part = k[len(prefix + "part_"):-len("_raw")]
+                        parts.setdefault(f"{claim_key}/{part}", {})[name] = raw
+    return {"builds": names, "parts": parts}
+
+
 def build(src: Path, out: Path) -> Path:
     """Strict Jupyter Book HTML build of ``src``; returns ``<out>/html``."""
     exe = Path(sys.executable).with_name("jupyter-book")

@@ -33,8 +33,10 @@ Chapters format these records; the introduction's table, ``robust-transfer verdi
 """
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 from . import data, influence_study, reference, shape_bias, stats, sweep
 from .store import Store
@@ -42,7 +44,7 @@ from .store import Store
 __all__ = ["Part", "Claim", "part_label", "claim_label", "paper_inside", "section1", "section2",
            "section3", "small_n_max", "headline_family", "paper_small_n_gain", "evaluate",
            "precision",
-           "table", "paper_regime_accuracy", "PART_LABELS", "CLAIM_LABELS", "PAPER_ANALOGUE"]
+           "table", "paper_regime_accuracy", "replication", "replicated", "REPLICATION_FILE", "PART_LABELS", "CLAIM_LABELS", "PAPER_ANALOGUE"]
 
 HOLDS, CONTRADICTED, UNDECIDED, NOT_TESTABLE = ("holds", "contradicted", "undecided",
                                                 "not testable at this scale")
@@ -57,7 +59,9 @@ class Part:
     claim's sign (``side``), the paper's value and whether it lies inside our interval, and
     ``why`` (the reason for "not testable at this scale"). ``role``: "test" parts decide the
     claim, "control" parts are reported beside it. ``var_source``, ``var_subset``,
-    ``var_resid``: the interval's variance components (``stats.variance_components``)."""
+    ``var_resid``: the interval's variance components (``stats.variance_components``).
+    ``raw_label``: the label the interval gives when the stated ``label`` is "undecided"
+    because it did not replicate (:func:`replicated`); "" otherwise."""
 
     key: str
     name: str
@@ -76,6 +80,7 @@ class Part:
     var_source: float = math.nan
     var_subset: float = math.nan
     var_resid: float = math.nan
+    raw_label: str = ""
 
     def interval_text(self) -> str:
         """"+4.3 [+1.0, +7.6]" (or "–" without an interval)."""
@@ -111,6 +116,38 @@ def part_label(ci_low: float, ci_high: float, side: int = 1) -> str:
         raise ValueError(f"interval [{ci_low}, {ci_high}] has its ends swapped")
     lo, hi = (ci_low, ci_high) if side == 1 else (-ci_high, -ci_low)
     return HOLDS if lo > 0 else CONTRADICTED if hi < 0 else UNDECIDED
+
+
+#: the last replication check per preset (``robust-transfer verdicts A B C --record``): the
+#: builds compared and each claim part's label in each
+REPLICATION_FILE = Path(__file__).with_name("replication.json")
+
+
+def replication(preset: str) -> dict:
+    """The recorded replication check of ``preset``: {"builds": {name: description},
+    "parts": {"<claim key>/<part key>": {build name: label}}}; empty without one."""
+    if not REPLICATION_FILE.exists():
+        return {}
+    return json.loads(REPLICATION_FILE.read_text()).get(preset, {})
+
+
+def replicated(claim: "Claim | None", preset: str | None) -> "Claim | None":
+    """``claim`` with every part whose label differed between the recorded replication builds
+    of ``preset`` stated as *undecided* (the design cannot decide it; its interval and the
+    builds' labels stay beside it), and the claim's label recomputed. A verdict the book states
+    must be the same in a build with disjoint source seeds and one with other numerics."""
+    if claim is None or not preset:
+        return claim
+    record = replication(preset).get("parts", {})
+    parts = []
+    for p in claim.parts:
+        labels = record.get(f"{claim.key}/{p.key}", {})
+        if len(set(labels.values())) > 1 and p.label != NOT_TESTABLE:
+            seen = ", ".join(f"{b}: {lab}" for b, lab in labels.items())
+            p = replace(p, label=UNDECIDED, raw_label=p.label,
+                        why=f"{p.interval_text()} here; did not replicate ({seen})")
+        parts.append(p)
+    return replace(claim, label=claim_label(parts), parts=tuple(parts))
 
 
 def claim_label(parts) -> str:
@@ -248,9 +285,9 @@ def section1(df, cfg, recipe: str | None = None) -> Claim | None:
                            row and {**row, "mean": row["drop"]}, 1, basis_cols=_SEEDS,
                            cols=("mean", "drop_ci_low", "drop_ci_high")))
     words = "a new head only" if k == 0 else f"{k} unfrozen block{'s' if k != 1 else ''}"
-    return Claim(f"transfer_{recipe}", f"Section 1: robust sources transfer better with few "
-                 f"target images ({label} vs natural, {words}, recipe {recipe})",
-                 claim_label(parts), tuple(parts))
+    return replicated(Claim(f"transfer_{recipe}", f"Section 1: robust sources transfer better "
+                            f"with few target images ({label} vs natural, {words}, recipe "
+                            f"{recipe})", claim_label(parts), tuple(parts)), cfg.preset)
 
 
 # --------------------------------------------------------------------------- Section 2
@@ -267,13 +304,14 @@ def headline_family(test) -> str:
     return str(l2["family"].iloc[0])
 
 
-def section2(test, validation=None) -> Claim | None:
+def section2(test, validation=None, preset: str | None = None) -> Claim | None:
     """Section 2: "the robust advantage grows when texture (or detail) is removed", for
     :func:`headline_family`: the difference in differences of the robust advantage on the
     stylized and on the low-passed targets (``shape_bias.version_test``, side +1); and the
     cue-conflict part, *not testable at this scale* when ``validation``
     (``shape_bias.cue_validation``) finds a stimulus kind whose cues alone are at chance for
-    some source (no source can then show a texture bias). None without the experiment."""
+    some source (no source can then show a texture bias). None without the experiment.
+    ``preset``: apply its recorded replication check (:func:`replicated`)."""
     family = headline_family(test)
     if not family:
         return None
@@ -291,17 +329,18 @@ def section2(test, validation=None) -> Claim | None:
                               "shape bias (Geirhos)", NOT_TESTABLE, unit="share",
                               why=f"a cue alone is at chance for some source on {', '.join(dead)}"
                                   f": no source here can take the texture shortcut"))
-    return Claim("shape", f"Section 2: the robust advantage grows when texture or detail is "
-                 f"removed ({label} vs natural)", claim_label(parts), tuple(parts))
+    return replicated(Claim("shape", f"Section 2: the robust advantage grows when texture or "
+                            f"detail is removed ({label} vs natural)", claim_label(parts),
+                            tuple(parts)), preset)
 
 
 # --------------------------------------------------------------------------- Section 3
-def section3(studies) -> Claim | None:
+def section3(studies, preset: str | None = None) -> Claim | None:
     """Section 3: "the most influential training image shares the test image's class more
     often with a robust source": the paired robust-minus-natural top-1 same-class share
     (points, ``influence_study.robust_minus_natural``) on the first influence target of the
     fine-tuned setting's ``studies``, side +1; the paper's difference beside it. None without
-    a natural / robust pair."""
+    a natural / robust pair. ``preset``: apply its recorded replication check."""
     targets = [t for t in dict.fromkeys(t for _, t in studies)
                if ("robust", t) in studies and ("natural", t) in studies]
     if not targets:
@@ -311,8 +350,9 @@ def section3(studies) -> Claim | None:
     paper = reference.INFLUENCE["top1"]["robust"] - reference.INFLUENCE["top1"]["natural"]
     part = _part(f"{_key(t)}_top1", f"top-1 same-class share, {t}",
                  "robust - natural share of test images (paired)", c, 1, paper, _SEEDS)
-    return Claim("influence", "Section 3: the most influential training image carries the "
-                 "class more often with a robust source", claim_label([part]), (part,))
+    return replicated(Claim("influence", "Section 3: the most influential training image "
+                            "carries the class more often with a robust source",
+                            claim_label([part]), (part,)), preset)
 
 
 # --------------------------------------------------------------------------- display / CLI
@@ -351,14 +391,15 @@ def evaluate(cfg, workers: int = 1, source_seeds: int | None = None) -> list[Cla
         runs = _first_seeds(shape_bias.transfer_versions(cfg, cfg.preset, workers=workers),
                             source_seeds)
         summary = shape_bias.summarize(shape_bias.evaluate_sources(cfg))
-        out.append(section2(shape_bias.version_test(runs), shape_bias.cue_validation(summary)))
+        out.append(section2(shape_bias.version_test(runs), shape_bias.cue_validation(summary),
+                            cfg.preset))
     if cfg.influence_targets:
         fams = influence_study.families(cfg.sources)
         studies = influence_study.run_studies(fams, cfg, setting="finetuned", workers=workers)
         if source_seeds is not None:
             keep = {s for ids in fams.values() for s in list(ids)[:source_seeds]}
             studies = {k: [st for st in v if st.source in keep] for k, v in studies.items()}
-        out.append(section3(studies))
+        out.append(section3(studies, cfg.preset))
     return [c for c in out if c is not None]
 
 

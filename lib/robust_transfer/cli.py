@@ -117,6 +117,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="processes for runs still missing from the store (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--record", metavar="PRESET",
+                   help="with two or more builds of PRESET: write each claim part's labels to "
+                        "claims.REPLICATION_FILE; a part whose label differs is then stated as "
+                        "undecided by every later build")
     _compare_parser(sub)
     return ap
 
@@ -451,6 +455,14 @@ def cmd_verdicts(args) -> int:
         return 0
     table = build.compare_verdicts(*args.builds)
     checked = table.dropna(subset=["same"])
+    if args.record:
+        config.resolve(args.record)   # a known preset
+        record = json.loads(claims.REPLICATION_FILE.read_text()) \
+            if claims.REPLICATION_FILE.exists() else {}
+        record[args.record] = build.replication_record(*args.builds)
+        claims.REPLICATION_FILE.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        print(f"recorded {len(record[args.record]['parts'])} claim parts of "
+              f"{len(args.builds)} builds in {claims.REPLICATION_FILE}", file=sys.stderr)
     if args.json:
         print(json.dumps(dict(builds=[str(b) for b in args.builds],
                               verdicts=json.loads(table.to_json(orient="records")),

@@ -60,3 +60,35 @@ def test_bad_uses(tmp_path):
     assert cli.main(["verdicts"]) == 2                       # neither builds nor a preset
     assert cli.main(["verdicts", str(a), "--preset", "tiny"]) == 2
     assert cli.main(["verdicts", str(tmp_path / "none"), str(a)]) == 2
+
+
+RAW = {"ch03_verdict": "contradicted", "ch03_claim_key": "shape",
+       "ch03_part_did_lowpass_label": "contradicted", "ch03_part_did_lowpass_raw": "contradicted",
+       "ch03_part_did_stylized_label": "holds", "ch03_part_did_stylized_raw": "holds"}
+
+
+def test_record_and_a_part_that_did_not_replicate_is_undecided(tmp_path, monkeypatch, capsys):
+    from robust_transfer import claims
+    from robust_transfer.claims import Claim, Part
+    monkeypatch.setattr(claims, "REPLICATION_FILE", tmp_path / "replication.json")
+    a = _build(tmp_path, "A", RAW)
+    b = _build(tmp_path, "B", {**RAW, "ch03_part_did_lowpass_label": "undecided",
+                               "ch03_part_did_lowpass_raw": "undecided", "ch03_verdict": "partly"})
+    assert cli.main(["verdicts", str(a), str(b), "--record", "mini"]) == 1
+    record = claims.replication("mini")
+    assert record["builds"] == ["A", "B"]
+    assert record["parts"]["shape/did_lowpass"] == {"A": "contradicted", "B": "undecided"}
+    assert claims.replication("tiny") == {}
+    parts = (Part("did_stylized", "s", "st", claims.HOLDS, 5.3, 2.5, 8.1),
+             Part("did_lowpass", "l", "st", claims.CONTRADICTED, -1.8, -3.3, -0.3))
+    c = claims.replicated(Claim("shape", "Section 2", "contradicted", parts), "mini")
+    assert c.label == "partly"                       # recomputed over the stated labels
+    low = c.parts[1]
+    assert (low.label, low.raw_label) == (claims.UNDECIDED, claims.CONTRADICTED)
+    assert "did not replicate (A: contradicted, B: undecided)" in low.why
+    assert c.parts[0] == parts[0]                   # a replicated part is left alone
+    same = Claim("shape", "Section 2", "contradicted", parts)
+    assert claims.replicated(same, "tiny") == same and claims.replicated(same, None) == same
+    assert claims.replicated(None, "mini") is None
+    with pytest.raises(ValueError, match="distinct folder names"):
+        build.replication_record(a, a)

@@ -235,7 +235,8 @@ def findings(summary, link=None, validation=None) -> str:
     return "\n".join(lines)
 
 
-def headline(summary, link=None, validation=None, test=None, versions=None) -> dict:
+def headline(summary, link=None, validation=None, test=None, versions=None,
+             preset: str | None = None) -> dict:
     """This chapter's headline numbers as plain floats / strings (NaN or "" where absent).
 
     Transfer (the paper's test; ``test`` = :func:`robust_transfer.shape_bias.version_test`,
@@ -269,7 +270,7 @@ def headline(summary, link=None, validation=None, test=None, versions=None) -> d
         out.update({f"did_{v}": nan, f"did_{v}_low": nan, f"did_{v}_high": nan,
                     f"did_{v}_direction": ""})
     out.update(verdict_basis="")
-    out.update(claim_values(claims.section2(test, validation)))
+    out.update(claim_values(claims.section2(test, validation, preset)))
     out.update(_cue_headline(summary, link, validation))
     fam = claims.headline_family(test)
     if not fam:

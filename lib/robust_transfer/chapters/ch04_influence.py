@@ -238,7 +238,7 @@ def findings(by_setting: dict) -> str:
     return "\n\n".join(out)
 
 
-def headline(studies: dict) -> dict:
+def headline(studies: dict, preset: str | None = None) -> dict:
     """The chapter's headline numbers (plain floats / strings) from the **fine-tuned** setting's
     studies, on the first influence target in run order (``target``): the top-1 same-class share
     (percent of test images) natural and robust with crossed-seed 95% CIs (``top1_natural``,
@@ -270,7 +270,7 @@ def headline(studies: dict) -> dict:
                pairs=float(cells),
                paper_top1_robust=float(reference.INFLUENCE["top1"]["robust"]),
                paper_top1_natural=float(reference.INFLUENCE["top1"]["natural"]))
-    out.update(claim_values(claims.section3(studies)))
+    out.update(claim_values(claims.section3(studies, preset)))
     others = "; ".join(f"{t}: {d[0]:+.1f} [{d[1]:+.1f}, {d[2]:+.1f}]"
                        for t, d in diffs.items() if t != out["target"])
     out["verdict_detail"] = (

@@ -103,13 +103,16 @@ ROW_FIELDS = ("claim", "paper", "ours", "ci", "verdict")
 
 def claim_values(claim, prefix: str = "") -> dict:
     """Glue-able values of a ``claims.Claim`` (None: "not tested"): ``{prefix}verdict`` (its
-    label) and per part ``{prefix}part_<key>_label`` and ``{prefix}part_<key>_text`` (the
-    interval, or why it is not testable)."""
+    label), ``{prefix}claim_key``, and per part ``{prefix}part_<key>_label`` (stated),
+    ``{prefix}part_<key>_raw`` (the label its interval gives in this build, before the
+    replication check) and ``{prefix}part_<key>_text`` (the interval, or why it is not
+    testable / not replicated)."""
     if claim is None:
         return {f"{prefix}verdict": "not tested"}
-    out = {f"{prefix}verdict": claim.label}
+    out = {f"{prefix}verdict": claim.label, f"{prefix}claim_key": claim.key}
     for p in claim.parts:
         out[f"{prefix}part_{p.key}_label"] = p.label
+        out[f"{prefix}part_{p.key}_raw"] = p.raw_label or p.label
         out[f"{prefix}part_{p.key}_text"] = p.why or p.interval_text()
     return out
 
