@@ -552,11 +552,14 @@ def load_grid(ids, *, allow_download: bool = False, progress: bool = True,
               workers: int | None = 1) -> dict:
     """``{id: (model, metadata)}`` for ``ids``, training / converting what is missing.
 
-    ``workers`` > 1 (None: every core) trains the missing trained-scale sources in that many
-    spawned processes, one source and :func:`train_threads` threads each (the same weights as
+    ``workers`` > 1 (None: the cores divided by :func:`train_threads`: two 2-thread processes
+    on two cores would spin-wait on each other) trains the missing trained-scale sources in that
+    many spawned processes, one source and :func:`train_threads` threads each (the same weights as
     training them here, in about the time threads would take); the rest is loaded here."""
     ids = list(ids)
     missing = untrained(ids)
+    if workers is None:   # every core, each process using train_threads() of them
+        workers = max(1, (os.cpu_count() or 1) // train_threads())
     workers = pool.worker_count(workers, len(missing))
     if workers > 1:   # heaviest (adversarial) first; each lands in the cache, load finds it
         missing.sort(key=lambda sid: spec(sid).norm in ("natural", "noise"))
