@@ -22,6 +22,15 @@ def _private_cache(tmp_path_factory):
         os.environ["RT_CACHE_DIR"] = old
 
 
+@pytest.fixture(autouse=True)
+def _no_replication_record(monkeypatch, tmp_path_factory):
+    """Tests see no recorded replication check (``claims.REPLICATION_FILE``) unless they write
+    one: the committed record of the mini builds must not change what a rule test expects."""
+    from robust_transfer import claims
+    monkeypatch.setattr(claims, "REPLICATION_FILE",
+                        tmp_path_factory.mktemp("replication") / "replication.json")
+
+
 class TinyBook:
     """The book staged under ``out`` with every notebook executed on the tiny preset
     (``src``, ``times``); ``html`` runs the strict build the first time it is read."""
