@@ -19,10 +19,11 @@ from robust_transfer.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "tiny/fmnist/natural/s0"
-# 64 runs (2 n x 2 k x 16 seeds) of 20 epochs: long enough on a loaded machine that the signal
-# always lands while runs are left (3-epoch runs could all finish between two polls)
+# 64 runs (2 n x 2 k x 16 seeds) of 100 epochs (minutes in all; each test stops the sweep after
+# its first row): the signal must land while runs are left even when this test process is
+# starved of CPU (3- and 20-epoch runs all finished between two polls on a loaded machine)
 GRID = ["--preset", "tiny", "--set", f'sources=["{SOURCE}"]', "--set", 'targets=["digits"]',
-        "--set", f"seeds={list(range(16))}", "--set", "epochs=20", "--set", "compare_recipe=",
+        "--set", f"seeds={list(range(16))}", "--set", "epochs=100", "--set", "compare_recipe=",
         "--set", "block_counts=[]", "--no-calibrate"]
 RUNS = 64
 
