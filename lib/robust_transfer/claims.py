@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from .store import Store
 
 __all__ = ["Part", "Claim", "part_label", "claim_label", "paper_inside", "section1", "section2",
            "section3", "small_n_max", "headline_family", "paper_small_n_gain", "evaluate",
-           "precision",
+           "precision", "target_key",
            "table", "paper_regime_accuracy", "replication", "replicated", "REPLICATION_FILE", "PART_LABELS", "CLAIM_LABELS", "PAPER_ANALOGUE"]
 
 HOLDS, CONTRADICTED, UNDECIDED, NOT_TESTABLE = ("holds", "contradicted", "undecided",
@@ -260,7 +261,7 @@ def section1(df, cfg, recipe: str | None = None) -> Claim | None:
     for t in present:
         role = "test" if t in targets else "control"
         match = dict(target=t, family=family, unfrozen_blocks=k, recipe=recipe)
-        parts.append(_part(f"{_key(t)}_gain", f"gain at small n, {t}",
+        parts.append(_part(f"{target_key(t)}_gain", f"gain at small n, {t}",
                            f"{label} - natural accuracy pooled over n <= {nmax}",
                            _row(pooled, **match), 1, paper_small_n_gain(t), _SEEDS, role))
         if role == "control":
@@ -274,14 +275,14 @@ def section1(df, cfg, recipe: str | None = None) -> Claim | None:
         regime = paper_regime_accuracy(t)
         if not reached >= regime:   # NaN on either side: not testable either
             parts.append(Part(
-                f"{_key(t)}_shrinks", name, stat, NOT_TESTABLE,
+                f"{target_key(t)}_shrinks", name, stat, NOT_TESTABLE,
                 why=f"natural source at {reached:.1f}% at the largest n (n = "
                     f"{int(cell['n'].max()) if len(cell) else 0}); the paper's gain shrinks "
                     f"beyond {regime:.1f}% (its natural accuracy where the relative error "
                     f"reduction peaks on {PAPER_ANALOGUE.get(t, t)})"))
             continue
         row = _row(drop, **match)
-        parts.append(_part(f"{_key(t)}_shrinks", name, stat,
+        parts.append(_part(f"{target_key(t)}_shrinks", name, stat,
                            row and {**row, "mean": row["drop"]}, 1, basis_cols=_SEEDS,
                            cols=("mean", "drop_ci_low", "drop_ci_high")))
     words = "a new head only" if k == 0 else f"{k} unfrozen block{'s' if k != 1 else ''}"
@@ -348,7 +349,7 @@ def section3(studies, preset: str | None = None) -> Claim | None:
     t = targets[0]
     c = influence_study.robust_minus_natural(studies, t, "top1", full=True)
     paper = reference.INFLUENCE["top1"]["robust"] - reference.INFLUENCE["top1"]["natural"]
-    part = _part(f"{_key(t)}_top1", f"top-1 same-class share, {t}",
+    part = _part(f"{target_key(t)}_top1", f"top-1 same-class share, {t}",
                  "robust - natural share of test images (paired)", c, 1, paper, _SEEDS)
     return replicated(Claim("influence", "Section 3: the most influential training image "
                             "carries the class more often with a robust source",
@@ -423,6 +424,6 @@ def precision(cfg, fewer: int = 3, workers: int = 1) -> "pandas.DataFrame":
     return pd.DataFrame(list(rows.values()))
 
 
-def _key(target: str) -> str:
-    import re
+def target_key(target: str) -> str:
+    """A glue-safe name for a target ("lowpass4:digits" -> "lowpass4_digits")."""
     return re.sub(r"\W+", "_", str(target)).strip("_")

@@ -12,7 +12,6 @@ selects, formats and draws.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import claims, reference, stats
-from ..claims import small_n_max
+from ..claims import small_n_max, target_key as _key
 from ..shape_bias import SHAPE_TARGETS
 from .common import band, claim_values, colours, fmt_ci, log2_axis
 
@@ -618,11 +617,6 @@ def norms_text(norm_diffs: pd.DataFrame, pairs, blocks: int, clean: dict | None 
 
 
 # --------------------------------------------------------------------------- headline
-
-
-def _key(target: str) -> str:
-    """A glue-safe name for a target ("lowres:digits" -> "lowres_digits")."""
-    return re.sub(r"\W+", "_", str(target)).strip("_")
 
 
 def _claim(table: pd.DataFrame, target: str, family: str, k: int, recipe: str) -> pd.DataFrame:
