@@ -14,7 +14,7 @@ FMNIST  := /usr/share/datasets/fashion-mnist
 CHROMIUM := /usr/bin/chromium
 DRIVER  := /usr/bin/chromedriver
 
-.PHONY: env data browser book test test-fast bench clean
+.PHONY: env data browser book publish test test-fast bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ env: $(STAMP) data browser
 book: env
 	$(PY) -m robust_transfer.book --preset $(PRESET) --source-seed-offset $(SEED_OFFSET) \
 	  $(if $(TRAIN_THREADS),--train-threads $(TRAIN_THREADS)) --out _build
+
+## make publish: push the built book (_build/html) to the gh-pages branch of the repository's
+## remote; its Colab buttons open the executed notebooks published there (_sources/notebooks),
+## which install the commit the book was built from
+publish: env
+	$(PY) -m ghp_import --no-jekyll --push --force --branch gh-pages _build/html
 
 ## make test: unit tests, every notebook on the tiny preset, and a strict book build of those
 test: env

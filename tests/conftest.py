@@ -39,7 +39,8 @@ class TinyBook:
         from robust_transfer import build
         self.out = out
         self.src = build.stage(out)
-        self.times = build.execute(self.src, "tiny")
+        with build.PeakMemory() as self.memory:
+            self.times = build.execute(self.src, "tiny", memory=self.memory)
 
     @functools.cached_property
     def html(self):

@@ -15,10 +15,13 @@ points the launch buttons (Colab, Binder) at the commit being built.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -97,15 +100,78 @@ KERNEL_ENV = dict(RT_PROGRESS="0", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                   OPENBLAS_NUM_THREADS="1")
 
 
+#: the environment variable that tags a notebook's kernel (and the worker processes it starts,
+#: which inherit it) with the notebook's stem, for :class:`PeakMemory`
+MEMORY_TAG = "RT_NOTEBOOK"
+
+
+class PeakMemory:
+    """Peak resident memory (RSS, bytes) per notebook of a build: the kernel plus every worker
+    process it starts, summed, sampled every ``every`` seconds (psutil). A kernel is known by
+    :data:`MEMORY_TAG` in its environment: :meth:`starting` sets it for one notebook at a time
+    and holds the next notebook's start until that kernel is seen (or ``wait`` s passed)."""
+
+    def __init__(self, every: float = 0.5, wait: float = 120.0):
+        self.peak: dict[str, int] = {}
+        self.every, self.wait = every, wait
+        self._gate, self._waiting, self._since = threading.Lock(), None, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="peak-memory", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._open()
+
+    def starting(self, stem: str) -> None:
+        """Tag the kernel ``stem``'s notebook is about to start (waits for the previous tag)."""
+        self._gate.acquire()
+        os.environ[MEMORY_TAG], self._waiting, self._since = stem, stem, time.monotonic()
+
+    def _open(self) -> None:
+        if self._waiting is not None:
+            os.environ.pop(MEMORY_TAG, None)
+            self._waiting = None
+            self._gate.release()
+
+    def sample(self) -> dict[str, int]:
+        """RSS (bytes) per tagged notebook now; updates :attr:`peak`."""
+        import psutil
+        now: dict[str, int] = {}
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                stem = proc.environ().get(MEMORY_TAG)
+                if stem:
+                    now[stem] = now.get(stem, 0) + proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        for stem, rss in now.items():
+            self.peak[stem] = max(self.peak.get(stem, 0), rss)
+        if self._waiting is not None and (self._waiting in now
+                                          or time.monotonic() - self._since > self.wait):
+            self._open()
+        return now
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+
 #: notebooks that read another notebook's results (stem -> the stems it reads); they start after
 #: those have finished: chapter 3 links the shape bias to Section 1's transfer gains
 READS = {"03_shape_bias": ("02_transfer_vs_sample_size",)}
 
 
 def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = ROOT,
-            jobs: int | None = None, source_seed_offset: int = 0) -> dict:
+            jobs: int | None = None, source_seed_offset: int = 0,
+            memory: PeakMemory | None = None) -> dict:
     """Run each notebook with papermill (``preset`` and ``source_seed_offset`` parameters) into
     ``src/notebooks``, its Colab cell stamped with :func:`commit`; returns seconds per notebook.
+    ``memory`` (a running :class:`PeakMemory`) measures each notebook's peak memory.
 
     ``jobs`` notebooks run at a time (default: 2, or 1 on a one-core machine). A notebook
     writes only cache entries keyed by their inputs (atomically), a notebook that reads
@@ -136,6 +202,8 @@ def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = 
         print(f"[book] executing {nb.name} (preset={preset}, source_seed_offset="
               f"{source_seed_offset})", flush=True)
         out = src / "notebooks" / nb.name
+        if memory is not None:
+            memory.starting(nb.stem)
         try:
             # the kernel starts in the notebook's folder; papermill's own ``cwd=`` would chdir
             # this whole process, which two threads cannot share
@@ -147,7 +215,9 @@ def execute(src: Path, preset: str, only: list[str] | None = None, root: Path = 
             raise
         stamp_ref(out, sha)
         times[nb.name] = time.perf_counter() - t0
-        print(f"[book] {nb.name}: {times[nb.name]:.1f} s", flush=True)
+        peak = f", peak memory {memory.peak.get(nb.stem, 0) / 2**30:.2f} GiB (kernel + " \
+               f"workers)" if memory is not None else ""
+        print(f"[book] {nb.name}: {times[nb.name]:.1f} s{peak}", flush=True)
 
     with pool.environ(KERNEL_ENV), ThreadPoolExecutor(jobs) as ex:
         for nb in order:
@@ -245,7 +315,8 @@ def replication_record(*builds: Path) -> dict:
 
 
 def build(src: Path, out: Path) -> Path:
-    """Strict Jupyter Book HTML build of ``src``; returns ``<out>/html``."""
+    """Strict Jupyter Book HTML build of ``src``, its Colab buttons at the published notebooks
+    (:func:`point_colab`); returns ``<out>/html``."""
     exe = Path(sys.executable).with_name("jupyter-book")
     work = out / "jb"
     subprocess.run([str(exe), "build", str(src), "--path-output", str(work), "-W", "-n",
@@ -254,7 +325,30 @@ def build(src: Path, out: Path) -> Path:
     if html.exists():
         shutil.rmtree(html)
     shutil.move(str(work / "_build" / "html"), str(html))
+    point_colab(html)
     return html
+
+
+#: the branch a built book is published to (``make publish``: ``ghp-import`` of ``_build/html``);
+#: Colab opens the stamped notebooks from there (``_sources/notebooks/*.ipynb``)
+PAGES_BRANCH = "gh-pages"
+_COLAB_LINK = re.compile(r'(https://colab\.research\.google\.com/github/[^/"]+/[^/"]+/blob/)'
+                         r'[^"]+/(notebooks/[^"/]+\.ipynb)')
+
+
+def point_colab(html: Path) -> int:
+    """Point the Colab launch buttons of the built pages in ``html`` at the published copies
+    of the executed notebooks (``<PAGES_BRANCH>/_sources/notebooks/``), whose set-up cell
+    installs the commit the book was built from (:func:`stamp_ref`); the repository's own
+    notebooks install "main". Binder stays at the commit. Returns the links changed."""
+    changed = 0
+    for page in Path(html).rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        new, n = _COLAB_LINK.subn(rf"\g<1>{PAGES_BRANCH}/_sources/\g<2>", text)
+        if n:
+            page.write_text(new, encoding="utf-8")
+            changed += n
+    return changed
 
 
 def main(argv=None) -> None:
@@ -290,9 +384,20 @@ def main(argv=None) -> None:
     # bars in the terminal; the notebooks then load them from the cache
     zoo.load_grid(cfg.sources, allow_download=cfg.allow_download, progress=True, workers=None)
     print(f"[book] sources ready in {time.perf_counter() - t0:.1f} s", flush=True)
+    sources_s = time.perf_counter() - t0
     out = args.out.resolve()
     src = stage(out)
-    execute(src, args.preset, args.only, jobs=args.jobs,
-            source_seed_offset=args.source_seed_offset)
+    with PeakMemory() as memory:
+        times = execute(src, args.preset, args.only, jobs=args.jobs,
+                        source_seed_offset=args.source_seed_offset, memory=memory)
     html = build(src, out)
-    print(f"[book] built {html / 'index.html'} in {time.perf_counter() - t0:.1f} s", flush=True)
+    total = time.perf_counter() - t0
+    (out / "build.json").write_text(json.dumps(dict(
+        preset=args.preset, source_seed_offset=args.source_seed_offset, commit=commit(),
+        cores=os.cpu_count(), train_threads=os.environ.get("RT_TRAIN_THREADS", "1"),
+        jobs=args.jobs, sources_s=round(sources_s, 1), total_s=round(total, 1),
+        notebooks={name: dict(seconds=round(sec, 1), peak_rss_mib=round(
+            memory.peak.get(Path(name).stem, 0) / 2**20)) for name, sec in times.items()}),
+        indent=1))
+    print(f"[book] built {html / 'index.html'} in {total:.1f} s ({out / 'build.json'}: "
+          f"seconds and peak memory per notebook)", flush=True)

@@ -33,6 +33,22 @@ def test_book_builds_strictly_with_figures(tiny_book):
     assert data_page.count("<img") >= 2
 
 
+def test_colab_opens_the_published_notebook_that_installs_the_built_commit(tiny_book):
+    html, sha = tiny_book.html, build.commit()
+    for nb in build.notebooks():
+        page = (html / "notebooks" / f"{nb.stem}.html").read_text()
+        assert f"/blob/{build.PAGES_BRANCH}/_sources/notebooks/{nb.name}" in page, nb.name
+        published = (html / "_sources" / "notebooks" / nb.name).read_text()
+        assert build.REF_LINE not in published and (sha is None or sha in published), nb.name
+
+
+def test_each_notebook_has_its_peak_memory(tiny_book):
+    """Every notebook's kernel was found by its tag (two run at a time) and measured."""
+    names = {nb.stem for nb in build.notebooks()}
+    assert set(tiny_book.memory.peak) == names
+    assert all(50 * 2**20 < rss < 8 * 2**30 for rss in tiny_book.memory.peak.values())
+
+
 SECTION1 = "02_transfer_vs_sample_size"
 
 

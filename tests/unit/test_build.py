@@ -96,3 +96,32 @@ def test_stamp_ref_pins_the_colab_cell_and_removes_the_injected_cell(tmp_path):
     assert cells[1].metadata["tags"] == ["injected-parameters", "remove-cell"]
     assert cells[0].metadata["tags"] == ["parameters"]
     assert cells[2].source == 'REF = "abc123"'
+
+
+def test_peak_memory_sums_a_tagged_kernel_and_its_children():
+    """A tagged process and the child it starts are summed; the gate opens once it is seen."""
+    import subprocess
+    import sys
+    code = ("import subprocess, sys, time; b = bytearray(120 * 2**20); "
+            "c = subprocess.Popen([sys.executable, '-c', "
+            "'import time; b = bytearray(80 * 2**20); time.sleep(1)']); time.sleep(1); c.wait()")
+    with build.PeakMemory(every=0.1) as memory:
+        memory.starting("nb")
+        proc = subprocess.Popen([sys.executable, "-c", code])
+        memory.starting("other")   # waits until "nb"'s process has been seen
+        assert build.MEMORY_TAG in os.environ
+        memory._open()
+        proc.wait()
+    assert build.MEMORY_TAG not in os.environ
+    assert memory.peak["nb"] > 190 * 2**20
+
+
+def test_point_colab_sends_the_button_to_the_published_copy(tmp_path):
+    page = tmp_path / "notebooks" / "a.html"
+    page.parent.mkdir()
+    url = "https://colab.research.google.com/github/org/repo/blob/{}/notebooks/02_x.ipynb"
+    page.write_text(f'<a href="{url.format("abc123")}">Colab</a> <a href="https://mybinder.org'
+                    f'/v2/gh/org/repo/abc123?urlpath=tree/notebooks/02_x.ipynb">Binder</a>')
+    assert build.point_colab(tmp_path) == 1
+    text = page.read_text()
+    assert url.format(f"{build.PAGES_BRANCH}/_sources") in text and "repo/abc123?" in text
