@@ -307,8 +307,9 @@ def headline_family(test) -> str:
 
 def section2(test, validation=None, preset: str | None = None) -> Claim | None:
     """Section 2: "the robust advantage grows when texture (or detail) is removed", for
-    :func:`headline_family`: the difference in differences of the robust advantage on the
-    stylized and on the low-passed targets (``shape_bias.version_test``, side +1); and the
+    :func:`headline_family`: the difference in differences of the robust advantage on each
+    changed version the test has (stylized, low-passed, low-resolution targets;
+    ``shape_bias.version_test``, side +1); and the
     cue-conflict part, *not testable at this scale* when ``validation``
     (``shape_bias.cue_validation``) finds a stimulus kind whose cues alone are at chance for
     some source (no source can then show a texture bias). None without the experiment.
@@ -318,7 +319,8 @@ def section2(test, validation=None, preset: str | None = None) -> Claim | None:
         return None
     parts = []
     label = str(test.loc[test["family"] == family, "label"].iloc[0])
-    for version in ("stylized", "lowpass"):
+    ran = set(test["version"])   # the versions the experiment has (shape_versions)
+    for version in [v for v in shape_bias.VERSIONS if v != "original" and v in ran]:
         row = _row(test, family=family, version=version)
         parts.append(_part(f"did_{version}", f"robust advantage, {version} minus original",
                            f"DiD of {label} - natural accuracy",

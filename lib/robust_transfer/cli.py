@@ -4,10 +4,12 @@ Commands (each takes the parameters of :func:`robust_transfer.config.resolve`, t
 and checks as the notebooks' ``parameters`` cells):
 
 ``sources``  train or fetch the preset's sources once (before a fan-out of sweep workers).
-``sweep``    run Section 1's grid, or the part of it the parameters select, into a store;
-             prints what it will cost first.
+``sweep``    run the preset's transfer runs (Section 1's grid and, with ``shape_targets``,
+             Section 2's transfer experiment: :func:`sections`), or the part the parameters
+             select, into a store; prints what it will cost first.
 ``status``   per source and target: runs done / missing / failed in the store, and what the
-             missing ones will cost (counts and device-hours from a short calibration).
+             missing ones will cost (counts per section and device-hours from a short
+             calibration).
 ``book``     build the book (``python -m robust_transfer.book``).
 
 Parameters: ``--preset NAME``, ``--config params.yaml`` (a YAML mapping of parameters, may
@@ -35,10 +37,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import __version__, build, claims, config, cost, data, sweep, transfer, zoo
+from . import __version__, build, claims, config, cost, data, shape_bias, sweep, transfer, zoo
 from .store import Store
 
-__all__ = ["main", "parameters", "resolve_args"]
+__all__ = ["main", "parameters", "resolve_args", "sections"]
 
 DESCRIPTION = ("Adversarially-trained deep nets transfer better (Utrera et al., ICLR 2021): train or "
                "fetch sources, run the transfer sweep, see its status and cost, build the book.")
@@ -165,14 +167,40 @@ def _offline(cfg):
     return dataclasses.replace(cfg, allow_download=False)
 
 
+def sections(cfg) -> list[tuple[str, "config.Config"]]:
+    """``[(label, config)]`` of the transfer runs of ``cfg``: Section 1's grid (``cfg``) and,
+    when ``cfg.shape_targets`` is set, Section 2's transfer experiment
+    (``shape_bias.transfer_config``). One store holds both (notebooks 02 and 03 read it); a
+    run in both (same source, target, n, seed and recipe fields) is one row."""
+    out = [("Section 1", cfg)]
+    if cfg.shape_targets:
+        out.append(("Section 2", shape_bias.transfer_config(cfg)))
+    return out
+
+
+def _unique(runs) -> list[dict]:
+    """``runs`` with each run (by its store key) once, at its first place."""
+    seen: dict = {}
+    for r in runs:
+        seen.setdefault(Store.key(r), r)
+    return list(seen.values())
+
+
 def _status_frame(cfg, store):
-    """``(sweep.status frame, grid, note)``; when a target's data is not on this machine (and
-    ``cfg`` may not download) the store cannot be compared: the grid is expanded without the
-    data's hashes, every run counts as missing and ``note`` says so."""
+    """``(sweep.status frame, grid, parts, note)`` over every :func:`sections` grid (``parts``:
+    ``[(label, config, its runs)]``, ``grid`` their union); when a target's data is not on this
+    machine (and ``cfg`` may not download) the store cannot be compared: the grids are
+    expanded without the data's hashes (each run with its recipe fields), every run counts as
+    missing and ``note`` says so. Never downloads (each section's config :func:`_offline`)."""
+    secs = [(label, _offline(c)) for label, c in sections(cfg)]
     try:
-        return sweep.status(cfg, store), sweep.grid(cfg), ""
+        parts = [(label, c, sweep.grid(c)) for label, c in secs]
+        grid = _unique(r for *_, g in parts for r in g)
+        return sweep.status(cfg, store, runs=grid), grid, parts, ""
     except data.DatasetUnavailable as err:
-        runs = sweep.cells(cfg)
+        parts = [(label, c, [{**r, **transfer.recipe_fields(c, r["recipe"])}
+                             for r in sweep.cells(c)]) for label, c in secs]
+        runs = _unique(r for *_, g in parts for r in g)
         frame = (pd.DataFrame(runs).groupby(["source", "target"], sort=False).size()
                  .rename("total").reset_index())
         frame["done"], frame["missing"], frame["failed"] = pd.NA, frame["total"], pd.NA
@@ -181,7 +209,7 @@ def _status_frame(cfg, store):
                 f"keyed by the data's content hash, so done and failed are unknown ('?') and "
                 f"every run counts as missing; image counts use the registry's split sizes "
                 f"(data.info).")
-        return frame, runs, note
+        return frame, runs, parts, note
 
 
 def _fmt(v) -> str:
@@ -213,24 +241,42 @@ def _status_table(frame) -> str:
     return _table(rows, cols)
 
 
-def cost_report(cfg, runs, total_runs: int, *, done: int | None = None, calibrate=True,
-                batch=None, seconds=3.0, observed=(), out=print) -> float | None:
-    """Print the cost of ``runs`` (the missing runs of ``cfg``'s grid of ``total_runs``, the
-    store holding ``done``): counts, the calibration, the device-hours, and the rate of the
-    grid's finished runs (``observed``: their ``seconds``); returns the estimate in seconds
-    (None without calibration or runs)."""
+def _epochs_rule(cfg) -> str:
+    return f"{cfg.epochs} per run" + (f", {cfg.long_epochs} above n = {cfg.long_epochs_n}"
+                                      if cfg.long_epochs else "")
+
+
+def cost_report(cfg, runs, total_runs: int, *, parts=None, done: int | None = None,
+                calibrate=True, batch=None, seconds=3.0, observed=(), out=print) -> float | None:
+    """Print the cost of ``runs`` (the missing runs of ``cfg``'s grids of ``total_runs``, the
+    store holding ``done``): counts (per section of ``parts`` = ``[(label, config, runs)]``,
+    :func:`_status_frame`'s, when there are several), the calibration, the device-hours, and
+    the rate of the grids' finished runs (``observed``: their ``seconds``); returns the
+    estimate in seconds (None without calibration or runs). Each run is counted with its own
+    recipe fields (epochs, ...)."""
     if not runs:
         out(f"\nnothing missing: the store holds all {total_runs:,} runs of the grid")
         return None
-    sizes = cost.target_sizes(cfg)
+    targets = list(dict.fromkeys(r["target"] for r in runs))
+    sizes = cost.target_sizes(cfg, targets=targets)
     c = cost.counts(cfg, runs, sizes)
     fast = transfer.use_fast_path(cfg)
     held = ("unknown" if done is None else
             f"{done:,} of {total_runs:,} ({100 * done / max(total_runs, 1):.0f} %)")
     out(f"\ncost of the {c['runs']:,} missing runs (grid: {total_runs:,} runs; store holds {held})")
     recipes = sorted({r.get("recipe", cfg.recipe) for r in runs})
-    out(f"  epochs             {c['epochs']:>16,}  ({cfg.epochs} per run"
-        + (f", {cfg.long_epochs} above n = {cfg.long_epochs_n}" if cfg.long_epochs else "")
+    missing = {Store.key(r) for r in runs}
+    parts = [(label, c_i, [r for r in grid_i if Store.key(r) in missing], len(grid_i))
+             for label, c_i, grid_i in parts or [("", cfg, runs)]]
+    if len(parts) > 1:   # a run in two sections is counted in each line, once in the totals
+        for label, c_i, mine, total in parts:
+            ci = cost.counts(c_i, mine, sizes)
+            out(f"  {label:<18} {ci['runs']:>16,}  missing runs of {total:,} (targets "
+                f"{', '.join(c_i.targets)}; {ci['train_images']:,} training images; epochs "
+                f"{_epochs_rule(c_i)})")
+    out(f"  epochs             {c['epochs']:>16,}  ("
+        + "; ".join(f"{label + ': ' if label else ''}{_epochs_rule(c_i)}"
+                    for label, c_i, *_ in parts)
         + f"; recipes: {', '.join(recipes)})")
     out(f"  training images    {c['train_images']:>16,}  (n x epochs; "
         + ("forward + backward through the k unfrozen blocks and head on cached prefix features)"
@@ -245,7 +291,8 @@ def cost_report(cfg, runs, total_runs: int, *, done: int | None = None, calibrat
             f"prefix: train + test split once per source, target and k; assumed not cached)")
     seconds_total = None
     if calibrate and runs:
-        cals = cost.calibrate_config(cfg, batch=batch, seconds=seconds)
+        cals = cost.calibrate_config(cfg, batch=batch, seconds=seconds, targets=targets,
+                                     sources=list(dict.fromkeys(r["source"] for r in runs)))
         for arch, cal in cals.items():
             rates = cost.throughput(cal, sorted(set(cfg.unfrozen_blocks)), fast)
             out(f"calibration: {arch} with random weights on {cal.device}, {cal.input}, batch "
@@ -267,6 +314,10 @@ def cost_report(cfg, runs, total_runs: int, *, done: int | None = None, calibrat
                if unit.startswith("CPU") else ", runs one after the other")
             + "; image passes only: per-step overhead, the head's logistic-regression fit, "
               "data loading and source training/download are not counted")
+        if len(parts) > 1:
+            out("  per section: " + "; ".join(
+                f"{label} {cost.hours(cost.estimate(c_i, mine, sizes, cals))}"
+                for label, c_i, mine, _ in parts if mine))
     if len(observed):
         mean = sum(observed) / len(observed)
         out(f"the grid's {len(observed):,} finished runs took {mean:.2f} s each on average (wall "
@@ -298,18 +349,21 @@ def cmd_sources(args, cfg) -> int:
 
 def cmd_status(args, cfg) -> int:
     store = _store(args, cfg)
-    frame, grid, note = _status_frame(_offline(cfg), store)
+    frame, grid, parts, note = _status_frame(cfg, store)
     done = None if note else int(frame["done"].sum())
     missing = grid if note else store.missing(grid)
     report = dict(calibrate=not args.no_calibrate, batch=args.calibration_batch,
                   seconds=args.calibration_seconds, observed=[] if note else _observed(store, grid))
     if args.json:
-        seconds = cost_report(cfg, missing, len(grid), done=done, out=lambda text: None, **report)
+        seconds = cost_report(cfg, missing, len(grid), parts=parts, done=done,
+                              out=lambda text: None, **report)
         cells = json.loads(frame.to_json(orient="records"))   # NA (unknown) -> null
+        sizes = cost.target_sizes(cfg, targets=list(dict.fromkeys(r["target"] for r in grid)))
         print(json.dumps(dict(
             preset=cfg.preset, store=str(store.path), note=note or None, runs=len(grid), done=done,
             missing=len(missing), cells=cells,
-            cost=cost.counts(cfg, missing, cost.target_sizes(cfg)) if missing else None,
+            sections={label: len(g) for label, _, g in parts},
+            cost=cost.counts(cfg, missing, sizes) if missing else None,
             estimate_seconds=seconds), indent=1))
         return 0
     print(f"preset {cfg.preset}, store {store.path}")
@@ -319,16 +373,17 @@ def cmd_status(args, cfg) -> int:
     failed = frame[frame["failed"].fillna(0) > 0] if "error" in frame else frame.iloc[:0]
     for row in failed.itertuples(index=False):
         print(f"failed: {row.source} / {row.target}: {row.error[:200]}")
-    cost_report(cfg, missing, len(grid), done=done, **report)
+    cost_report(cfg, missing, len(grid), parts=parts, done=done, **report)
     return 0
 
 
 def cmd_sweep(args, cfg) -> int:
     store = _store(args, cfg)
     print(f"preset {cfg.preset}, store {store.path}")
-    grid = sweep.grid(cfg)
+    parts = [(label, c, sweep.grid(c)) for label, c in sections(cfg)]
+    grid = _unique(r for *_, g in parts for r in g)
     try:
-        return _sweep(args, cfg, store, grid)
+        return _sweep(args, cfg, store, grid, parts)
     except KeyboardInterrupt:
         saved = len(grid) - len(store.missing(grid))
         print(f"\ninterrupted: {saved:,} of {len(grid):,} runs saved; run the same command to "
@@ -336,10 +391,10 @@ def cmd_sweep(args, cfg) -> int:
         return 130
 
 
-def _sweep(args, cfg, store, grid) -> int:
-    """The body of :func:`cmd_sweep` (Ctrl-C is its caller's)."""
+def _sweep(args, cfg, store, grid, parts) -> int:
+    """The body of :func:`cmd_sweep`: every section's grid in turn (Ctrl-C is its caller's)."""
     missing = store.missing(grid)
-    cost_report(cfg, missing, len(grid), done=len(grid) - len(missing),
+    cost_report(cfg, missing, len(grid), parts=parts, done=len(grid) - len(missing),
                 calibrate=not args.no_calibrate, batch=args.calibration_batch,
                 seconds=args.calibration_seconds, observed=_observed(store, grid))
     if not missing:
@@ -354,12 +409,17 @@ def _sweep(args, cfg, store, grid) -> int:
         print(f"training {len(untrained)} missing source(s) first: {', '.join(untrained)}",
               flush=True)
         zoo.load_grid(untrained, allow_download=cfg.allow_download, workers=args.workers)
-    ran = sweep.run(cfg, store, executor=args.executor, workers=args.workers,
-                    scheduler=args.scheduler, retries=args.retries, progress=True,
-                    out=lambda text: print(text, flush=True))
-    failed = list(getattr(ran, "failed", []))
+    ran, failed = 0, []
+    for label, c, _ in parts:
+        if len(parts) > 1:
+            print(f"{label}:", flush=True)
+        done = sweep.run(c, store, executor=args.executor, workers=args.workers,
+                         scheduler=args.scheduler, retries=args.retries, progress=True,
+                         out=lambda text: print(text, flush=True))
+        ran += int(done)
+        failed += list(getattr(done, "failed", []))
     left = len(store.missing(grid))
-    print(f"ran {int(ran):,} runs; {len(grid) - left:,} of {len(grid):,} done, {left:,} missing"
+    print(f"ran {ran:,} runs; {len(grid) - left:,} of {len(grid):,} done, {left:,} missing"
           + (f", {len(failed)} task(s) failed (records in {store.path / 'failed'}; "
              f"'status' lists them)" if failed else ""))
     return 1 if failed else 0

@@ -67,6 +67,8 @@ class Config:
     few_seeds: int = 0
     few_seeds_n: int = 6400
     full_set: bool = False
+    # or subset seeds per n_values entry (the first k of seeds; () = the few_seeds schedule)
+    seed_counts: tuple[int, ...] = ()
     # the other recipe, run beside the main one ("" = none) on the fine-tuned sources, at
     # main_blocks and these n (() = n_values)
     compare_recipe: str = "authors"
@@ -79,10 +81,18 @@ class Config:
     # --- shape bias (Section 2)
     n_stimuli: int = 500
     blur_sigmas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
-    # transfer to texture-replaced / low-passed copies (stylized:<t>, lowpass<f>:<t>) of these
-    # grey targets at these n (every cfg.seeds subset seed, unfrozen_blocks 0); () = not run
+    # transfer to versions of these targets (data.VERSIONS: original, stylized:<t>,
+    # lowpass<f>:<t> for grey 28 px targets, lowres:<t> for image-file ones) at these n;
+    # () = not run
     shape_targets: tuple[str, ...] = ("digits",)
+    shape_versions: tuple[str, ...] = ("original", "stylized", "lowpass")
     shape_n_values: tuple[int, ...] = (40, 320)
+    # subset seeds per shape_n_values entry (the first k of seeds; () = every seed at every n)
+    shape_seed_counts: tuple[int, ...] = ()
+    shape_full_set: bool = False        # plus one run (the first seed) on the whole pool
+    shape_sources: tuple[str, ...] = ()  # zoo ids; () = the natural, L2 and L-inf of sources
+    shape_blocks: int = 0               # unfrozen blocks of these runs
+    shape_epochs: int = 0               # epochs of every run (0 = epochs / long_epochs)
     lowpass_factor: float = 4.0         # 28 px -> 7 px -> 28 px
     # --- influence functions (Section 3); the first target is the verdict's (chapter 4 says why)
     influence_targets: tuple[str, ...] = ("textures", "digits")
@@ -161,7 +171,18 @@ PRESETS: dict[str, dict] = {
         head_lr=1e-2,
         augment=True,
         n_stimuli=1280,
-        shape_targets=(),
+        # the authors' Food-101 grid (their tools/batch.py): natural and L2 eps 0.05 / 0.25 / 1
+        # ResNet-50s, 3 unfrozen blocks, 150 epochs, n = 400 (3 seeds), 1600 (2), 6400,
+        # 25600 and the full set (1 each), at full (224 px) and low (32 px) resolution
+        shape_targets=("food101",),
+        shape_versions=("original", "lowres"),
+        shape_n_values=(400, 1600, 6400, 25600),
+        shape_seed_counts=(3, 2, 1, 1),
+        shape_full_set=True,
+        shape_sources=("paper/imagenet/natural", "salman2020/imagenet/l2/0.05",
+                       "salman2020/imagenet/l2/0.25", "salman2020/imagenet/l2/1"),
+        shape_blocks=3,
+        shape_epochs=150,
         influence_targets=("cifar10",),
         influence_n=3200,
         influence_test=10000,
@@ -173,7 +194,8 @@ _CHOICES = {"device": ("cpu", "cuda", "auto"), "frozen_bn": ("eval", "train"),
             "recipe": ("ours", "authors"), "compare_recipe": ("", "ours", "authors")}
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _TYPES = typing.get_type_hints(Config)
-_STR_TUPLES = ("sources", "finetune_sources", "targets", "block_targets", "influence_targets")
+_STR_TUPLES = ("sources", "finetune_sources", "targets", "block_targets", "influence_targets",
+               "shape_targets", "shape_versions", "shape_sources")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -245,7 +267,7 @@ def _validate(cfg: Config) -> None:
         if not torch.cuda.is_available():
             _fail("device", cfg.device, "this machine has no CUDA device; allowed here: "
                   "['cpu', 'auto'] ('auto' uses CUDA where there is one)")
-    for name in ("allow_download", "augment", "full_set"):
+    for name in ("allow_download", "augment", "full_set", "shape_full_set"):
         if not isinstance(getattr(cfg, name), bool):
             _fail(name, getattr(cfg, name), "must be True or False")
     for name in ("epochs", "batch_size", "val_size", "n_stimuli", "influence_n",
@@ -253,7 +275,7 @@ def _validate(cfg: Config) -> None:
         v = getattr(cfg, name)
         if not _is_int(v) or v < 1:
             _fail(name, v, "must be a positive integer")
-    for name in ("loo_points", "long_epochs", "few_seeds"):
+    for name in ("loo_points", "long_epochs", "few_seeds", "shape_epochs"):
         if not _is_int(getattr(cfg, name)) or getattr(cfg, name) < 0:
             _fail(name, getattr(cfg, name), "must be an integer >= 0 (0 = off)")
     if cfg.compare_recipe == cfg.recipe:
@@ -278,7 +300,7 @@ def _validate(cfg: Config) -> None:
                 _fail(name, getattr(cfg, name), "each entry must be a string (a name or id)")
     if not cfg.sources:
         _fail("sources", cfg.sources, "give at least one zoo id")
-    for name in ("sources", "finetune_sources"):
+    for name in ("sources", "finetune_sources", "shape_sources"):
         for sid in getattr(cfg, name):
             try:
                 zoo.check_id(sid)
@@ -306,6 +328,7 @@ def _validate(cfg: Config) -> None:
             _fail(name, (), "give at least one target dataset")
         for t in getattr(cfg, name):
             data.check_name(t, allow_download=cfg.allow_download, parameter=name)
+    _check_counts("seed_counts", cfg.seed_counts, "n_values", cfg.n_values, cfg.seeds)
     checks = [("n_values", cfg.targets), ("compare_n_values", cfg.targets),
               ("block_n_values", cfg.block_targets or cfg.targets)]
     for name, _ in checks:
@@ -332,6 +355,14 @@ def _validate(cfg: Config) -> None:
     _validate_influence(cfg)
 
 
+def _check_counts(name, counts, n_name, n_values, seeds) -> None:
+    """``counts`` (a seed schedule): () or one count in 1..len(seeds) per ``n_values`` entry."""
+    if counts and (len(counts) != len(n_values)
+                   or not all(_is_int(k) and 1 <= k <= len(seeds) for k in counts)):
+        _fail(name, counts, f"give () or one subset-seed count per {n_name} entry "
+              f"({len(n_values)}), each an integer in 1..{len(seeds)} (the seeds)")
+
+
 def _validate_shape(cfg: Config) -> None:
     """Section 2's fields."""
     if not _is_number(cfg.lowpass_factor) or cfg.lowpass_factor <= 1:
@@ -340,11 +371,22 @@ def _validate_shape(cfg: Config) -> None:
     for n in cfg.shape_n_values:
         if not _is_int(n) or n < 1:
             _fail("shape_n_values", cfg.shape_n_values, "each n must be a positive integer")
+    _check_counts("shape_seed_counts", cfg.shape_seed_counts, "shape_n_values",
+                  cfg.shape_n_values, cfg.seeds)
+    if not cfg.shape_versions or "original" not in cfg.shape_versions:
+        _fail("shape_versions", cfg.shape_versions, f"must hold 'original' (the baseline every "
+              f"other version is compared with) and any of {list(data.VERSIONS[1:])}")
+    for v in cfg.shape_versions:
+        if v not in data.VERSIONS:
+            _fail("shape_versions", cfg.shape_versions, f"allowed: {list(data.VERSIONS)}")
+    blocks = min((zoo.spec(s).num_blocks for s in cfg.shape_sources or cfg.sources), default=0)
+    if not _is_int(cfg.shape_blocks) or not 0 <= cfg.shape_blocks <= blocks:
+        _fail("shape_blocks", cfg.shape_blocks, f"must be an integer in 0..{blocks} for the "
+              f"shape sources")
     for t in cfg.shape_targets:
-        if not isinstance(t, str):
-            _fail("shape_targets", cfg.shape_targets, "each entry must be a dataset name")
-        for name in (t, f"stylized:{t}", f"lowpass{cfg.lowpass_factor:g}:{t}"):
-            data.check_name(name, allow_download=cfg.allow_download, parameter="shape_targets")
+        for v in cfg.shape_versions:
+            data.check_name(data.version_name(v, t, cfg.lowpass_factor),
+                            allow_download=cfg.allow_download, parameter="shape_targets")
         info = data.info(t)
         if info.train_size is None:
             continue

@@ -2,7 +2,9 @@
 
 ``counts(cfg, runs)`` adds up what the transfer runs ``runs`` (``sweep.grid`` entries, or any
 dicts with source, target, unfrozen_blocks and n) make :func:`robust_transfer.transfer.finetune`
-process. Per run:
+process; a run's own recipe fields (``transfer.recipe_fields``: epochs, long_epochs, val_size,
+..., as ``sweep.grid`` entries carry them) override ``cfg``'s, so the runs of several grids
+(Section 1's and Section 2's, each with its epochs) can be counted together. Per run:
 
 - *training images*: ``n x epochs`` (``transfer.epochs_for``); each is a forward pass through
   the frozen prefix (with the augmentation first when the run's recipe augments) and a forward
@@ -30,6 +32,7 @@ dominates on small models: there a store's finished rows (``seconds``) tell more
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import time
@@ -215,17 +218,19 @@ def _calibrate(arch, in_channels, image_size, target_channels, target_size, num_
                        forward_s=forward, backward_ratio=ratio)
 
 
-def calibrate_config(cfg, *, batch: int | None = None, seconds: float = 3.0) -> dict:
-    """``{arch: Calibration}`` for the architectures of ``cfg.sources`` on ``cfg.torch_device()``,
-    with the largest target format (channels, size) of ``cfg.targets``, the largest k of
+def calibrate_config(cfg, *, batch: int | None = None, seconds: float = 3.0, sources=None,
+                     targets=None) -> dict:
+    """``{arch: Calibration}`` for the architectures of ``sources`` (default ``cfg.sources``) on
+    ``cfg.torch_device()``, with the largest target format (channels, size) of ``targets``
+    (default ``cfg.targets`` and ``cfg.block_targets``), the largest k of
     ``cfg.unfrozen_blocks`` and ``cfg.augment``; ``seconds`` per architecture."""
     fmt, classes = (1, 1), 2
-    for t in dict.fromkeys([*cfg.targets, *cfg.block_targets]):
+    for t in dict.fromkeys(targets or [*cfg.targets, *cfg.block_targets]):
         meta = data.info(t)
         fmt = max(fmt, (meta.channels or 3, meta.size or 32), key=lambda f: (f[1], f[0]))
         classes = max(classes, meta.num_classes or 2)
     out = {}
-    for sid in cfg.sources:
+    for sid in sources or cfg.sources:
         sp = zoo.spec(sid)
         if sp.arch in out:
             continue
@@ -236,11 +241,12 @@ def calibrate_config(cfg, *, batch: int | None = None, seconds: float = 3.0) -> 
     return out
 
 
-def target_sizes(cfg, allow_download: bool = False) -> dict:
-    """``{target: (train images, test images)}`` from the dataset registry (``data.info``), or
-    from the loaded data for ``folder:`` datasets (loaded only when on this machine)."""
+def target_sizes(cfg, allow_download: bool = False, targets=None) -> dict:
+    """``{target: (train images, test images)}`` of ``targets`` (default ``cfg.targets`` and
+    ``cfg.block_targets``) from the dataset registry (``data.info``), or from the loaded data
+    where the registry has no sizes (loaded only when on this machine)."""
     out = {}
-    for t in dict.fromkeys([*cfg.targets, *cfg.block_targets]):
+    for t in dict.fromkeys(targets or [*cfg.targets, *cfg.block_targets]):
         meta = data.info(t)
         if meta.train_size is not None and meta.test_size is not None:
             out[t] = (meta.train_size, meta.test_size)
@@ -250,11 +256,19 @@ def target_sizes(cfg, allow_download: bool = False) -> dict:
     return out
 
 
+def _run_config(cfg, r: dict):
+    """``cfg`` with the recipe fields run ``r`` carries (its own epochs, val_size, ...)."""
+    own = {k: r[k] for k in transfer.recipe_fields(cfg, r.get("recipe", cfg.recipe))
+           if k in r and k != "recipe_version"}
+    return dataclasses.replace(cfg, **own) if own else cfg
+
+
 def _run_passes(cfg, r: dict, sizes: dict) -> tuple[bool, int, int, int]:
     """(fast path?, epochs, validation images, test images) of run ``r`` in its recipe:
     validation after every epoch for "ours" (the selection), at the curve epochs for "authors";
     the test set at the curve epochs (``transfer.curve_epochs``, report only)."""
     recipe = r.get("recipe", cfg.recipe)
+    cfg = _run_config(cfg, r)
     epochs = transfer.epochs_for(cfg, r["n"])
     points = len(transfer.curve_epochs(epochs))
     val = cfg.val_size * (points if recipe == "authors" else epochs + 1)

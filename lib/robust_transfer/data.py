@@ -13,16 +13,25 @@ plus the class names. Offline datasets (usable on this repository's CPU presets)
 Online datasets (paper scale; read from their torchvision on-disk formats, fetched with
 torchvision only when ``allow_download=True``, which verifies the published md5 sums):
 ``cifar10``, ``cifar100``, ``svhn``, ``mnist``, ``kmnist`` (and ``fashion_mnist``), ``food101``
-and ``caltech101`` (held at ``FOLDER_SIZE`` px; Caltech-101 has no official split: a fixed
-seeded 30 training images per class, the rest test), plus ``folder:<path>``
-(``<path>/{train,test}/<class>/*``, e.g. stylized copies of a target; held at ``FOLDER_SIZE``
-px), and ``folder@<size>:<path>``: an image folder read with torchvision ``ImageFolder``
-semantics at the models' input resolution (``folder@224:<path>``), held as uint8 and cached once
-on disk (:func:`sized_folder`; ``robust-transfer compare`` reads user folders so).
+and ``caltech101`` (Caltech-101 has no official split: per class a fixed seeded choice of
+``CALTECH_TRAIN_PER_CLASS`` = 30 training images, the rest test; ``BACKGROUND_Google`` dropped).
 
-``lowres:<name>`` (paper scale, e.g. ``lowres:food101``): the authors' low-pass, the images
-resized (antialiased) to ``LOWRES_SIZE`` = 32 px and held there; the model's input conversion
-(``BlockNet.input_format``) brings them back to its input size (224 px for ImageNet sources).
+Image-file datasets -- ``food101``, ``caltech101``, ``folder:<path>`` and
+``folder@<size>:<path>`` -- are decoded once (short side resized to the size, center-cropped)
+into a uint8 (N, 3, size, size) cache file under ``cache_dir("datasets", "folders")`` and
+memory-mapped from there: never a float copy of the whole set. They are held at
+``FOLDER_SIZE`` = 224 px, the input resolution of the ImageNet ResNet-50 sources they are
+targets for (so the "original" is the authors' 224 px original, not a low-pass of it), or at
+the size a ``folder@<size>:<path>`` name gives (torchvision ``ImageFolder`` semantics,
+:func:`sized_folder`; ``robust-transfer compare`` reads user folders at its sources' size so).
+``folder:<path>`` is ``folder@224:<path>``: ``<path>/{train,test}/<class>/*`` (e.g. stylized
+copies of a target) or one tree ``<path>/<class>/*`` split per class.
+
+``lowres:<name>`` (paper scale, e.g. ``lowres:food101``): the authors' low-resolution copy,
+each image of an image-file dataset resized (antialiased) from its held size to
+``LOWRES_SIZE`` = 32 px and cached there as uint8 (memory-mapped, like its base); the model's
+input conversion (``BlockNet.input_format``) brings each batch back up to its input size
+(bilinear, 224 px for ImageNet sources): 224 -> 32 -> 224, the authors' Resize(32), Resize(224).
 Names whose images are no larger than 32 px are refused: for them it would change nothing.
 
 Derived targets (Section 2, any grey 28 px target; :func:`derived`):
@@ -31,7 +40,8 @@ Derived targets (Section 2, any grey 28 px target; :func:`derived`):
   with :data:`STYLE_PHOTOS`, scikit-image photos held apart from the ``textures`` dataset's,
   and :data:`STYLE_SEED`): each image's grey level blends two texture crops of one of 12 styles.
 - ``lowpass<f>:<name>``: resolution low-pass by the factor ``f`` > 1
-  (:func:`robust_transfer.images.downsample`: 28 px -> round(28 / f) px -> 28 px).
+  (:func:`robust_transfer.images.downsample`: 28 px -> round(28 / f) px -> 28 px); not for
+  image-file datasets (it would hold a float copy of the whole set): ``lowres:`` is theirs.
 
 Both are deterministic functions of the original images and are memoised like every dataset.
 """
@@ -49,18 +59,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cache import atomic_path, cache_dir, staged_dir
+from .cache import atomic_path, cache_dir, file_lock, staged_dir
 from .cache import key as cache_key
 from .images import LOWRES_SIZE, downsample, lowres, sobel_magnitude, stylize
 
 __all__ = ["DatasetInfo", "DATASETS", "info", "check_name", "load", "split_pool",
            "class_covering_subset", "train_subset", "derived", "export_image_folder", "STYLE_PHOTOS", "STYLE_SEED", "to_source_format", "lowres", "sobel_magnitude", "data_root",
            "summary",
-           "DatasetUnavailable", "sized_folder", "folder_name", "folder_files", "IMG_EXTENSIONS"]
+           "DatasetUnavailable", "sized_folder", "folder_name", "folder_files", "IMG_EXTENSIONS",
+           "FOLDER_SIZE", "VERSIONS", "version_name"]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SPLITS = ("train", "test")
-FOLDER_SIZE = 64  # folder:<path> images are resized to FOLDER_SIZE x FOLDER_SIZE RGB in memory
+#: px at which image-file datasets (food101, caltech101, folder:<path>) are held: the input
+#: resolution of the ImageNet ResNet-50 sources (zoo's image_size; a test keeps them equal)
+FOLDER_SIZE = 224
 
 
 class DatasetUnavailable(ValueError):
@@ -136,10 +149,6 @@ def data_root() -> Path:
     return Path(env) if env else cache_dir("datasets")
 
 
-def _folder_path(name: str) -> Path | None:
-    return Path(name.split(":", 1)[1]).expanduser() if name.startswith("folder:") else None
-
-
 LOWRES = "lowres:"  # name prefix: the images resized to LOWRES_SIZE px (the authors' low-pass)
 
 
@@ -176,8 +185,29 @@ def derived(name: str) -> tuple[str, str, float] | None:
     return base, kind, factor
 
 
+#: the versions of a target Section 2 transfers to: the original, texture replaced
+#: (``stylized:``), resolution low-passed by a factor (``lowpass<f>:``, the small offline
+#: datasets) and the authors' 32 px low-resolution copy (``lowres:``, image-file datasets)
+VERSIONS = ("original", "stylized", "lowpass", "lowres")
+
+
+def version_name(version: str, base: str, lowpass_factor: float) -> str:
+    """The dataset name of ``version`` (one of :data:`VERSIONS`) of the target ``base``:
+    ``base``, ``stylized:<base>``, ``lowpass<f>:<base>`` or ``lowres:<base>``."""
+    names = {"original": base, "stylized": STYLIZED + base,
+             "lowpass": f"lowpass{lowpass_factor:g}:{base}", "lowres": LOWRES + base}
+    if version not in names:
+        raise ValueError(f"version={version!r} is not allowed; allowed: {list(VERSIONS)}")
+    return names[version]
+
+
 def _derived_info(name: str, base: str, kind: str, factor: float) -> DatasetInfo:
     b = info(base)
+    if _is_image_files(_strip_lowres(base)[0]):
+        raise ValueError(f"target {name!r}: '{name.split(':')[0]}:' is for the small offline "
+                         f"datasets; {base!r} is an image-file dataset held at {b.size} px, for "
+                         f"which it would hold a float copy of the whole set; use "
+                         f"'lowres:{base}' (the authors' 32 px low-resolution copy)")
     if kind == "stylized":
         if b.channels != 1:
             raise ValueError(f"target {name!r}: 'stylized:' needs a grey dataset (shapes on a "
@@ -200,11 +230,14 @@ def info(name: str) -> DatasetInfo:
     name, low = _strip_lowres(name)
     if low:
         base = info(name)
-        if base.size <= LOWRES_SIZE:
+        if base.size <= LOWRES_SIZE or not _is_image_files(name):
             raise ValueError(f"dataset {LOWRES + name!r}: {name!r} has {base.size} px images, "
                              f"no larger than the {LOWRES_SIZE} px of 'lowres:', which would "
                              f"change nothing; use it on larger images (food101, caltech101, "
-                             f"folder:<path>), or 'lowpass<f>:{name}' for a resolution factor")
+                             f"folder:<path>), or 'lowpass<f>:{name}' for a resolution factor"
+                             if base.size <= LOWRES_SIZE else
+                             f"dataset {LOWRES + name!r}: 'lowres:' is for image-file datasets "
+                             f"(food101, caltech101, folder:<path>)")
         return DatasetInfo(LOWRES + base.name, base.num_classes, base.channels, LOWRES_SIZE,
                            base.train_size, base.test_size, base.offline, base.licence,
                            f"{base.description}; low-passed: {base.size} px -> {LOWRES_SIZE} px "
@@ -212,12 +245,6 @@ def info(name: str) -> DatasetInfo:
     sized = sized_folder(name)
     if sized is not None:
         return _sized_folder_info(name, *sized)
-    folder = _folder_path(name)
-    if folder is not None:
-        classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir()) \
-            if (folder / "train").is_dir() else []
-        return DatasetInfo(name, len(classes), 3, FOLDER_SIZE, None, None, True,
-                           "as given by the folder's owner", f"ImageFolder at {folder}")
     if name not in DATASETS:
         raise ValueError(f"dataset {name!r} is unknown; allowed: {sorted(DATASETS)} or 'folder:<path>'")
     return DATASETS[name]
@@ -270,12 +297,6 @@ def check_name(name: str, allow_download: bool = False, parameter: str = "target
             folder_files(name)
         except ValueError as err:
             raise ValueError(f"{parameter}: {err}") from None
-        return
-    folder = _folder_path(name)
-    if folder is not None:
-        if not (folder / "train").is_dir() or not (folder / "test").is_dir():
-            raise ValueError(f"{parameter}: {name!r} needs {folder}/train/<class>/* and "
-                             f"{folder}/test/<class>/* image folders")
         return
     if name not in DATASETS:
         raise ValueError(f"{parameter}: dataset {name!r} is unknown; allowed: {sorted(DATASETS)} "
@@ -359,19 +380,6 @@ def _read_svhn(root: Path, split: str):
     return x, y, _CLASSES["svhn"]
 
 
-def _read_images(files) -> np.ndarray:
-    """Image files as uint8 (N, 3, FOLDER_SIZE, FOLDER_SIZE) RGB (bilinear, antialiased; JPEGs
-    decoded at a reduced scale first when that is still at least FOLDER_SIZE px)."""
-    from PIL import Image
-    out = np.empty((len(files), 3, FOLDER_SIZE, FOLDER_SIZE), np.uint8)
-    for i, f in enumerate(files):
-        with Image.open(f) as im:
-            im.draft("RGB", (FOLDER_SIZE, FOLDER_SIZE))
-            im = im.convert("RGB").resize((FOLDER_SIZE, FOLDER_SIZE), Image.BILINEAR)
-            out[i] = np.asarray(im).transpose(2, 0, 1)
-    return out
-
-
 def _food101_files(root: Path, split: str):
     """torchvision's Food-101 layout: ``food-101/meta/<split>.json`` ({class: ["class/id"]})
     and ``food-101/images/<class>/<id>.jpg``; (files, labels, classes sorted as torchvision)."""
@@ -406,8 +414,14 @@ def _caltech101_files(root: Path, split: str):
     return files, np.asarray(y), classes
 
 
-# datasets read from image files: name -> (root, split) -> (files, labels, classes)
+# registry datasets read from image files: name -> (root, split) -> (files, labels, classes)
 _IMAGE_FILES = {"food101": _food101_files, "caltech101": _caltech101_files}
+
+
+def _is_image_files(name: str) -> bool:
+    """True for the image-file datasets (food101, caltech101, folder:, folder@<size>:), held
+    as memory-mapped uint8 at their size (see the module docstring)."""
+    return name in _IMAGE_FILES or sized_folder(name) is not None
 
 
 def export_image_folder(name: str, dest, *, center_crop: bool = False,
@@ -498,9 +512,6 @@ def _read_online(name: str, split: str, allow_download: bool, root: Path | None)
         return x[:, None], y, _CLASSES[name]
     if name in ("cifar10", "cifar100"):
         return _read_cifar(name, root, split)
-    if name in _IMAGE_FILES:
-        files, y, classes = _IMAGE_FILES[name](root, split)
-        return _read_images(files), y, classes
     return _read_svhn(root, split)
 
 
@@ -585,22 +596,10 @@ def _read_textures(split: str, seed: int = 0):
     return torch.cat(xs), np.concatenate(ys), classes
 
 
-def _read_folder(folder: Path, split: str):
-    base = folder / split
-    classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
-    files, ys = [], []
-    for label, cls in enumerate(classes):
-        for f in sorted((base / cls).iterdir()) if (base / cls).is_dir() else []:
-            files.append(f)
-            ys.append(label)
-    if not files:
-        raise ValueError(f"folder dataset {folder}: no images under {base}/<class>/")
-    return _read_images(files), np.asarray(ys), classes
-
-
 # ---------------------------------------------------------------- sized image folders
 #
-# ``folder@<size>:<path>`` (e.g. ``folder@224:/data/leaves``): an image folder read with
+# ``folder@<size>:<path>`` (e.g. ``folder@224:/data/leaves``; ``folder:<path>`` is
+# ``folder@FOLDER_SIZE:<path>``): an image folder read with
 # torchvision ``ImageFolder`` semantics at ``size`` px -- the input resolution of the models
 # that will see it (224 for the ImageNet ResNet-50s) -- and held as uint8 (N, 3, size, size),
 # decoded once into a cache file (``cache_dir("datasets", "folders")``) that later loads map
@@ -614,16 +613,17 @@ def _read_folder(folder: Path, split: str):
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 FOLDER_TEST_FRACTION = 0.2      # one-tree folders: share of each class's images held out as test
-_SIZED = re.compile(r"folder@(\d+)(?:\+split(\d+))?:(.+)")
+_SIZED = re.compile(r"folder(?:@(\d+)(?:\+split(\d+))?)?:(.+)")
 
 
 def sized_folder(name: str) -> tuple[Path, int, int] | None:
-    """``(path, size in px, split seed)`` of a ``folder@<size>[+split<seed>]:<path>`` name;
-    None for any other name. ValueError for a size outside 16..1024."""
+    """``(path, size in px, split seed)`` of a ``folder@<size>[+split<seed>]:<path>`` name, or
+    of ``folder:<path>`` (size ``FOLDER_SIZE``, seed 0); None for any other name. ValueError
+    for a size outside 16..1024."""
     m = _SIZED.fullmatch(name) if isinstance(name, str) else None
     if m is None:
         return None
-    size = int(m.group(1))
+    size = int(m.group(1) or FOLDER_SIZE)
     if not 16 <= size <= 1024:
         raise ValueError(f"dataset {name!r}: image size {size} px is not allowed; allowed "
                          f"16..1024 (the models' input resolution, e.g. folder@224:<path>)")
@@ -733,6 +733,22 @@ def _read_image_crop(f: Path, size: int) -> np.ndarray:
         return np.asarray(im.crop((left, top, left + size, top + size))).transpose(2, 0, 1)
 
 
+def _uint8_cache(path: Path, shape: tuple, fill) -> torch.Tensor:
+    """The uint8 array cached in the .npy file ``path``, memory-mapped (copy-on-write: read
+    from disk, never written back); made first when missing by ``fill(out)`` writing into a
+    ``shape`` map of a temporary file (never the whole array in memory), under a file lock so
+    that concurrent workers make it once."""
+    if not path.exists():
+        with file_lock(path):
+            if not path.exists():
+                with atomic_path(path) as tmp:
+                    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+                    fill(out)
+                    out.flush()
+                    del out
+    return torch.from_numpy(np.load(path, mmap_mode="c")).requires_grad_(False)
+
+
 def _folder_cache(files, size: int) -> Path:
     """The cache file of ``files`` decoded at ``size`` px (named by their paths, sizes and
     modification times: a changed file makes a new one)."""
@@ -740,24 +756,54 @@ def _folder_cache(files, size: int) -> Path:
     return cache_dir("datasets", "folders") / f"{cache_key({'files': stamp, 'size': size})}.npy"
 
 
-@lru_cache(maxsize=8)
-def _load_sized_folder(name: str, split: str):
-    _, size, _ = sized_folder(name)
-    meta = folder_files(name)
-    files, y = meta[split]
-    path = _folder_cache(files, size)
-    if not path.exists():
-        arr = np.empty((len(files), 3, size, size), np.uint8)
+def _decode_into(files, size: int):
+    """``fill`` for :func:`_uint8_cache`: each file as :func:`_read_image_crop` at ``size``."""
+    def fill(out):
         for i, f in enumerate(files):
             try:
-                arr[i] = _read_image_crop(f, size)
+                out[i] = _read_image_crop(f, size)
             except OSError as err:
                 raise ValueError(f"image folder: {f} is not a readable image ({err})") from None
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, arr)
-    x = torch.from_numpy(np.load(path, mmap_mode="c"))   # copy-on-write map: read from disk
-    return x.requires_grad_(False), torch.as_tensor(y, dtype=torch.int64), list(meta["classes"])
+    return fill
+
+
+LOWRES_CHUNK = 64  # images resized at a time for a lowres: copy (40 MB of floats at 224 px)
+
+
+def _lowres_into(x: torch.Tensor):
+    """``fill`` for :func:`_uint8_cache`: the uint8 images ``x`` resized (bilinear,
+    antialiased) to LOWRES_SIZE px and rounded back to uint8, ``LOWRES_CHUNK`` at a time."""
+    def fill(out):
+        for i in range(0, len(x), LOWRES_CHUNK):
+            small = to_source_format(x[i:i + LOWRES_CHUNK], x.shape[1], LOWRES_SIZE)
+            out[i:i + len(small)] = small.mul_(255).round_().to(torch.uint8).numpy()
+    return fill
+
+
+def _image_files(name: str, split: str, allow_download: bool, root: str | None):
+    """``(files, labels, classes, size in px)`` of the image-file dataset ``name``."""
+    sized = sized_folder(name)
+    if sized is not None:
+        meta = folder_files(name)
+        files, y = meta[split]
+        return files, y, list(meta["classes"]), sized[1]
+    files, y, classes = _IMAGE_FILES[name](
+        _present(name, allow_download, None if root is None else Path(root)), split)
+    return files, y, classes, FOLDER_SIZE
+
+
+@lru_cache(maxsize=16)
+def _load_image_files(name: str, split: str, allow_download: bool, root: str | None,
+                      low: bool):
+    """An image-file dataset's split, held as memory-mapped uint8 at its size (``low``: its
+    lowres: copy at LOWRES_SIZE px, made from the held images)."""
+    files, y, classes, size = _image_files(name, split, allow_download, root)
+    path = _folder_cache(files, size)
+    x = _uint8_cache(path, (len(files), 3, size, size), _decode_into(files, size))
+    if low:
+        x = _uint8_cache(path.with_name(f"{path.stem}-lowres{LOWRES_SIZE}.npy"),
+                         (len(files), 3, LOWRES_SIZE, LOWRES_SIZE), _lowres_into(x))
+    return x, torch.as_tensor(np.asarray(y), dtype=torch.int64), list(classes)
 
 
 def _style_photos() -> list[np.ndarray]:
@@ -774,10 +820,7 @@ def _load_derived(name: str, split: str, allow_download: bool, root: str | None)
 
 @lru_cache(maxsize=16)
 def _load_cached(name: str, split: str, allow_download: bool, root: str | None):
-    folder = _folder_path(name)
-    if folder is not None:
-        x, y, classes = _read_folder(folder, split)
-    elif name == "fashion_mnist":
+    if name == "fashion_mnist":
         x, y, classes = _read_fashion_mnist(split, allow_download, None if root is None else Path(root))
     elif name == "mnist5k":
         x, y, classes = _read_mnist5k(split)
@@ -797,19 +840,21 @@ def _load_cached(name: str, split: str, allow_download: bool, root: str | None):
 def load(name: str, split: str, *, allow_download: bool = False, root=None):
     """``(images, labels, class_names)`` of dataset ``name``'s ``split`` ("train" or "test").
 
-    images: float32 (N, C, H, W) in [0, 1]; labels: int64 (N,). Results are memoised per
-    process: treat the returned tensors as read-only.
+    images: float32 (N, C, H, W) in [0, 1], or, for image-file datasets and their ``lowres:``
+    copies, uint8 (0-255) memory-mapped from the cache (:func:`to_source_format` and the
+    models convert them per batch); labels: int64 (N,). Results are memoised per process:
+    treat the returned tensors as read-only.
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not allowed; allowed: {list(SPLITS)}")
     info(name)  # raises for unknown names
     if derived(name) is not None:
         return _load_derived(name, split, bool(allow_download), None if root is None else str(root))
-    if sized_folder(name) is not None:
-        return _load_sized_folder(name, split)
     base, low = _strip_lowres(name)
-    x, y, classes = _load_cached(base, split, bool(allow_download), None if root is None else str(root))
-    return (to_source_format(x, x.shape[1], LOWRES_SIZE), y, classes) if low else (x, y, classes)
+    root = None if root is None else str(root)
+    if _is_image_files(base):   # info() refused lowres: of any other dataset
+        return _load_image_files(base, split, bool(allow_download), root, low)
+    return _load_cached(name, split, bool(allow_download), root)
 
 
 # ---------------------------------------------------------------- sampling and formats

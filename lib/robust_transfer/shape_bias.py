@@ -523,42 +523,48 @@ def cue_validation(summary, level: float = 0.95):
 # --------------------------------------------------------------------------- transfer versions
 #: the target versions of the Section 2 transfer experiment, in display order
 VERSIONS = {"original": "original", "stylized": "stylized (texture replaced)",
-            "lowpass": "low-passed (resolution)"}
+            "lowpass": "low-passed (resolution)", "lowres": "low resolution (32 px)"}
 
 
 def version_targets(cfg) -> dict:
     """``{target name: (version, base target)}`` of the transfer experiment: every
-    ``cfg.shape_targets`` entry, its ``stylized:`` copy and its ``lowpass<cfg.lowpass_factor>:``
-    copy (:mod:`robust_transfer.data` derived names)."""
-    out = {}
-    for t in cfg.shape_targets:
-        out[t] = ("original", t)
-        out[f"stylized:{t}"] = ("stylized", t)
-        out[f"lowpass{cfg.lowpass_factor:g}:{t}"] = ("lowpass", t)
-    return out
+    ``cfg.shape_targets`` entry in each of ``cfg.shape_versions`` (``data.version_name``: the
+    original, ``stylized:``, ``lowpass<cfg.lowpass_factor>:``, ``lowres:``)."""
+    return {data.version_name(v, t, cfg.lowpass_factor): (v, t)
+            for t in cfg.shape_targets for v in cfg.shape_versions}
 
 
 def transfer_config(cfg):
-    """The Section 1 configuration of the transfer experiment: ``cfg``'s natural, L2 and L-inf
-    sources (every eps, every source seed; the noise control is left out), the
-    :func:`version_targets`, ``cfg.shape_n_values``, ``cfg.seeds`` subset seeds and
-    unfrozen_blocks 0 (the cached-prefix fast path); the recipe fields, device and downloads
-    are ``cfg``'s. ValueError when ``cfg.shape_targets`` is empty or no source qualifies."""
+    """The Section 1 configuration of the transfer experiment: ``cfg.shape_sources`` (() =
+    ``cfg``'s natural, L2 and L-inf sources, every eps and source seed; the noise control is
+    left out), the :func:`version_targets`, ``cfg.shape_n_values`` with ``cfg.seeds`` subset
+    seeds by ``cfg.shape_seed_counts`` (() = every seed), one full-set run with
+    ``cfg.shape_full_set``, ``cfg.shape_blocks`` unfrozen blocks (mini: 0, the cached-prefix
+    fast path) and ``cfg.shape_epochs`` epochs at every n (0 = ``cfg``'s epochs rule); the
+    recipe fields, device and downloads are ``cfg``'s. ValueError when ``cfg.shape_targets``
+    is empty or no source qualifies."""
     if not cfg.shape_targets:
         raise ValueError("shape_targets=() : the transfer experiment needs at least one target")
-    sources = [s for s in cfg.sources if zoo.spec(s).norm in ("natural", "l2", "linf")]
+    sources = [s for s in cfg.shape_sources or cfg.sources
+               if zoo.spec(s).norm in ("natural", "l2", "linf")]
     if not any(zoo.spec(s).norm == "natural" for s in sources):
         raise ValueError(f"sources={cfg.sources!r}: the transfer experiment needs a natural "
                          f"source to compare the robust ones against")
     fields = {f.name for f in dataclasses.fields(cfg)} - {"preset"}
     keep = {f: getattr(cfg, f) for f in fields}  # the recipe and every other knob: cfg's
-    # no side grids of Section 1 (other recipe, block counts, full-set runs) in this experiment
-    extra = {f: v for f, v in (("compare_recipe", ""), ("block_counts", ()), ("full_set", False))
+    # no side grids of Section 1 (other recipe, block counts) nor its fine-tuning limits
+    extra = {f: v for f, v in (("compare_recipe", ""), ("block_counts", ()),
+                               ("finetune_sources", ()), ("finetune_max_n", 0),
+                               ("full_set", cfg.shape_full_set),
+                               ("seed_counts", cfg.shape_seed_counts), ("few_seeds", 0))
              if f in fields}
+    if cfg.shape_epochs:
+        extra.update(epochs=cfg.shape_epochs, long_epochs=0)
     return config.resolve(cfg.preset, **{**keep, **extra, "sources": sources,
                                          "targets": list(version_targets(cfg)),
                                          "n_values": list(cfg.shape_n_values),
-                                         "unfrozen_blocks": [0], "main_blocks": 0,
+                                         "unfrozen_blocks": [cfg.shape_blocks],
+                                         "main_blocks": cfg.shape_blocks,
                                          "seeds": list(cfg.seeds)})
 
 

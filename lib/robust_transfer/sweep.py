@@ -120,8 +120,12 @@ def full_n(cfg, target: str) -> int:
 
 
 def _seeds(cfg, n: int) -> tuple[int, ...]:
-    """The subset seeds of the runs at ``n``: all, or the first ``few_seeds`` above
-    ``few_seeds_n`` (the paper: 10 seeds up to 6,400 images, 5 above)."""
+    """The subset seeds of the runs at ``n``: the first ``seed_counts[i]`` for ``n_values[i]``
+    when ``seed_counts`` is given (Section 2's authors' grid: 3, 2, 1, 1), else all, or the
+    first ``few_seeds`` above ``few_seeds_n`` (the paper: 10 seeds up to 6,400 images, 5
+    above)."""
+    if cfg.seed_counts and n in cfg.n_values:
+        return cfg.seeds[:cfg.seed_counts[cfg.n_values.index(n)]]
     return cfg.seeds[:cfg.few_seeds] if cfg.few_seeds and n > cfg.few_seeds_n else cfg.seeds
 
 
@@ -131,8 +135,9 @@ def cells(cfg) -> list[dict]:
 
     1. the main grid, ``cfg.recipe``: sources x targets x unfrozen_blocks x n_values x seeds,
        runs with unfrozen_blocks > 0 limited to ``finetune_sources`` and ``finetune_max_n``,
-       seeds by the schedule (``few_seeds`` above ``few_seeds_n``), plus with ``full_set`` one
-       run (the first seed) at :func:`full_n` per source, target and block count;
+       seeds by the schedule (``seed_counts`` per n, or ``few_seeds`` above ``few_seeds_n``),
+       plus with ``full_set`` one run (the first seed) at :func:`full_n` per source, target
+       and block count;
     2. ``compare_recipe`` (if any): the fine-tuned sources at ``main_blocks`` and
        ``compare_n_values`` (() = n_values) on every target;
     3. Fig. 4: the fine-tuned sources at every ``block_counts`` on ``block_targets`` (() =
@@ -571,8 +576,9 @@ def _dashboard(client) -> str | None:
         return None
 
 
-def status(cfg, store: Store) -> "pandas.DataFrame":
-    """Progress of ``cfg``'s sweep in ``store``: one line per (source, target), in grid order.
+def status(cfg, store: Store, runs=None) -> "pandas.DataFrame":
+    """Progress of ``cfg``'s sweep (or of ``runs``, ``grid`` entries, e.g. of several configs)
+    in ``store``: one line per (source, target), in grid order.
 
     Columns: ``source``, ``target``; ``total`` (runs in ``grid(cfg)``), ``done`` (with a row),
     ``missing`` (without one, ``total - done``), ``failed`` (missing runs of a task that left a
@@ -586,7 +592,7 @@ def status(cfg, store: Store) -> "pandas.DataFrame":
         for k in rec.get("runs", ()):
             records[k] = rec  # the latest record naming the run
     cells: dict[tuple, dict] = {}
-    for r in grid(cfg):
+    for r in grid(cfg) if runs is None else runs:
         c = cells.setdefault((r["source"], r["target"]), dict(
             source=r["source"], target=r["target"], total=0, done=0, missing=0, failed=0,
             error="", _time=""))

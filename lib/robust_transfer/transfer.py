@@ -134,12 +134,13 @@ def target_arrays(target: str, allow_download: bool):
     """(train images, train labels, test images, test labels, num_classes, content hash).
 
     Images stay in the target's own format: source models convert each batch to theirs
-    (``BlockNet.input_format``), so e.g. CIFAR-10 is never held at 224 px."""
+    (``BlockNet.input_format``), so e.g. CIFAR-10 is never held at 224 px. The hash reads the
+    arrays in place (a memory-mapped image-file dataset is streamed from disk, not copied)."""
     x_tr, y_tr, names = data.load(target, "train", allow_download=allow_download)
     x_te, y_te, _ = data.load(target, "test", allow_download=allow_download)
     h = hashlib.sha256()
     for t in (x_tr, y_tr, x_te, y_te):
-        h.update(t.numpy().tobytes())
+        h.update(memoryview(np.ascontiguousarray(t.numpy())).cast("B"))
     return x_tr, y_tr.long(), x_te, y_te.long(), len(names), h.hexdigest()[:12]
 
 

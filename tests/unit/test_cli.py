@@ -12,7 +12,8 @@ from robust_transfer import build, cli, config, cost, transfer
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--preset", "tiny", "--set", 'targets=["digits"]', "--set", "n_values=[10]",
         "--set", 'sources=["tiny/fmnist/natural/s0"]', "--set", "seeds=[0]",
-        "--set", "compare_recipe=", "--set", "block_counts=[]"]  # the main grid only
+        "--set", "compare_recipe=", "--set", "block_counts=[]",
+        "--set", "shape_targets=[]"]  # the main grid only (no Section 2 transfer runs)
 
 
 def _all_line(text: str) -> list[str]:
@@ -97,6 +98,9 @@ def test_status_paper_preset_offline_calibrates_and_estimates(capsys):
     # runs; n x epochs summed over the grid: 10 seeds up to 6,400 images, 5 above, 1 full set;
     # 100 epochs up to 1,600 images, 150 above
     assert "7,776" in out and "5,278,216,800" in out
+    # Section 2: the authors' Food-101 grid (64 runs of 150 epochs), counted and estimated too
+    assert "7,840" in out and "133,380,000" in out
+    assert re.search(r"per section: Section 1 [\d,.]+ h; Section 2 [\d,.]+ (h|min)", out)
 
 
 def test_book_command_forwards_to_the_build(monkeypatch):

@@ -76,7 +76,7 @@ def test_folder_reads_with_imagefolder_semantics(folder):
     assert y.tolist() == [0] * 10 + [1] * 10 + [2] * 10
     assert data.info(name).train_size == 30 and data.info(name).test_size == 12
     # a second load maps the cached file: same images
-    data._load_sized_folder.cache_clear()
+    data._load_image_files.cache_clear()
     assert torch.equal(data.load(name, "train")[0], x)
 
 

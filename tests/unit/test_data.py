@@ -191,8 +191,10 @@ def test_folder_dataset(tmp_path):
     assert data.info(name).num_classes == 2
     x, y, classes = data.load(name, "test")
     assert classes == ["cat", "dog"] and y.tolist() == [0, 0, 0, 1, 1, 1]
-    assert tuple(x.shape) == (6, 3, data.FOLDER_SIZE, data.FOLDER_SIZE)
-    assert float(x[0, 0].mean()) == pytest.approx(1.0) and float(x[5, 2].mean()) == pytest.approx(1.0)
+    # held at the ImageNet sources' 224 px as uint8, read as folder@224: is
+    assert tuple(x.shape) == (6, 3, 224, 224) and x.dtype == torch.uint8
+    assert (x[0, 0] == 255).all() and (x[5, 2] == 255).all() and (x[0, 1:] == 0).all()
+    assert torch.equal(data.load(f"folder@224:{tmp_path}", "test")[0], x)
     with pytest.raises(ValueError, match="folder"):
         data.check_name(f"folder:{tmp_path / 'nope'}")
 
@@ -261,6 +263,7 @@ def test_lowres_prefix_low_passes_to_32_px(tmp_path):
     xl, yl, _ = data.load("lowres:" + name, "train")
     # the authors' low-pass: held at 32 px, brought back to the model's input size by the model
     assert xl.shape == (2, 3, data.LOWRES_SIZE, data.LOWRES_SIZE) and torch.equal(y, yl)
+    assert x.dtype == xl.dtype == torch.uint8 and x.shape[-1] == 224
     assert data.info("lowres:" + name).size == data.LOWRES_SIZE
     back = data.to_source_format(xl, 3, 224)               # what a paper source sees
     orig = data.to_source_format(x, 3, 224)
@@ -301,12 +304,12 @@ def test_food101_from_torchvision_layout(tmp_path, monkeypatch):
     (d / "meta").mkdir()
     for split, m in meta.items():
         (d / "meta" / f"{split}.json").write_text(json.dumps(m))
-    data._load_cached.cache_clear()
+    data._load_image_files.cache_clear()
     x, y, classes = data.load("food101", "train", root=tmp_path)
     assert classes == ["apple_pie", "pizza"] and y.tolist() == [0, 1, 1]
-    assert tuple(x.shape) == (3, 3, data.FOLDER_SIZE, data.FOLDER_SIZE) and x.dtype == torch.float32
+    assert tuple(x.shape) == (3, 3, 224, 224) and x.dtype == torch.uint8
     xt, yt, _ = data.load("food101", "test", root=tmp_path)
-    assert yt.tolist() == [0, 0, 1] and 0 <= float(xt.min()) and float(xt.max()) <= 1
+    assert yt.tolist() == [0, 0, 1] and xt.dtype == torch.uint8 and int(xt.max()) > 0
     assert data.info("food101").num_classes == 101 and data.info("lowres:food101").size == 32
 
 
@@ -322,7 +325,7 @@ def _caltech_standin(root):
 def test_caltech101_from_torchvision_layout_with_a_fixed_split(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_download", lambda *a: pytest.fail("must not download"))
     _caltech_standin(tmp_path)
-    data._load_cached.cache_clear()
+    data._load_image_files.cache_clear()
     x, y, classes = data.load("caltech101", "train", root=tmp_path)
     xt, yt, _ = data.load("caltech101", "test", root=tmp_path)
     assert classes == ["Faces", "accordion", "ant"]          # background dropped, sorted
@@ -332,14 +335,14 @@ def test_caltech101_from_torchvision_layout_with_a_fixed_split(tmp_path, monkeyp
     # the split is fixed: disjoint, and the same on every load
     flat = lambda t: {tuple(v.flatten()[:64].tolist()) for v in t}
     assert not flat(x) & flat(xt)
-    data._load_cached.cache_clear()
+    data._load_image_files.cache_clear()
     assert torch.equal(data.load("caltech101", "train", root=tmp_path)[0], x)
 
 
 def test_export_image_folder_keeps_the_split_for_stylized_copies(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_download", lambda *a: pytest.fail("must not download"))
     _caltech_standin(tmp_path / "tv")
-    data._load_cached.cache_clear()
+    data._load_image_files.cache_clear()
     _, y, classes = data.load("caltech101", "test", root=tmp_path / "tv")
     out = data.export_image_folder("caltech101", tmp_path / "if", root=tmp_path / "tv")
     x2, y2, classes2 = data.load(f"folder:{out}", "test")
@@ -374,7 +377,7 @@ def test_food101_caltech101_download_through_torchvision(tmp_path, monkeypatch, 
                 _jpeg(Path(root) / "caltech101" / "101_ObjectCategories" / "ant" / f"image_{i:04d}.jpg", rng)
 
     monkeypatch.setattr(tvd, cls, fake)
-    data._load_cached.cache_clear()
+    data._load_image_files.cache_clear()
     x, y, _ = data.load(name, "test", root=tmp_path, allow_download=True)
     assert calls and all(c[0] for c in calls) and len(x) == 1
     assert not list(tmp_path.glob(".partial-*"))

@@ -265,7 +265,7 @@ def test_changed_target_data_gets_new_rows(tmp_path):
                 (tmp_path / split / c).mkdir(parents=True, exist_ok=True)
                 Image.new("L", (8, 8), value if c == "a" else 255 - value).save(
                     tmp_path / split / c / "0.png")
-        data._load_cached.cache_clear()
+        data._load_image_files.cache_clear()
         transfer.target_arrays.cache_clear()
 
     target = f"folder:{tmp_path}"

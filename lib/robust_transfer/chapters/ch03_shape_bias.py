@@ -300,7 +300,7 @@ def headline(summary, link=None, validation=None, test=None, versions=None,
         out.update({f"did_{r.version}": float(r.did), f"did_{r.version}_low": float(r.ci_low),
                     f"did_{r.version}_high": float(r.ci_high),
                     f"did_{r.version}_direction": str(r.direction)})
-    changed = [v for v in VERSIONS if v != "original"]
+    changed = [v for v in VERSIONS if v != "original" and (test["version"] == v).any()]
     if all(out[f"did_{v}_direction"] for v in changed):
         out["verdict_basis"] = "; ".join(f"{v}: robust advantage {out[f'did_{v}_direction']} "
                                          f"({out[f'did_{v}']:+.1f} points)" for v in changed)
