@@ -81,6 +81,7 @@ def test_folder_held_as_a_memory_mapped_uint8_cache_and_its_lowres_copy(standin)
     assert torch.allclose(back.mean((-2, -1)), orig.mean((-2, -1)), atol=0.02)
 
 
+@pytest.mark.slow   # a ResNet-8 at 224 px, two runs (make test runs it; make test-fast skips it)
 def test_transfer_run_at_224_px_on_the_standin_folder(standin):
     """A random-weight ResNet-8 seeing 224 px RGB, the authors' recipe (augmentation at 224
     px, 1 unfrozen block), on the original and the low-resolution copy: seconds."""
