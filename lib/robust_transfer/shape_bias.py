@@ -552,9 +552,10 @@ def transfer_config(cfg):
                          f"source to compare the robust ones against")
     fields = {f.name for f in dataclasses.fields(cfg)} - {"preset"}
     keep = {f: getattr(cfg, f) for f in fields}  # the recipe and every other knob: cfg's
-    # no side grids of Section 1 (other recipe, block counts, full-set runs) in this experiment
-    extra = {f: v for f, v in (("compare_recipe", ""), ("block_counts", ()), ("full_set", False))
-             if f in fields}
+    # no side grids of Section 1 (other recipe, block counts, full-set or whole-pool runs) in
+    # this experiment
+    extra = {f: v for f, v in (("compare_recipe", ""), ("block_counts", ()), ("full_set", False),
+                               ("head_to_pool", False)) if f in fields}
     return config.resolve(cfg.preset, **{**keep, **extra, "sources": sources,
                                          "targets": list(version_targets(cfg)),
                                          "n_values": list(cfg.shape_n_values),
