@@ -16,13 +16,14 @@ The rules are fixed before any number is seen and are the same for all three sec
 - Beside each part: the paper's own effect size where it is public (``paper``) and whether it
   lies inside our interval (``paper_inside``: "yes", "no", "–" when not comparable).
 
-Section 1 (:func:`section1`): per shape-defined target, the pooled small-n gain (robust minus
-natural, n <= the smaller half of the grid, points, side +1), and whether the gain shrinks with
-n (the gain at its held-out peak n minus the gain at the largest n, side +1). Shrinkage is *not
-testable* when the natural source has not reached, at the grid's largest n, the accuracy where
-the paper's own gain (in relative error reduction) peaks on that target or its paper analogue:
-below that the paper's gains fall mostly through ceiling compression of points. The texture
-control's small-n gain is a control part. Section 2 (:func:`section2`): the difference in
+Section 1 (:func:`section1`): per target except the texture controls, the pooled small-n gain
+(robust minus natural, n <= the smaller half of the grid, points, side +1), and whether the
+gain shrinks with n, read on the head-only runs out to the target's whole training pool (the
+gain at its held-out peak n minus the gain at the pool, side +1). Shrinkage is *not testable*
+when the natural source has not reached, at the pool, the accuracy where the paper's own gain
+(in relative error reduction) peaks on that target or its paper analogue: below that the
+paper's gains fall mostly through ceiling compression of points. The texture controls'
+small-n gains are control parts. Section 2 (:func:`section2`): the difference in
 differences of the robust advantage on stylized and low-passed targets (side +1), and the
 cue-conflict shape bias when the cues are informative for the sources. Section 3
 (:func:`section3`): the paired robust-minus-natural top-1 same-class share of the first
@@ -44,7 +45,7 @@ from .store import Store
 
 __all__ = ["Part", "Claim", "part_label", "claim_label", "paper_inside", "section1", "section2",
            "section3", "small_n_max", "headline_family", "paper_small_n_gain", "evaluate",
-           "precision", "target_key",
+           "precision", "target_key", "counted_targets", "pools", "RECIPE_PART_SUFFIX",
            "table", "paper_regime_accuracy", "replication", "replicated", "REPLICATION_FILE", "PART_LABELS", "CLAIM_LABELS", "PAPER_ANALOGUE"]
 
 HOLDS, CONTRADICTED, UNDECIDED, NOT_TESTABLE = ("holds", "contradicted", "undecided",
@@ -232,63 +233,100 @@ def paper_regime_accuracy(target: str) -> float:
     return float(d.loc[d["n"] == peak, "natural"].iloc[0])
 
 
+def counted_targets(targets) -> list[str]:
+    """The targets whose parts Section 1's verdict counts: every one of ``targets`` but the
+    texture controls (``shape_bias.TEXTURE_TARGETS``); all of them when each is a control."""
+    targets = list(dict.fromkeys(targets))
+    return [t for t in targets if t not in shape_bias.TEXTURE_TARGETS] or targets
+
+
+def pools(cfg) -> dict:
+    """{target: its whole training pool, in images (``sweep.full_n``)} for every target of
+    ``cfg.targets`` of known size."""
+    return {t: sweep.full_n(cfg, t) for t in cfg.targets if data.info(t).train_size is not None}
+
+
+#: a suffix on the part keys of a recipe whose runs changed after the replication record was
+#: taken, so that the record's labels (of the old runs) do not apply to its parts: the authors'
+#: recipe runs at least ``cfg.authors_min_steps`` optimiser steps since
+RECIPE_PART_SUFFIX = {"authors": "_steps"}
+
+
 def section1(df, cfg, recipe: str | None = None) -> Claim | None:
     """Section 1: "robust sources transfer better with few target images, and the gain shrinks
     as n grows", on the store's rows ``df`` (``Store.frame``) in ``recipe`` (default
     ``cfg.recipe``); None when no robust family is paired with a natural one in that recipe.
 
     Pre-specified: the L2 family with the most source seeds vs natural at ``cfg.main_blocks``
-    (``stats.main_gains``). Parts per shape-defined target (``shape_bias.SHAPE_TARGETS``, or
-    every target when none is one; the others are controls, reported beside): the gain pooled
-    over n <= :func:`small_n_max` (``stats.pooled_gain``, side +1) and, for counted targets,
-    whether the gain shrinks: the gain at its (held-out) peak n minus the gain at the largest n
-    (``stats.gain_peak_drop``, points, side +1). The shrink part is *not testable at this
-    scale* when the natural source's mean accuracy at the largest n is below
-    :func:`paper_regime_accuracy`: the grid then stops before the regime where the paper's gain
-    shrinks."""
+    (``stats.main_gains``). Parts per target (:func:`counted_targets`: all but the texture
+    controls, which are reported beside as controls):
+
+    - ``<t>_gain``: the gain pooled over n <= :func:`small_n_max` (``stats.pooled_gain``,
+      points, side +1);
+    - ``<t>_shrinks_pool`` (counted targets): on the head-only runs (unfrozen_blocks 0) of
+      ``recipe`` out to the target's whole training pool (``cfg.head_to_pool``, or
+      ``cfg.full_set``), the gain at its held-out peak n minus the gain at the largest n
+      (``stats.gain_peak_drop`` with :func:`pools`, points, side +1; the chapter shows the
+      relative error reduction beside it). *Not testable at this scale* when the natural
+      source's mean head-only accuracy at that largest n is below :func:`paper_regime_accuracy`
+      (the grid then stops before the regime where the paper's gain shrinks; the reason gives
+      both numbers), or when ``recipe`` has no head-only runs.
+
+    Part keys end in :data:`RECIPE_PART_SUFFIX`'s suffix for ``recipe``."""
     recipe = recipe or cfg.recipe
     main = stats.main_gains(stats.deltas(df), cfg.main_blocks, recipe=recipe)
     if main.empty:
         return None
     family, k = main["family"].iloc[0], int(main["unfrozen_blocks"].iloc[0])
     present = list(dict.fromkeys(main["target"]))
-    targets = [t for t in present if t in shape_bias.SHAPE_TARGETS] or present
-    nmax = small_n_max(cfg)
-    pooled, drop = stats.pooled_gain(df, nmax), stats.gain_peak_drop(df)
-    label = main["source_label"].iloc[0] if "source_label" in main else family
+    targets = counted_targets(present)
+    nmax, suffix = small_n_max(cfg), RECIPE_PART_SUFFIX.get(recipe, "")
     runs = stats._with_recipe(df)
+    head = runs[(runs["unfrozen_blocks"] == 0) & (runs["recipe"] == recipe)]
+    pooled, drop = stats.pooled_gain(df, nmax), stats.gain_peak_drop(head, pools=pools(cfg))
+    label = main["source_label"].iloc[0] if "source_label" in main else family
     parts = []
     for t in present:
         role = "test" if t in targets else "control"
-        match = dict(target=t, family=family, unfrozen_blocks=k, recipe=recipe)
-        parts.append(_part(f"{target_key(t)}_gain", f"gain at small n, {t}",
+        parts.append(_part(f"{target_key(t)}_gain{suffix}", f"gain at small n, {t}",
                            f"{label} - natural accuracy pooled over n <= {nmax}",
-                           _row(pooled, **match), 1, paper_small_n_gain(t), _SEEDS, role))
-        if role == "control":
-            continue
-        name = f"gain shrinks with n, {t}"
-        stat = "gain at the peak n minus gain at the largest n"
-        cell = runs[(runs["target"] == t) & (runs["norm"] == "natural")
-                    & (runs["unfrozen_blocks"] == k) & (runs["recipe"] == recipe)]
-        reached = float(cell.loc[cell["n"] == cell["n"].max(), "test_acc"].mean()) \
-            if len(cell) else math.nan
-        regime = paper_regime_accuracy(t)
-        if not reached >= regime:   # NaN on either side: not testable either
-            parts.append(Part(
-                f"{target_key(t)}_shrinks", name, stat, NOT_TESTABLE,
-                why=f"natural source at {reached:.1f}% at the largest n (n = "
-                    f"{int(cell['n'].max()) if len(cell) else 0}); the paper's gain shrinks "
-                    f"beyond {regime:.1f}% (its natural accuracy where the relative error "
-                    f"reduction peaks on {PAPER_ANALOGUE.get(t, t)})"))
-            continue
-        row = _row(drop, **match)
-        parts.append(_part(f"{target_key(t)}_shrinks", name, stat,
-                           row and {**row, "mean": row["drop"]}, 1, basis_cols=_SEEDS,
-                           cols=("mean", "drop_ci_low", "drop_ci_high")))
+                           _row(pooled, target=t, family=family, unfrozen_blocks=k,
+                                recipe=recipe), 1, paper_small_n_gain(t), _SEEDS, role))
+        if role == "test":
+            parts.append(_shrink_part(t, head, drop, family, label, recipe, cfg, suffix))
     words = "a new head only" if k == 0 else f"{k} unfrozen block{'s' if k != 1 else ''}"
     return replicated(Claim(f"transfer_{recipe}", f"Section 1: robust sources transfer better "
                             f"with few target images ({label} vs natural, {words}, recipe "
                             f"{recipe})", claim_label(parts), tuple(parts)), cfg.preset)
+
+
+def _shrink_part(t, head, drop, family, label, recipe, cfg, suffix) -> Part:
+    """:func:`section1`'s ``<t>_shrinks_pool`` part from the head-only runs ``head`` and their
+    ``stats.gain_peak_drop`` table ``drop``."""
+    key, name = f"{target_key(t)}_shrinks_pool{suffix}", f"gain shrinks with n, {t}"
+    cell = head[(head["target"] == t) & (head["norm"] == "natural")]
+    if cell.empty:
+        return Part(key, name, "gain at the peak n minus gain at the whole pool, head only",
+                    NOT_TESTABLE, why=f"no head-only runs of recipe {recipe} on {t} in this "
+                                      f"configuration (unfrozen_blocks 0 is where the grid "
+                                      f"reaches the whole pool)")
+    n_top = int(cell["n"].max())
+    at = "the whole pool" if pools(cfg).get(t) == n_top else "the largest n"
+    stat = f"{label} - natural: gain at the held-out peak n minus gain at n = {n_top:,} " \
+           f"({at}), head only"
+    reached = float(cell.loc[cell["n"] == n_top, "test_acc"].mean())
+    regime = paper_regime_accuracy(t)
+    if not reached >= regime:   # NaN on either side: not testable either
+        return Part(key, name, stat, NOT_TESTABLE, why=(
+            f"natural source at {reached:.1f}% (head only) at n = {n_top:,} ({at}); " + (
+                f"the paper's gain shrinks beyond {regime:.1f}% (its natural accuracy where the "
+                f"relative error reduction peaks on {PAPER_ANALOGUE.get(t, t)})"
+                if math.isfinite(regime) else
+                f"the paper has no target {t} stands in for, so no accuracy where its gain "
+                f"shrinks")))
+    row = _row(drop, target=t, family=family, unfrozen_blocks=0, recipe=recipe)
+    return _part(key, name, stat, row and {**row, "mean": row["drop"]}, 1, basis_cols=_SEEDS,
+                 cols=("mean", "drop_ci_low", "drop_ci_high"))
 
 
 # --------------------------------------------------------------------------- Section 2

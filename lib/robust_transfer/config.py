@@ -53,6 +53,9 @@ class Config:
     epochs: int = 20
     long_epochs: int = 0                # epochs for n > long_epochs_n (0 = epochs); paper 150
     long_epochs_n: int = 1600
+    # "authors": at least this many optimiser steps per run (epochs raised at small n; 0 = off):
+    # the paper's 100 epochs at n = 100 in batches of 128 are 100 steps
+    authors_min_steps: int = 100
     lr: float = 1e-4                    # "ours": Adam lr for unfrozen blocks
     head_lr: float = 1e-3               # "ours": Adam lr for the head
     # runs with unfrozen_blocks > 0 only for these sources (() = all) and n <= finetune_max_n
@@ -69,10 +72,18 @@ class Config:
     full_set: bool = False
     # or subset seeds per n_values entry (the first k of seeds; () = the few_seeds schedule)
     seed_counts: tuple[int, ...] = ()
+    # head-only runs (unfrozen_blocks 0, the main recipe, every source) beyond n_values to each
+    # target's whole training pool: doublings of the largest n below the pool (every subset
+    # seed), then the pool itself (the first seed: every seed draws the same images there).
+    # Section 1's shrinkage test reads them (sweep.pool_n_values)
+    head_to_pool: bool = True
     # the other recipe, run beside the main one ("" = none) on the fine-tuned sources, at
-    # main_blocks and these n (() = n_values)
+    # main_blocks, on the targets that are also in compare_targets (() = every target) and at
+    # these n (() = n_values). Mini: the digit targets (the recipe question is asked where the
+    # verdict counts, not on the texture control) at the n the small-n gain test reads
     compare_recipe: str = "authors"
-    compare_n_values: tuple[int, ...] = (10, 40, 160)
+    compare_targets: tuple[str, ...] = ("mnist5k", "digits")
+    compare_n_values: tuple[int, ...] = (10, 40)
     # Fig. 4: every block count in block_counts on the fine-tuned sources, for block_targets
     # (() = targets) at block_n_values (() = n_values)
     block_counts: tuple[int, ...] = (0, 1, 2, 3)
@@ -108,6 +119,12 @@ class Config:
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
 
+    def compared_targets(self) -> tuple[str, ...]:
+        """The targets of ``compare_recipe``'s runs: those of ``targets`` also in
+        ``compare_targets`` (all of them when it is empty)."""
+        return tuple(t for t in self.targets
+                     if not self.compare_targets or t in self.compare_targets)
+
     def to_dict(self) -> dict:
         """Plain JSON-able dict of every field (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -127,7 +144,10 @@ PRESETS: dict[str, dict] = {
         unfrozen_blocks=(0, 1),
         finetune_sources=(),
         finetune_max_n=0,
+        compare_targets=(),
         compare_n_values=(10,),
+        authors_min_steps=0,
+        head_to_pool=False,
         block_counts=(0, 1, 3),
         block_targets=("digits",),
         block_n_values=(10,),
@@ -162,7 +182,9 @@ PRESETS: dict[str, dict] = {
         long_epochs=150,
         few_seeds=5,
         full_set=True,
+        head_to_pool=False,                 # full_set reaches each target's pool
         compare_recipe="",
+        compare_targets=(),
         compare_n_values=(),
         block_counts=(0, 1, 3, 9),
         block_targets=(),
@@ -194,8 +216,8 @@ _CHOICES = {"device": ("cpu", "cuda", "auto"), "frozen_bn": ("eval", "train"),
             "recipe": ("ours", "authors"), "compare_recipe": ("", "ours", "authors")}
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _TYPES = typing.get_type_hints(Config)
-_STR_TUPLES = ("sources", "finetune_sources", "targets", "block_targets", "influence_targets",
-               "shape_targets", "shape_versions", "shape_sources")
+_STR_TUPLES = ("sources", "finetune_sources", "targets", "compare_targets", "block_targets",
+               "influence_targets", "shape_targets", "shape_versions", "shape_sources")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -267,7 +289,7 @@ def _validate(cfg: Config) -> None:
         if not torch.cuda.is_available():
             _fail("device", cfg.device, "this machine has no CUDA device; allowed here: "
                   "['cpu', 'auto'] ('auto' uses CUDA where there is one)")
-    for name in ("allow_download", "augment", "full_set", "shape_full_set"):
+    for name in ("allow_download", "augment", "full_set", "shape_full_set", "head_to_pool"):
         if not isinstance(getattr(cfg, name), bool):
             _fail(name, getattr(cfg, name), "must be True or False")
     for name in ("epochs", "batch_size", "val_size", "n_stimuli", "influence_n",
@@ -275,7 +297,7 @@ def _validate(cfg: Config) -> None:
         v = getattr(cfg, name)
         if not _is_int(v) or v < 1:
             _fail(name, v, "must be a positive integer")
-    for name in ("loo_points", "long_epochs", "few_seeds", "shape_epochs"):
+    for name in ("loo_points", "long_epochs", "few_seeds", "shape_epochs", "authors_min_steps"):
         if not _is_int(getattr(cfg, name)) or getattr(cfg, name) < 0:
             _fail(name, getattr(cfg, name), "must be an integer >= 0 (0 = off)")
     if cfg.compare_recipe == cfg.recipe:
@@ -323,13 +345,13 @@ def _validate(cfg: Config) -> None:
         _fail("main_blocks", cfg.main_blocks, f"must be one of unfrozen_blocks="
               f"{list(cfg.unfrozen_blocks)}; give unfrozen_blocks with it, or leave main_blocks "
               f"out (it then follows unfrozen_blocks)")
-    for name in ("targets", "block_targets", "influence_targets"):
+    for name in ("targets", "compare_targets", "block_targets", "influence_targets"):
         if not getattr(cfg, name) and name == "targets":
             _fail(name, (), "give at least one target dataset")
         for t in getattr(cfg, name):
             data.check_name(t, allow_download=cfg.allow_download, parameter=name)
     _check_counts("seed_counts", cfg.seed_counts, "n_values", cfg.n_values, cfg.seeds)
-    checks = [("n_values", cfg.targets), ("compare_n_values", cfg.targets),
+    checks = [("n_values", cfg.targets), ("compare_n_values", cfg.compared_targets()),
               ("block_n_values", cfg.block_targets or cfg.targets)]
     for name, _ in checks:
         for n in getattr(cfg, name):

@@ -269,7 +269,7 @@ def _run_passes(cfg, r: dict, sizes: dict) -> tuple[bool, int, int, int]:
     the test set at the curve epochs (``transfer.curve_epochs``, report only)."""
     recipe = r.get("recipe", cfg.recipe)
     cfg = _run_config(cfg, r)
-    epochs = transfer.epochs_for(cfg, r["n"])
+    epochs = transfer.epochs_for(cfg, r["n"], recipe)
     points = len(transfer.curve_epochs(epochs))
     val = cfg.val_size * (points if recipe == "authors" else epochs + 1)
     return transfer.use_fast_path(cfg, recipe), epochs, val, sizes[r["target"]][1] * points

@@ -552,10 +552,11 @@ def transfer_config(cfg):
                          f"source to compare the robust ones against")
     fields = {f.name for f in dataclasses.fields(cfg)} - {"preset"}
     keep = {f: getattr(cfg, f) for f in fields}  # the recipe and every other knob: cfg's
-    # no side grids of Section 1 (other recipe, block counts) nor its fine-tuning limits
+    # no side grids of Section 1 (other recipe, block counts, whole-pool runs) nor its
+    # fine-tuning limits
     extra = {f: v for f, v in (("compare_recipe", ""), ("block_counts", ()),
                                ("finetune_sources", ()), ("finetune_max_n", 0),
-                               ("full_set", cfg.shape_full_set),
+                               ("full_set", cfg.shape_full_set), ("head_to_pool", False),
                                ("seed_counts", cfg.shape_seed_counts), ("few_seeds", 0))
              if f in fields}
     if cfg.shape_epochs:

@@ -488,8 +488,16 @@ def _peak_drop(wide: pd.DataFrame, confidence: float) -> dict:
                 peak_share=float((peaks == n_peak).mean()), **r)
 
 
-def gain_peak_drop(df: pd.DataFrame, metric: str = "test_acc",
-                   confidence: float = 0.95) -> pd.DataFrame:
+def _pool_filled(wide: pd.DataFrame, n) -> pd.DataFrame:
+    """``wide`` (one row per (seed_index, seed), one column per n) with each pair's missing value
+    at ``n`` taken as its source seed's mean over the pairs that have one."""
+    out = wide.copy()
+    out[n] = out[n].fillna(out[n].groupby(level="seed_index").transform("mean"))
+    return out
+
+
+def gain_peak_drop(df: pd.DataFrame, metric: str = "test_acc", confidence: float = 0.95,
+                   pools: dict | None = None) -> pd.DataFrame:
     """The pre-specified test that an inverted-U gain shrinks: does the gain at its peak n exceed
     the gain at the largest n? One row per claim (target, recipe, non-natural family,
     unfrozen_blocks) with at least two n; ``metric`` is an accuracy in percent.
@@ -507,6 +515,11 @@ def gain_peak_drop(df: pd.DataFrame, metric: str = "test_acc",
     drop matrix. ``shrinks`` reads the interval, never the point estimate: the drop's CI lies
     above 0 (a single run has no interval and never shrinks; see :func:`gain_peak_drop_means`).
 
+    ``pools`` ({target: n}) names each target's whole training pool: where a claim's n_max is
+    its target's pool, every subset seed draws the same images there, so the sweep runs one
+    (``sweep.pool_n_values``) and a pair without a run at n_max takes its source seed's mean
+    gain there (on each scale); the pairs' own subsets still count at every smaller n.
+
     Columns, points: ``n_peak`` (the n < n_max with the largest mean gain over every pair, for
     display), ``gain_peak`` and ``gain_max`` (mean gains at n_peak and n_max), ``drop``,
     ``drop_ci_low``, ``drop_ci_high``, ``p`` (drop = 0, two-sided, uncorrected), ``df``,
@@ -523,11 +536,14 @@ def gain_peak_drop(df: pd.DataFrame, metric: str = "test_acc",
     for key, fam, long in claims:
         idx = ["seed_index", "seed"]
         wide = long.pivot_table(index=idx, columns="n", values="d")
+        log_ratio = log_err[key].pivot_table(index=idx, columns="n", values="d")
         n_max = wide.columns.max()
+        if pools and pools.get(key[0]) == n_max:
+            wide, log_ratio = _pool_filled(wide, n_max), _pool_filled(log_ratio, n_max)
         wide = wide[wide[n_max].notna()].dropna(axis=1, how="all")
         if wide.shape[1] < 2:
             continue
-        rer = 1 - np.exp(log_err[key].pivot_table(index=idx, columns="n", values="d"))
+        rer = 1 - np.exp(log_ratio)
         pts = _peak_drop(wide, confidence)
         rel = _peak_drop(rer.loc[wide.index, wide.columns], confidence)
         rows.append({**dict(zip(_CLAIM, key)), **fam, "n_max": n_max, "n_values": wide.shape[1],

@@ -2,7 +2,8 @@
 
 ``grid(cfg)`` holds every run of ``cells(cfg)``: the main grid (sources x targets x
 unfrozen_blocks x n_values x seeds in ``cfg.recipe``, with the seed schedule and the full-set
-runs), the other recipe's runs beside it (``cfg.compare_recipe``) and the block-count runs
+runs), the head-only runs out to each target's whole pool (``cfg.head_to_pool``), the other
+recipe's runs beside it (``cfg.compare_recipe``) and the block-count runs
 (``cfg.block_counts``). Each run is a dict with the fields that change its result
 (``transfer.recipe_fields`` of its recipe), so its store key (``cache.key(run)``) changes
 whenever any of them does.
@@ -11,9 +12,8 @@ Tasks. ``tasks(cfg, store)`` cuts the runs missing from the store into one :clas
 (source, unfrozen_blocks, target, seed): the missing runs of that target-subset seed, in
 increasing n (they share the frozen-prefix features cached on the first run), heaviest tasks
 first (more unfrozen blocks, then more images), sources alternating so that parallel workers
-start on different sources. The mini preset's 1,098 runs make 144 tasks of at most 8 runs (16
-before, when a task was one (source, unfrozen_blocks)); the paper grid's 8,640 runs make 960
-tasks of 9 runs (16 before).
+start on different sources. The mini preset's 2,448 runs make 414 tasks of at most 10 runs; the
+paper grid's 7,776 runs make 960 tasks of at most 10.
 
 Executors. ``run(cfg, store, executor=...)`` runs the tasks and returns how many runs finished:
 
@@ -99,7 +99,7 @@ from .progress import bar
 from .store import Store
 
 __all__ = ["EXECUTORS", "Task", "SweepResult", "cells", "grid", "tasks", "run", "status",
-           "full_n"]
+           "full_n", "pool_n_values"]
 
 EXECUTORS = ("serial", "processes", "dask")
 _WAKE = 1.0  # at most this many seconds between looks at a parallel sweep's rows (progress)
@@ -117,6 +117,20 @@ def full_n(cfg, target: str) -> int:
     """The "full training set" n of ``target``: its whole training pool after the validation
     split (``val_size`` images fewer than the authors' full set, which had no validation)."""
     return data.info(target).train_size - cfg.val_size
+
+
+def pool_n_values(cfg, target: str) -> list[int]:
+    """The n of ``target``'s head-only runs beyond ``cfg.n_values`` when ``cfg.head_to_pool``
+    (else []): the doublings of the largest n below the target's whole pool (:func:`full_n`),
+    then the pool itself; [] for a target of unknown size (``folder:`` datasets)."""
+    if not cfg.head_to_pool or data.info(target).train_size is None:
+        return []
+    pool, n = full_n(cfg, target), max(cfg.n_values)
+    out = []
+    while 2 * n < pool:
+        n *= 2
+        out.append(n)
+    return out + [pool] if pool > max(cfg.n_values) else out
 
 
 def _seeds(cfg, n: int) -> tuple[int, ...]:
@@ -138,9 +152,11 @@ def cells(cfg) -> list[dict]:
        seeds by the schedule (``seed_counts`` per n, or ``few_seeds`` above ``few_seeds_n``),
        plus with ``full_set`` one run (the first seed) at :func:`full_n` per source, target
        and block count;
-    2. ``compare_recipe`` (if any): the fine-tuned sources at ``main_blocks`` and
-       ``compare_n_values`` (() = n_values) on every target;
-    3. Fig. 4: the fine-tuned sources at every ``block_counts`` on ``block_targets`` (() =
+    2. with ``head_to_pool``, head-only runs of every source on every target at
+       :func:`pool_n_values` (every scheduled seed below the pool, the first at the pool);
+    3. ``compare_recipe`` (if any): the fine-tuned sources at ``main_blocks`` and
+       ``compare_n_values`` (() = n_values) on ``cfg.compared_targets()``;
+    4. Fig. 4: the fine-tuned sources at every ``block_counts`` on ``block_targets`` (() =
        targets) and ``block_n_values`` (() = n_values), in ``cfg.recipe``.
     A run listed twice is kept once, at its first place.
     """
@@ -153,11 +169,14 @@ def cells(cfg) -> list[dict]:
                      recipe=cfg.recipe)
                 for s in cfg.sources for t in cfg.targets for k in cfg.unfrozen_blocks
                 if data.info(t).train_size is not None and (k == 0 or s in tuned)]
+    out += [dict(source=s, target=t, unfrozen_blocks=0, n=n, seed=seed, recipe=cfg.recipe)
+            for s in cfg.sources for t in cfg.targets for n in pool_n_values(cfg, t)
+            for seed in (_seeds(cfg, n) if n < full_n(cfg, t) else cfg.seeds[:1])]
     if cfg.compare_recipe:
         out += [dict(source=s, target=t, unfrozen_blocks=cfg.main_blocks, n=n, seed=seed,
                      recipe=cfg.compare_recipe)
-                for s in tuned for t in cfg.targets for n in cfg.compare_n_values or cfg.n_values
-                for seed in _seeds(cfg, n)]
+                for s in tuned for t in cfg.compared_targets()
+                for n in cfg.compare_n_values or cfg.n_values for seed in _seeds(cfg, n)]
     out += [dict(source=s, target=t, unfrozen_blocks=k, n=n, seed=seed, recipe=cfg.recipe)
             for s in tuned for t in cfg.block_targets or cfg.targets for k in cfg.block_counts
             for n in cfg.block_n_values or cfg.n_values for seed in _seeds(cfg, n)]

@@ -4,10 +4,11 @@ One run = (source, target, n, unfrozen_blocks, seed, recipe). The target's train
 cut into a validation set and a pool (``data.train_subset``; never the test set); the ``n``
 training images are a class-covering subset of the pool (``data.class_covering_subset``, nested
 in n for a seed). Every run also records the test accuracy at :func:`curve_epochs` (report
-only: the paper's Fig. 3, accuracy vs fine-tuning epochs; on the first ``CURVE_TEST`` test
-images), never used to pick anything.
+only: the paper's Fig. 3, accuracy vs fine-tuning epochs; on ``CURVE_TEST`` test images evenly
+spaced through the test set, :func:`curve_images`), never used to pick anything.
 :func:`epochs_for` gives the epoch count: ``cfg.epochs``, or ``cfg.long_epochs`` for
-n > ``cfg.long_epochs_n`` (the paper: 100, and 150 above 1,600 images).
+n > ``cfg.long_epochs_n`` (the paper: 100, and 150 above 1,600 images); the authors' recipe
+raises it where that would be fewer than ``cfg.authors_min_steps`` optimiser steps.
 
 Two recipes share this engine (``cfg.recipe``, part of every result key), each a small object
 behind one interface (:class:`Recipe`: head init, optimiser and schedule, BN mode, which epoch is
@@ -22,6 +23,10 @@ their repository's fine-tuning script), item by item:
   and the fc; ``AUTHORS_LR``, ``AUTHORS_MOMENTUM``, ``AUTHORS_WEIGHT_DECAY``), batches of
   ``cfg.batch_size`` (128) in a seeded order, plain cross-entropy, no clipping;
 - the learning rate multiplied by 0.1 every ``epochs // 3`` epochs (``AUTHORS_DECAY``);
+- at least ``cfg.authors_min_steps`` optimiser steps (:meth:`Authors.epochs`): the paper's 100
+  epochs at n = 100 in batches of 128 are 100 steps, while the mini preset's 20 epochs at
+  n <= 128 are 20 (there the recipe stopped far from converged). Epochs = max(``cfg.epochs`` or
+  ``cfg.long_epochs``, ceil(min steps / steps per epoch)); the step decay follows the epochs;
 - the whole model in train mode during training steps: every BatchNorm layer, frozen ones
   included, normalises with batch statistics and updates its running statistics;
 - the paper's augmentation on every training batch (random crop with padding 4, horizontal
@@ -74,11 +79,12 @@ from .cache import atomic_path, cache_dir
 
 __all__ = ["run", "finetune", "prefix_features", "target_arrays", "weights_fingerprint", "use_fast_path",
            "recipe_fields", "epochs_for", "curve_epochs", "Recipe", "Ours", "Authors", "RECIPES",
-           "RECIPE_VERSION", "CLIP_NORM",
+           "RECIPE_VERSION", "CURVE_VERSION", "curve_images", "CLIP_NORM",
            "AUTHORS_LR", "AUTHORS_MOMENTUM", "AUTHORS_WEIGHT_DECAY", "AUTHORS_DECAY",
            "AUTHORS_HEAD_STD"]
 
 RECIPE_VERSION = 2   # bump when the fine-tuning algorithm changes (part of every result key)
+CURVE_VERSION = 2    # bump when the recorded test curve changes (part of every result key)
 CLIP_NORM = 1.0      # "ours": max global gradient norm per step
 LOGREG_C = 1.0       # "ours": inverse L2 strength of the logistic-regression head
 WARMUP = 0.1         # "ours": fraction of the steps with a linear learning-rate warm-up
@@ -88,7 +94,7 @@ AUTHORS_WEIGHT_DECAY = 5e-4
 AUTHORS_DECAY = 0.1          # lr factor every epochs // 3 epochs
 AUTHORS_HEAD_STD = 1.0       # new fc weight ~ N(0, AUTHORS_HEAD_STD^2), bias 0
 CURVE_POINTS = 5             # test accuracy recorded at ~this many epochs (+ epoch 0)
-CURVE_TEST = 200             # ... on the first CURVE_TEST test images (report only)
+CURVE_TEST = 200             # ... on CURVE_TEST test images (report only, curve_images)
 EVAL_BATCH = 256
 
 
@@ -109,17 +115,31 @@ def use_fast_path(cfg, recipe: str | None = None) -> bool:
 
 def recipe_fields(cfg, recipe: str | None = None) -> dict:
     """The configuration fields that change the result of a run of ``recipe`` (default
-    ``cfg.recipe``), plus ``recipe`` and ``recipe_version``: what a result key must contain."""
+    ``cfg.recipe``), plus ``recipe``, ``recipe_version`` and ``curve_version``: what a result
+    key must contain."""
     r = _recipe(cfg, recipe)
     names = ["epochs", "long_epochs", "long_epochs_n", "batch_size", "val_size", *r.fields]
     return {"recipe": r.name, **{f: getattr(cfg, f) for f in names},
-            "recipe_version": RECIPE_VERSION}
+            "recipe_version": RECIPE_VERSION, "curve_version": CURVE_VERSION}
 
 
-def epochs_for(cfg, n: int) -> int:
-    """Fine-tuning epochs of a run on ``n`` images: ``cfg.long_epochs`` when it is set and
-    n > ``cfg.long_epochs_n``, else ``cfg.epochs``."""
+def epochs_for(cfg, n: int, recipe: str | None = None) -> int:
+    """Fine-tuning epochs of a run on ``n`` images in ``recipe`` (default ``cfg.recipe``):
+    ``cfg.long_epochs`` when it is set and n > ``cfg.long_epochs_n``, else ``cfg.epochs``; the
+    authors' recipe raises it to ``cfg.authors_min_steps`` optimiser steps (:meth:`Recipe.epochs`)."""
+    return _recipe(cfg, recipe).epochs(cfg, n)
+
+
+def _schedule_epochs(cfg, n: int) -> int:
+    """``cfg.long_epochs`` when it is set and n > ``cfg.long_epochs_n``, else ``cfg.epochs``."""
     return cfg.long_epochs if cfg.long_epochs and n > cfg.long_epochs_n else cfg.epochs
+
+
+def curve_images(n_test: int) -> torch.Tensor:
+    """The indices of the test images a run's test curve is measured on: ``CURVE_TEST`` of the
+    ``n_test`` evenly spaced (every ``n_test // CURVE_TEST``-th; all when fewer). Test sets
+    stored by class (mnist5k, textures) would give their first images two classes only."""
+    return torch.arange(n_test)[::max(1, n_test // CURVE_TEST)][:CURVE_TEST]
 
 
 def curve_epochs(epochs: int) -> list[int]:
@@ -390,7 +410,8 @@ class _StepSGD:
 
 # ----------------------------------------------------------------------------- the recipes
 class Recipe(abc.ABC):
-    """What :func:`finetune` asks of a recipe. ``name`` (its ``cfg.recipe`` value), ``fields``
+    """What :func:`finetune` asks of a recipe (its epochs, head, optimiser, BN mode and
+    augmentation). ``name`` (its ``cfg.recipe`` value), ``fields``
     (the configuration fields, beyond the shared ones, that change its result) and
     ``selects_epoch`` (True: validation accuracy after every epoch and the best epoch's model
     reported; False: validation at :func:`curve_epochs` only and the last epoch reported)."""
@@ -398,6 +419,11 @@ class Recipe(abc.ABC):
     name: str
     fields: tuple[str, ...]
     selects_epoch: bool
+
+    def epochs(self, cfg, n: int) -> int:
+        """Fine-tuning epochs on ``n`` images: ``cfg.epochs``, or ``cfg.long_epochs`` above
+        ``cfg.long_epochs_n`` images (when set)."""
+        return _schedule_epochs(cfg, n)
 
     @abc.abstractmethod
     def augment(self, cfg) -> bool:
@@ -440,9 +466,15 @@ class Ours(Recipe):
 
 class Authors(Recipe):
     """The authors' code: N(0, 1) head on raw features, SGD with step decay, BN in train mode,
-    augmentation always, the last epoch reported."""
+    augmentation always, at least ``cfg.authors_min_steps`` steps, the last epoch reported."""
 
-    name, fields, selects_epoch = "authors", (), False
+    name, fields, selects_epoch = "authors", ("authors_min_steps",), False
+
+    def epochs(self, cfg, n):
+        """The schedule's epochs, raised to at least ``cfg.authors_min_steps`` optimiser steps
+        of ``ceil(n / cfg.batch_size)`` per epoch (0 = the schedule's epochs as they are)."""
+        per_epoch = math.ceil(n / cfg.batch_size)
+        return max(_schedule_epochs(cfg, n), math.ceil(cfg.authors_min_steps / per_epoch))
 
     def augment(self, cfg) -> bool:
         return True
@@ -472,14 +504,14 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
              feature_key: tuple[str, ...] | None = None, return_model: bool = False,
              recipe: str | None = None) -> dict:
     """Fine-tune a copy of ``model`` on ``x_train[train_idx]`` with ``recipe`` (default
-    ``cfg.recipe``; see the module docstring) for :func:`epochs_for` epochs.
+    ``cfg.recipe``; see the module docstring) for :func:`epochs_for` epochs of that recipe.
 
     ``fast`` (default :func:`use_fast_path`) trains only ``model.suffix`` on frozen-prefix
     activations (cached under ``feature_key`` if given, else computed in memory); otherwise every
     step runs the full forward. Returns accuracies in percent: ``test_acc`` (at ``best_epoch``:
     chosen on validation for "ours", the last epoch for "authors"), ``val_acc``, ``val_curve``
     (validation accuracy at epochs 0..E; epoch 0 = the new head before any step),
-    ``curve_epochs`` and ``test_curve`` (accuracy on the first ``CURVE_TEST`` test images at
+    ``curve_epochs`` and ``test_curve`` (accuracy on the :func:`curve_images` at
     those epochs, report only),
     ``train_loss_curve``, ``epochs``, ``recipe`` and ``fast_path`` ("authors" records
     ``val_curve`` at ``curve_epochs`` only, having no selection); with ``return_model`` also
@@ -492,7 +524,7 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
         raise ValueError("fast=True needs recipe='ours', augment=False and frozen_bn='eval' (the "
                          "prefix must be a fixed function of the image)")
     augment, bn_train = r.augment(cfg), r.bn_train(cfg)
-    epochs = epochs_for(cfg, len(train_idx))
+    epochs = r.epochs(cfg, len(train_idx))
     torch.manual_seed(seed)
     dev = cfg.torch_device()
     fingerprint = weights_fingerprint(model) if fast and feature_key is not None else None
@@ -503,7 +535,7 @@ def finetune(model, x_train, y_train, train_idx, val_idx, x_test, y_test, unfroz
     val_idx = torch.as_tensor(np.asarray(val_idx), dtype=torch.long)
     y_train, y_test = y_train.long(), y_test.long()
     test_idx = torch.arange(len(y_test))
-    curve_idx = test_idx[:CURVE_TEST]
+    curve_idx = curve_images(len(test_idx))
 
     if fast:
         if feature_key is None:

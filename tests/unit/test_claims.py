@@ -101,9 +101,10 @@ def test_section1_shrinkage_not_testable_below_the_papers_regime():
     parts = {p.key: p for p in c.parts}
     assert parts["digits_gain"].label == HOLDS
     assert parts["digits_gain"].mean == pytest.approx(6.0)
-    assert parts["digits_shrinks"].label == NOT_TESTABLE
-    assert "natural source at 91.0%" in parts["digits_shrinks"].why
-    assert "beyond 97.3%" in parts["digits_shrinks"].why
+    assert parts["digits_shrinks_pool"].label == NOT_TESTABLE
+    assert "natural source at 91.0% (head only) at n = 80 (the largest n)" \
+        in parts["digits_shrinks_pool"].why
+    assert "beyond 97.3%" in parts["digits_shrinks_pool"].why
     assert parts["textures_gain"].role == "control"
     assert c.label == "partly"           # one part holds, the other cannot be tested
     assert parts["digits_gain"].paper == pytest.approx(claims.paper_small_n_gain("digits"))
@@ -128,7 +129,97 @@ def test_section1_rule_when_shrinkage_is_testable(monkeypatch, small, large, tex
     monkeypatch.setattr(claims, "paper_regime_accuracy", lambda t: 50.0)
     c = claims.section1(_gain_frame(small, large, texture), CFG)
     assert c.label == label
-    assert [p.key for p in c.parts] == ["digits_gain", "digits_shrinks", "textures_gain"]
+    assert [p.key for p in c.parts] == ["digits_gain", "digits_shrinks_pool", "textures_gain"]
+
+
+#: the paper's six targets under this project's dataset names, and the texture control
+PAPER_TARGETS = ("cifar10", "cifar100", "svhn", "fashion_mnist", "kmnist", "mnist")
+POOL_CFG = dataclasses.replace(Config(), n_values=(10, 80), unfrozen_blocks=(0, 1), main_blocks=1,
+                               targets=("digits", "textures"))
+
+
+def _pool_frame(head_gain, cfg=POOL_CFG, recipe="ours", noise=0.5, seed=0):
+    """Natural and L2 families, 3 source seeds x 3 subset seeds: 1 unfrozen block at n = 10, 80
+    (L2 gain 5) and head-only runs at n = 10, 80, 320 and the target's whole pool (the first
+    subset seed only there), L2 gain ``head_gain(n, pool)`` plus N(0, noise) per run. Natural
+    accuracy 60 + 2 s + seed (62% on average at the pool)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for target, pool in claims.pools(cfg).items():
+        for k, ns in ((0, (10, 80, 320, pool)), (1, (10, 80))):
+            for fam, norm in (("mini/fmnist/natural", "natural"), ("mini/fmnist/l2/1.0", "l2")):
+                for s in range(3):
+                    for j in range(3):
+                        for n in ns:
+                            if n == pool and j > 0:
+                                continue
+                            g = head_gain(n, pool) if k == 0 else 5.0
+                            acc = 60 + 2 * s + j + (norm == "l2") * (g + rng.normal(0, noise))
+                            rows.append(dict(target=target, family=fam, norm=norm, eps=0.0,
+                                             source_label=norm, source_seed=s, seed=j, n=n,
+                                             unfrozen_blocks=k, recipe=recipe, test_acc=acc))
+    return pd.DataFrame(rows)
+
+
+def _inverted_u(n, pool):
+    return {10: 2.0, 80: 8.0, 320: 5.0}.get(n, 1.0)     # 1.0 at the pool
+
+
+def test_section1_shrinkage_reads_the_head_only_runs_to_the_pool(monkeypatch):
+    monkeypatch.setattr(claims, "paper_regime_accuracy", lambda t: 50.0)
+    c = claims.section1(_pool_frame(_inverted_u), POOL_CFG)
+    parts = {p.key: p for p in c.parts}
+    shrink = parts["digits_shrinks_pool"]
+    assert shrink.label == HOLDS and c.label == "reproduced"
+    assert shrink.mean == pytest.approx(7.0, abs=0.5)                  # 8 at n = 80, 1 at the pool
+    assert "n = 1,297 (the whole pool), head only" in shrink.statistic
+    # the pool has one subset seed; every pair's own subset counts at the smaller n
+    assert shrink.basis == "source+subset seeds (3 source seeds, 3 subset seeds)"
+    assert parts["digits_gain"].mean == pytest.approx(5.0, abs=0.5)   # 1 block (head only: 2)
+    flat = claims.section1(_pool_frame(lambda n, pool: 3.0), POOL_CFG)
+    assert {p.key: p for p in flat.parts}["digits_shrinks_pool"].label == UNDECIDED
+    assert flat.label == "partly"
+
+
+def test_section1_shrinkage_not_testable_below_the_papers_regime_at_the_pool():
+    c = claims.section1(_pool_frame(_inverted_u), POOL_CFG)
+    (shrink,) = [p for p in c.parts if p.key == "digits_shrinks_pool"]
+    assert shrink.label == NOT_TESTABLE and c.label == "partly"
+    assert shrink.why.startswith("natural source at 62.0% (head only) at n = 1,297 (the whole "
+                                 "pool); the paper's gain shrinks beyond 97.3%")
+
+
+def test_section1_counts_every_paper_target_but_the_texture_control():
+    cfg = dataclasses.replace(POOL_CFG, targets=PAPER_TARGETS + ("textures",), preset="paper")
+    c = claims.section1(_pool_frame(_inverted_u, cfg), cfg)
+    roles = {p.key: p.role for p in c.parts}
+    assert [k for k, r in roles.items() if r == "test"] == [
+        f"{t}_{part}" for t in sorted(PAPER_TARGETS) for part in ("gain", "shrinks_pool")]
+    assert roles == {**{k: "test" for k in roles if not k.startswith("textures")},
+                     "textures_gain": "control"}
+    assert claims.counted_targets(cfg.targets) == list(PAPER_TARGETS)
+    assert claims.counted_targets(["textures"]) == ["textures"]     # nothing else to count
+    shrink = {p.key[:-len("_shrinks_pool")]: p for p in c.parts if p.key.endswith("_pool")}
+    # natural at 62% on the whole pool: past the paper's CIFAR-100 regime (37.9%) only
+    assert shrink["cifar100"].label == HOLDS and "n = 49,900 (the whole pool)" in \
+        shrink["cifar100"].statistic
+    assert {t for t, p in shrink.items() if p.label == NOT_TESTABLE} == set(PAPER_TARGETS) - {"cifar100"}
+    assert "peaks on fmnist" in shrink["fashion_mnist"].why
+
+
+def test_section1_authors_parts_have_new_keys_the_old_record_does_not_decide(monkeypatch):
+    record = {"transfer_authors/digits_gain": {"A": "holds", "B": "undecided"}}
+    monkeypatch.setattr(claims, "replication", lambda preset: {"parts": record})
+    df = _pool_frame(_inverted_u, recipe="authors")
+    c = claims.section1(df[df["unfrozen_blocks"] == 1], POOL_CFG, "authors")
+    assert [p.key for p in c.parts] == ["digits_gain_steps", "digits_shrinks_pool_steps",
+                                        "textures_gain_steps"]
+    assert c.parts[0].label == HOLDS and not c.parts[0].raw_label       # not the old record's
+    assert c.parts[1].label == NOT_TESTABLE and "no head-only runs of recipe authors" in c.parts[1].why
+    old = {"transfer_authors/digits_gain_steps": {"A": "holds", "B": "undecided"}}
+    monkeypatch.setattr(claims, "replication", lambda preset: {"parts": old})
+    assert claims.section1(df[df["unfrozen_blocks"] == 1], POOL_CFG, "authors").parts[0].label \
+        == UNDECIDED                                                    # the rule still applies
 
 
 def test_section1_none_without_a_pair():

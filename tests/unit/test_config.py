@@ -141,6 +141,11 @@ BAD = [
     (dict(blur_sigmas=[-1]), "blur_sigmas"),
     (dict(damping=0), "damping=0"),
     (dict(influence_n=5), "influence_n=5"),
+    (dict(authors_min_steps=-1), "authors_min_steps=-1"),
+    (dict(head_to_pool="maybe"), "head_to_pool='maybe'"),
+    (dict(compare_targets=["cifar11"]), "cifar11"),
+    # the other recipe's n are checked on the compared targets: digits' pool is 1,297 images
+    (dict(compare_targets=["digits"], compare_n_values=[1500]), "target 'digits'"),
 ]
 
 
@@ -153,6 +158,19 @@ def test_bad_parameters_are_rejected_with_a_named_message(kwargs, message):
     assert message in str(err.value)
     assert "allowed" in str(err.value) or "must" in str(err.value) or "not in the zoo" in str(err.value) \
         or "unknown" in str(err.value)
+
+
+def test_other_recipe_targets_and_whole_pool_fields():
+    mini, tiny, paper = config.resolve("mini"), config.resolve("tiny"), config.resolve("paper")
+    assert mini.compared_targets() == ("mnist5k", "digits")       # not the texture control
+    assert mini.compare_n_values == (10, 40) and mini.head_to_pool and mini.authors_min_steps == 100
+    assert config.resolve("mini", targets=["digits", "textures"]).compared_targets() == ("digits",)
+    assert config.resolve("mini", compare_targets=[]).compared_targets() == mini.targets
+    # textures' pool holds 1,900 images: n = 1500 is fine when only textures is compared
+    assert config.resolve("mini", compare_targets=["textures"],
+                          compare_n_values=[1500]).compare_n_values == (1500,)
+    assert not tiny.head_to_pool and tiny.authors_min_steps == 0
+    assert not paper.head_to_pool and paper.full_set and paper.authors_min_steps == 100
 
 
 # ---------------------------------------------------------------- main_blocks follows unfrozen_blocks

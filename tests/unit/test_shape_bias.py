@@ -578,9 +578,10 @@ def test_transfer_config_keeps_the_recipe_and_drops_the_noise_control():
     assert {zoo.spec(s).norm for s in cfg2.sources} == {"natural", "l2", "linf"}
     for f in dataclasses.fields(cfg):
         if f.name not in ("sources", "targets", "n_values", "unfrozen_blocks", "main_blocks",
-                          "compare_recipe", "block_counts", "full_set"):
+                          "compare_recipe", "block_counts", "full_set", "head_to_pool"):
             assert getattr(cfg2, f.name) == getattr(cfg, f.name), f.name
     assert list(sb.version_targets(cfg)) == list(cfg2.targets)
+    assert not sb.transfer_config(config.resolve("mini")).head_to_pool   # no whole-pool runs
     with pytest.raises(ValueError, match="natural"):
         sb.transfer_config(config.resolve("tiny", sources=["tiny/fmnist/l2/1.0/s0"]))
     with pytest.raises(ValueError, match="shape_targets"):

@@ -177,7 +177,7 @@ def test_headline_verdict_is_the_claims_label(small, large, verdict):
     a = ch02.analyses(df, HEADLINE_CFG)
     h = ch02.headline(a, HEADLINE_CFG)
     assert h["verdict"] == verdict == a["claims"][0].label
-    assert h["shape_targets"] == "digits"   # the texture control is not a shape target
+    assert h["counted_targets"] == "digits"   # the texture control is not counted
     assert all(isinstance(v, (str, int, float)) and not hasattr(v, "dtype") for v in h.values())
 
 
@@ -187,13 +187,78 @@ def test_headline_values():
     assert h["digits_gain"] == pytest.approx(6.0)   # pooled over n <= 10 (the smaller half)
     assert h["digits_gain_low"] == pytest.approx(6.0 - 4.302653 * math.sqrt(1 / 3), rel=1e-6)
     assert h["small_n_max"] == 10 and h["unfrozen_blocks"] == 0 and h["recipe"] == "ours"
-    assert h["part_digits_shrinks_label"] == "not testable at this scale"
+    assert h["part_digits_shrinks_pool_label"] == "not testable at this scale"
     assert h["part_digits_gain_label"] == "holds" and h["digits_gain_large"] == pytest.approx(1.0)
     assert h["digits_slope"] == pytest.approx(-5 / 3)   # (1 - (5 + s)) / 3 doublings, mean
     assert h["digits_gain_text"] == "+6.0 [+3.5, +8.5] at n = 10"
     assert "textures_gain" not in h and h["other_verdict"] == "not tested"
     empty = ch02.analyses(df[df["norm"] == "natural"], HEADLINE_CFG)
     assert ch02.headline(empty, HEADLINE_CFG)["verdict"] == "not tested"
+
+
+def test_headline_and_table_of_the_shrinkage_test_in_points_and_error_reduction():
+    df = _gain_frame(lambda s: 5 + s, lambda s: 1.0)
+    a = ch02.analyses(df, HEADLINE_CFG)
+    h = ch02.headline(a, HEADLINE_CFG)
+    assert (h["digits_head_n_peak"], h["digits_head_n_max"]) == (10, 80)
+    assert (h["digits_head_gain_peak"], h["digits_head_gain_max"], h["digits_head_drop"]) == \
+        pytest.approx((6.0, 1.0, 5.0))
+    assert h["digits_head_natural_max"] == pytest.approx(91.0)    # 50 + 10 + 1 + 30
+    # error reduction per pair: gain / natural error (100 - natural accuracy)
+    err10 = np.array([[50 - 10 * s - j for j in range(3)] for s in range(3)])
+    assert h["digits_head_rer_peak"] == pytest.approx(np.mean([[(5 + s) / err10[s, j]
+                                                                for j in range(3)] for s in range(3)]))
+    t = ch02.shrink_table(a["drop"], ["mini/fmnist/l2/1.0"])
+    row = t.loc[("digits", "ours", "l2")]
+    assert row["gain at peak / at largest n"] == "+6.0 / +1.0"
+    assert row["drop (points)"].startswith("+5.0 [") and row["drop (points)"].endswith("]*")
+    assert row["basis"] == "source+subset seeds (3 x 3)"
+    assert ch02.shrink_table(a["drop"].iloc[:0]).empty
+
+
+def test_results_row_reads_the_authors_recipes_new_part_keys():
+    cfg = dataclasses.replace(HEADLINE_CFG, recipe="authors")
+    df = _gain_frame(lambda s: 5 + s, lambda s: 1.0).assign(recipe="authors")
+    h = ch02.headline(ch02.analyses(df, cfg), cfg)
+    assert "part_digits_gain_steps_label" in h and "part_digits_gain_label" not in h
+    row = ch02.results_row(h, "paper")
+    assert row["ours"].startswith("digits +6.0 at n <= 10 (shrinks with n: not testable at this "
+                                  "scale); control (not counted): textures +0.0 [+0.0, +0.0] (")
+
+
+def _curves(last):
+    """A Fig. 2.4 table: natural and L2 at n = 40, 1 block, epochs 0, 20, ..., 100 of recipe
+    authors (accuracy ``last[label]`` from epoch 60 on) and 0..20 of ours."""
+    rows = []
+    for recipe, epochs in (("authors", range(0, 101, 20)), ("ours", range(0, 21, 4))):
+        for fam, label in (("mini/fmnist/natural", "natural"), ("mini/fmnist/l2/1.0", "l2")):
+            for e in epochs:
+                m = last[label] + (e - 60) / 10 if e >= 60 else 10.0 + e / 2
+                rows.append(dict(target="digits", recipe=recipe, family=fam, source_label=label,
+                                 unfrozen_blocks=1, n=40, epoch=e, mean=m, ci_low=m - 1,
+                                 ci_high=m + 1))
+    return pd.DataFrame(rows)
+
+
+def test_last_epochs_show_whether_the_authors_recipe_has_plateaued():
+    fams = ["mini/fmnist/natural", "mini/fmnist/l2/1.0"]
+    c = _curves({"natural": 45.0, "l2": 52.0})
+    last = ch02.last_epochs(c, 40, 1, fams)
+    assert sorted(last[last["recipe"] == "authors"]["epoch"].unique()) == [60, 80, 100]
+    assert sorted(last[last["recipe"] == "ours"]["epoch"].unique()) == [12, 16, 20]
+    v = ch02.last_epochs_values(c, 40, 1, fams)
+    assert v["last_epochs_digits_authors"] == "l2 52.0, 54.0, 56.0%; natural 45.0, 47.0, 49.0% " \
+                                              "(epochs 60, 80, 100)"
+    text = ch02.epochs_text(c, 40, 1, fams)
+    assert ("- digits, recipe `authors` (100 epochs): l2 reaches 95% of its final 56.0% by epoch "
+            "80; natural reaches 95% of its final 49.0% by epoch 80; at its last 3 evaluated "
+            "epochs: l2 52.0, 54.0, 56.0%; natural 45.0, 47.0, 49.0% (epochs 60, 80, 100).") in text
+    assert ch02.last_epochs(c, 160, 1, fams).empty and ch02.last_epochs_values(c, 160, 1, fams) == {}
+    # the headline glues them, at the largest n both recipes ran
+    cfg = dataclasses.replace(HEADLINE_CFG, main_blocks=1, compare_n_values=(10, 40))
+    a = ch02.analyses(_gain_frame(lambda s: 5 + s, lambda s: 1.0), HEADLINE_CFG)
+    h = ch02.headline({**a, "curves": c}, cfg)
+    assert h["last_epochs_digits_authors"] == v["last_epochs_digits_authors"]
 
 
 def test_paper_comparison_states_both_sides():
@@ -555,6 +620,28 @@ def test_gain_peak_drop_fallbacks():
     assert stats.gain_peak_drop(_peak_frame(lambda s, j, n: 1.0, ns=(10,))).empty
 
 
+def test_gain_peak_drop_at_the_whole_pool_counts_every_subset_seed_below_it():
+    """At a target's whole pool the sweep runs the first subset seed only (every seed draws the
+    same images): with ``pools``, every pair takes its source seed's gain there; without, only
+    the first subset seed's pairs are tested."""
+    g = _noisy(_inverted_u, np.random.default_rng(3))
+    df = _peak_frame(g)
+    df = df[(df["n"] < 320) | (df["seed"] == 0)]            # n = 320 is digits' pool here
+    alone = stats.gain_peak_drop(df).iloc[0]
+    pooled = stats.gain_peak_drop(df, pools={"digits": 320}).iloc[0]
+    assert (alone["n_source_seeds"], alone["n_subset_seeds"]) == (3, 1)
+    assert alone["ci_basis"] == "source seeds"
+    assert (pooled["n_source_seeds"], pooled["n_subset_seeds"]) == (3, 4)
+    assert pooled["ci_basis"] == "source+subset seeds" and bool(pooled["shrinks"])
+    # the gain at the pool is the first subset seed's, every pair of a source seed the same
+    assert pooled["gain_max"] == pytest.approx(np.mean([g(s, 0, 320) for s in range(3)]))
+    assert stats.gain_peak_drop(df, pools={"digits": 640}).iloc[0]["n_subset_seeds"] == 1
+    flat = _peak_frame(_noisy(lambda n: 3.0, np.random.default_rng(1)))
+    r = stats.gain_peak_drop(flat[(flat["n"] < 320) | (flat["seed"] == 0)],
+                             pools={"digits": 320}).iloc[0]
+    assert r["drop_ci_low"] < 0 < r["drop_ci_high"] and not r["shrinks"]
+
+
 #: the paper's subsets (reference table, natural vs L2 eps 3): peak n, gain at the peak and at
 #: n = 25,600 (points); relative error reduction's peak n and values there
 PAPER_PEAKS = {
@@ -578,6 +665,19 @@ def test_gain_peak_drop_means_says_shrinks_where_the_papers_numbers_do():
         assert (row["rer_peak"], row["rer_max"]) == pytest.approx((rer_peak, rer_last), abs=5e-4)
         assert row["drop"] > stats.PEAK_DROP_MARGIN and bool(row["shrinks"]), target
         assert bool(row["shrinks_rel"]), target
+
+
+def test_gain_peak_drop_means_shrinks_to_the_papers_full_sets_too():
+    """The paper's table with its full training sets as the largest n (the analogue of our whole
+    pool): every target's gain still shrinks from its peak, in points and in relative error
+    reduction."""
+    d = reference.paper_deltas()
+    r = stats.gain_peak_drop_means(d).set_index("target")
+    assert sorted(r.index) == sorted(PAPER_PEAKS)
+    assert r.loc["cifar10", "n_max"] == 50000 and r.loc["svhn", "n_max"] == 73257
+    for target, (n, peak, *_) in PAPER_PEAKS.items():
+        assert (r.loc[target, "n_peak"], r.loc[target, "gain_peak"]) == (n, pytest.approx(peak, abs=0.006))
+        assert bool(r.loc[target, "shrinks"]) and bool(r.loc[target, "shrinks_rel"]), target
 
 
 def test_gain_peak_drop_means_margin():

@@ -16,7 +16,7 @@ SOURCES = ("tiny/fmnist/natural/s0", "tiny/fmnist/l2/1.0/s0")
 def _cfg(**kw):
     base = dict(sources=SOURCES, targets=("digits", "textures"), n_values=(10, 20, 40),
                 seeds=(0, 1), unfrozen_blocks=(0, 1), finetune_sources=(), finetune_max_n=0,
-                compare_recipe="", block_counts=())
+                compare_recipe="", compare_targets=(), block_counts=(), head_to_pool=False)
     return dataclasses.replace(Config(), **{**base, **kw})
 
 
@@ -76,6 +76,42 @@ def test_grid_adds_the_other_recipe_block_counts_seed_schedule_and_full_set():
     assert sorted((r["target"], r["n"]) for r in full) == sorted(
         (t, pools[t]) for t in pools for _ in SOURCES)
     assert {r["seed"] for r in full} == {0}
+
+
+def test_grid_runs_the_other_recipe_on_the_compared_targets_only():
+    g = sweep.grid(_cfg(compare_recipe="authors", compare_n_values=(10, 40), main_blocks=1,
+                        compare_targets=("digits", "mnist5k")))
+    other = [r for r in g if r["recipe"] == "authors"]
+    assert {r["target"] for r in other} == {"digits"}       # mnist5k is not one of targets
+    assert len(other) == 2 * 1 * 2 * 2 and {r["n"] for r in other} == {10, 40}
+    assert all(r["authors_min_steps"] == Config().authors_min_steps for r in other)
+    assert _cfg(compare_targets=("digits",)).compared_targets() == ("digits",)
+    assert _cfg().compared_targets() == ("digits", "textures")
+
+
+def test_head_only_runs_to_each_targets_whole_pool():
+    from robust_transfer import data
+    cfg = _cfg(n_values=(10, 320), head_to_pool=True)
+    pools = {t: data.info(t).train_size - cfg.val_size for t in cfg.targets}
+    assert pools == {"digits": 1297, "textures": 1900}
+    assert sweep.pool_n_values(cfg, "digits") == [640, 1280, 1297]
+    assert sweep.pool_n_values(cfg, "textures") == [640, 1280, 1900]
+    assert sweep.pool_n_values(_cfg(n_values=(10, 1280), head_to_pool=True), "digits") == [1297]
+    assert sweep.pool_n_values(_cfg(n_values=(10, 1297), head_to_pool=True), "digits") == []
+    assert sweep.pool_n_values(_cfg(n_values=(10, 320)), "digits") == []    # off
+    g = sweep.grid(cfg)
+    extra = [r for r in g if r["n"] > 320]
+    assert {r["unfrozen_blocks"] for r in extra} == {0} and {r["recipe"] for r in extra} == {"ours"}
+    by_n = {(r["target"], r["n"]): set() for r in extra}
+    for r in extra:
+        by_n[(r["target"], r["n"])].add((r["source"], r["seed"]))
+    # every source and subset seed where the subsets differ; the first seed at the pool
+    assert by_n[("digits", 640)] == {(s, j) for s in SOURCES for j in (0, 1)}
+    assert by_n[("digits", 1297)] == by_n[("textures", 1900)] == {(s, 0) for s in SOURCES}
+    assert len(g) == len(sweep.grid(_cfg(n_values=(10, 320)))) + len(extra)
+    # with full_set the pool runs are not repeated
+    both = sweep.grid(_cfg(n_values=(10, 320), head_to_pool=True, full_set=True))
+    assert len({Store.key(r) for r in both}) == len(both)
 
 
 def test_killed_sweep_leaves_no_partial_row_and_resumes(tmp_path):

@@ -275,17 +275,46 @@ def test_recipe_fields_epochs_and_curve_epochs():
     assert ours["recipe"] == "ours" and authors["recipe"] == "authors"
     assert {"lr", "head_lr", "frozen_bn", "augment"} <= set(ours)
     assert not {"lr", "head_lr", "frozen_bn", "augment"} & set(authors)  # fixed by the recipe
+    assert "authors_min_steps" in authors and "authors_min_steps" not in ours
+    assert ours["curve_version"] == authors["curve_version"] == transfer.CURVE_VERSION
     assert transfer.curve_epochs(30) == [0, 6, 12, 18, 24, 30]
     assert transfer.curve_epochs(3) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="recipe='sgd'"):
         transfer.recipe_fields(cfg, "sgd")
+    with pytest.raises(ValueError, match="recipe='sgd'"):
+        transfer.epochs_for(cfg, 10, "sgd")
     assert not transfer.use_fast_path(_cfg(), "authors") and transfer.use_fast_path(_cfg(), "ours")
 
 
+def test_curve_images_cover_every_class_of_a_test_set_stored_by_class():
+    y = torch.arange(10).repeat_interleave(100)          # 1,000 test images, class by class
+    idx = transfer.curve_images(len(y))
+    assert len(idx) == transfer.CURVE_TEST and len(set(idx.tolist())) == transfer.CURVE_TEST
+    assert torch.bincount(y[idx]).tolist() == [20] * 10   # the first 200: classes 0 and 1
+    assert transfer.curve_images(150).tolist() == list(range(150))
+    assert transfer.curve_images(401).tolist() == list(range(0, 400, 2))
+
+
+def test_authors_epochs_give_at_least_the_minimum_optimiser_steps():
+    """Epochs = max(the schedule's, ceil(min steps / ceil(n / batch))): the mini preset's authors'
+    runs get the paper's 100 steps at n <= 128; the paper preset's epochs are unchanged."""
+    mini = _cfg(epochs=20, batch_size=128, authors_min_steps=100)
+    assert [transfer.epochs_for(mini, n, "authors") for n in (10, 40, 128, 129, 160, 1280)] == \
+        [100, 100, 100, 50, 50, 20]
+    assert [transfer.epochs_for(mini, n, "ours") for n in (10, 160)] == [20, 20]
+    assert transfer.epochs_for(dataclasses.replace(mini, recipe="authors"), 10) == 100
+    assert transfer.epochs_for(_cfg(epochs=20, authors_min_steps=0), 10, "authors") == 20
+    paper = _cfg(epochs=100, long_epochs=150, long_epochs_n=1600, batch_size=128,
+                 authors_min_steps=100)
+    assert [transfer.epochs_for(paper, n, "authors") for n in (100, 200, 1600, 3200)] == \
+        [100, 100, 100, 150]
+
+
 def test_authors_recipe_item_by_item(digits, source, monkeypatch):
-    """SGD(0.1, 0.9, wd 5e-4) on every trained parameter, x0.1 every epochs // 3, N(0, 1) head
-    with bias 0 on raw features, BN in train mode (frozen running stats move), augmentation on
-    every training batch, last epoch reported, test curve recorded."""
+    """SGD(0.1, 0.9, wd 5e-4) on every trained parameter, x0.1 every epochs // 3 (of the epochs
+    the minimum steps give: 18 steps of 3 batches = 6 epochs), N(0, 1) head with bias 0 on raw
+    features, BN in train mode (frozen running stats move), augmentation on every training
+    batch, last epoch reported, test curve recorded."""
     x_tr, y_tr, x_te, y_te = digits
     sub, val = _split(y_tr, 40)
     made = {}
@@ -306,7 +335,7 @@ def test_authors_recipe_item_by_item(digits, source, monkeypatch):
     monkeypatch.setattr(transfer.torch.optim, "SGD", sgd)
     monkeypatch.setattr(transfer.torch.optim.lr_scheduler, "StepLR", step_lr)
     monkeypatch.setattr(transfer, "_augment", lambda x: augmented.append(x.shape) or real_augment(x))
-    cfg = _cfg(recipe="authors", epochs=6, batch_size=16)
+    cfg = _cfg(recipe="authors", epochs=2, batch_size=16, authors_min_steps=18)
     stem_bn = source.stem[1].running_mean.clone()
     r = transfer.finetune(source, x_tr, y_tr, sub, val, x_te, y_te, 1, cfg, 0, num_classes=10,
                           return_model=True)
@@ -337,7 +366,8 @@ def test_authors_augmentation_at_the_model_resolution(digits, monkeypatch):
     seen = []
     real_augment = transfer._augment
     monkeypatch.setattr(transfer, "_augment", lambda x: seen.append(tuple(x.shape)) or real_augment(x))
-    transfer.finetune(model, x_tr, y_tr, sub, val, x_te, y_te, 1, _cfg(recipe="authors", epochs=1),
+    transfer.finetune(model, x_tr, y_tr, sub, val, x_te, y_te, 1,
+                      _cfg(recipe="authors", epochs=1, authors_min_steps=0),
                       0, num_classes=10)
     assert seen and all(s[1:] == (3, 40, 40) for s in seen)
 
@@ -364,7 +394,8 @@ def test_paper_shaped_smoke_run(tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = models.build("resnet50", 1000).eval()
     model.input_format = (3, 224)                      # as zoo.load sets it for ImageNet sources
-    cfg = dataclasses.replace(Config(), recipe="authors", epochs=1, batch_size=10, val_size=10,
+    cfg = dataclasses.replace(Config(), recipe="authors", epochs=1, authors_min_steps=0,
+                              batch_size=10, val_size=10,
                               main_blocks=3)
     spec = transfer.zoo.spec("paper/imagenet/l2/3")
     monkeypatch.setattr(transfer.zoo, "spec", lambda sid: spec)
@@ -408,7 +439,7 @@ GOLDEN = {
         test_curve=[57.333333333333336, 6.0, 12.666666666666666, 12.666666666666666],
         train_loss_curve=[482.47279052734376, 424.25092163085935, 328.77399291992185],
         model="669ce2eab34c52e4")),
-    "authors_k1": (dict(recipe="authors", epochs=6), 1, {}, dict(
+    "authors_k1": (dict(recipe="authors", epochs=6, authors_min_steps=0), 1, {}, dict(
         test_acc=10.666666666666666, val_acc=10.0, best_epoch=6, epochs=6,
         recipe="authors", fast_path=False, curve_epochs=[0, 1, 2, 4, 5, 6],
         val_curve=[8.0, 14.0, 10.0, 10.0, 10.0, 10.0],
@@ -417,7 +448,7 @@ GOLDEN = {
         train_loss_curve=[6.379443836212158, 3.8803783416748048, 3.474159908294678,
                           2.9145901679992674, 2.7349611282348634, 2.5675699710845947],
         model="140af3d5e79523df")),
-    "authors_k0": (dict(recipe="authors", epochs=3), 0, {}, dict(
+    "authors_k0": (dict(recipe="authors", epochs=3, authors_min_steps=0), 0, {}, dict(
         test_acc=10.0, val_acc=10.0, best_epoch=3, epochs=3,
         recipe="authors", fast_path=False, curve_epochs=[0, 1, 2, 3],
         val_curve=[8.0, 16.0, 10.0, 10.0],

@@ -5,8 +5,8 @@ the introduction's results table is built from.
 
 Inputs are the engine's tables (:func:`analyses` collects them): ``stats.summary``
 (accuracies, %), ``stats.deltas`` (paired robust-minus-natural gains, accuracy points,
-Holm-corrected stars), the pre-specified tests ``stats.pooled_gain``, ``stats.shrinkage`` and
-``stats.gain_difference``, ``stats.compare`` (block counts, L2 vs L-inf),
+Holm-corrected stars), the pre-specified tests ``stats.pooled_gain``, ``stats.gain_peak_drop``,
+``stats.shrinkage`` and ``stats.gain_difference``, ``stats.compare`` (block counts, L2 vs L-inf),
 ``stats.curve_summary`` and ``reference.paper_deltas``. Nothing here computes a statistic; it
 selects, formats and draws.
 """
@@ -20,7 +20,6 @@ import pandas as pd
 
 from .. import claims, reference, stats
 from ..claims import small_n_max, target_key as _key
-from ..shape_bias import SHAPE_TARGETS
 from .common import band, claim_values, colours, fmt_ci, log2_axis
 
 __all__ = ["accuracy_vs_n", "paper_deltas", "validation_curves", "gain_table", "findings",
@@ -28,7 +27,8 @@ __all__ = ["accuracy_vs_n", "paper_deltas", "validation_curves", "gain_table", "
            "validation_runs", "validation_text", "analyses", "small_n_max", "norm_pairs",
            "recipes_figure", "epochs_figure", "blocks_figure", "norms_figure", "tests_table",
            "recipes_text", "epochs_text", "blocks_text", "norms_text", "headline",
-           "verdict_text", "results_row", "VERDICTS", "PAPER_BLOCKS"]
+           "verdict_text", "results_row", "shrink_table", "curve_n", "last_epochs",
+           "last_epochs_values", "VERDICTS", "PAPER_BLOCKS", "LAST_EPOCHS"]
 
 #: the verdicts :func:`headline` can give the paper's transfer claim
 VERDICTS = (*claims.CLAIM_LABELS, "not tested")
@@ -308,14 +308,18 @@ def paper_comparison(main: pd.DataFrame, paper: pd.DataFrame) -> str:
 def analyses(df: pd.DataFrame, cfg) -> dict:
     """Every table the chapter shows, from the store's rows ``df`` (``Store.frame``): ``summary``,
     ``deltas`` (Holm-corrected stars), the pre-specified tests ``pooled`` (gain pooled over
-    n <= :func:`small_n_max`) and ``shrink`` (slope of the gain on log2 n), ``main`` (the main
+    n <= :func:`small_n_max`), ``drop`` (the head-only gain's held-out peak minus its value at
+    the largest n, the whole pool where the grid reaches it: ``stats.gain_peak_drop``) and
+    ``shrink`` (slope of the gain on log2 n, described beside), ``main`` (the main
     comparison's gains per recipe, ``stats.main_gains`` at ``cfg.main_blocks``), ``recipes``
     (the gain under ``compare_recipe`` minus under ``recipe``), ``blocks`` (every block count
     minus 0 blocks, paired), ``norms`` (L-inf minus L2, paired), ``curves`` (test accuracy
     per epoch) and ``claims`` (``claims.section1`` in ``recipe``, then in ``compare_recipe``;
     None where nothing is paired)."""
     out = {"summary": stats.summary(df), "deltas": stats.deltas(df),
-           "pooled": stats.pooled_gain(df, small_n_max(cfg)), "shrink": stats.shrinkage(df)}
+           "pooled": stats.pooled_gain(df, small_n_max(cfg)), "shrink": stats.shrinkage(df),
+           "drop": stats.gain_peak_drop(df[df["unfrozen_blocks"] == 0],
+                                        pools=claims.pools(cfg))}
     out["main"] = stats.main_gains(out["deltas"], cfg.main_blocks)
     out["recipes"] = (stats.gain_difference(df, "recipe", cfg.compare_recipe, cfg.recipe)
                       if cfg.compare_recipe and cfg.compare_recipe in set(df["recipe"])
@@ -546,13 +550,60 @@ def recipes_text(diffs: pd.DataFrame, family: str) -> str:
     return "\n".join(lines)
 
 
+#: how many of a run's last evaluated epochs :func:`last_epochs` reports (has it plateaued?)
+LAST_EPOCHS = 3
+
+
+def curve_n(cfg) -> int:
+    """The n of Fig. 2.4: the largest n both recipes ran (``compare_n_values``, else
+    ``n_values``)."""
+    return max(cfg.compare_n_values or cfg.n_values)
+
+
+def _curves_at(curves: pd.DataFrame, n: int, blocks: int, families) -> pd.DataFrame:
+    return curves[(curves["n"] == n) & (curves["unfrozen_blocks"] == blocks)
+                  & curves["family"].isin(families)] if len(curves) else curves
+
+
+def last_epochs(curves: pd.DataFrame, n: int, blocks: int, families,
+                k: int = LAST_EPOCHS) -> pd.DataFrame:
+    """The mean test accuracy (%, on the curve's test images) of each family at the last ``k``
+    evaluated epochs of each (target, recipe) of Fig. 2.4: columns target, recipe,
+    source_label, epoch, mean, ci_low, ci_high (empty without curves)."""
+    c = _curves_at(curves, n, blocks, families)
+    if c.empty:
+        return pd.DataFrame(columns=["target", "recipe", "source_label", "epoch", "mean",
+                                     "ci_low", "ci_high"])
+    last = c.groupby(["target", "recipe"])["epoch"].transform(
+        lambda e: e.isin(sorted(e.unique())[-k:]))
+    cols = ["target", "recipe", "source_label", "epoch", "mean", "ci_low", "ci_high"]
+    return c[last.astype(bool)][cols].sort_values(["target", "recipe", "source_label", "epoch"],
+                                                  ignore_index=True)
+
+
+def _last_epochs_text(g: pd.DataFrame) -> str:
+    """"natural 45.2, 45.5, 45.4%; L2 ε=1 ... (epochs 60, 80, 100)" for one (target, recipe)
+    of :func:`last_epochs`."""
+    per = "; ".join(f"{label} " + ", ".join(f"{m:.1f}" for m in h["mean"]) + "%"
+                    for label, h in g.groupby("source_label", sort=True))
+    return f"{per} (epochs {', '.join(str(int(e)) for e in sorted(g['epoch'].unique()))})"
+
+
+def last_epochs_values(curves: pd.DataFrame, n: int, blocks: int, families) -> dict:
+    """Glue-able texts of :func:`last_epochs`: ``last_epochs_<target>_<recipe>`` (see
+    :func:`_last_epochs_text`), one per (target, recipe) of Fig. 2.4."""
+    return {f"last_epochs_{_key(t)}_{r}": _last_epochs_text(g)
+            for (t, r), g in last_epochs(curves, n, blocks, families).groupby(["target", "recipe"])}
+
+
 def epochs_text(curves: pd.DataFrame, n: int, blocks: int, families) -> str:
     """Markdown: for each (target, recipe) of Fig. 2.4, the epoch by which each family first
-    reaches 95% of its final mean accuracy, and the final accuracies."""
-    c = curves[(curves["n"] == n) & (curves["unfrozen_blocks"] == blocks)
-               & curves["family"].isin(families)]
+    reaches 95% of its final mean accuracy, the final accuracies, and each family's accuracy at
+    the last :data:`LAST_EPOCHS` evaluated epochs (flat: the recipe has plateaued)."""
+    c = _curves_at(curves, n, blocks, families)
     if c.empty:
         return "No per-epoch test accuracy in these results."
+    last = last_epochs(curves, n, blocks, families)
     lines = []
     for (t, r), g in c.groupby(["target", "recipe"], sort=False):
         parts = []
@@ -561,8 +612,39 @@ def epochs_text(curves: pd.DataFrame, n: int, blocks: int, families) -> str:
             final = h["mean"].iloc[-1]
             first = int(h.loc[h["mean"] >= 0.95 * final, "epoch"].iloc[0])
             parts.append(f"{label} reaches 95% of its final {final:.1f}% by epoch {first}")
-        lines.append(f"- {t}, recipe `{r}`: " + "; ".join(parts) + ".")
+        tail = last[(last["target"] == t) & (last["recipe"] == r)]
+        lines.append(f"- {t}, recipe `{r}` ({int(g['epoch'].max())} epochs): " + "; ".join(parts)
+                     + f"; at its last {tail['epoch'].nunique()} evaluated epochs: "
+                     + _last_epochs_text(tail) + ".")
     return "\n".join(lines)
+
+
+def shrink_table(drop: pd.DataFrame, families=None) -> pd.DataFrame:
+    """The shrinkage test of the verdict (``stats.gain_peak_drop`` on the head-only runs), one
+    line per (target, recipe, source): the peak n, the gain there and at the largest n, and the
+    drop with its 95% CI, in points and in relative error reduction (``(err_nat - err_rob) /
+    err_nat``, % of the natural source's errors); ``*`` = CI above 0."""
+    if not len(drop):
+        return pd.DataFrame()
+    d = drop[drop["family"].isin(families)] if families is not None else drop
+
+    def cell(m, lo, hi, scale=1.0, fmt="+.1f"):
+        return (f"{scale * m:{fmt}} [{scale * lo:{fmt}}, {scale * hi:{fmt}}]"
+                + ("*" if lo > 0 else ""))
+    t = pd.DataFrame({
+        "target": d["target"], "recipe": d["recipe"], "source": d["source_label"],
+        "peak n": d["n_peak"], "largest n": d["n_max"],
+        "gain at peak / at largest n": [f"{a:+.1f} / {b:+.1f}"
+                                        for a, b in zip(d["gain_peak"], d["gain_max"])],
+        "drop (points)": [cell(*r) for r in zip(d["drop"], d["drop_ci_low"], d["drop_ci_high"])],
+        "peak n (error reduction)": d["n_peak_rel"],
+        "error reduction at peak / at largest n (%)": [
+            f"{100 * a:+.0f} / {100 * b:+.0f}" for a, b in zip(d["rer_peak"], d["rer_max"])],
+        "drop (error reduction, %)": [cell(*r, scale=100, fmt="+.0f") for r in zip(
+            d["drop_rel"], d["drop_rel_ci_low"], d["drop_rel_ci_high"])],
+        "basis": [f"{b} ({s} x {j})" for b, s, j in zip(d["ci_basis"], d["n_source_seeds"],
+                                                       d["n_subset_seeds"])]})
+    return t.set_index(["target", "recipe", "source"])
 
 
 def blocks_text(summary: pd.DataFrame, block_diffs: pd.DataFrame, families, recipe: str) -> str:
@@ -636,13 +718,20 @@ def headline(a: dict, cfg) -> dict:
     source seeds vs natural at ``cfg.main_blocks``, in ``cfg.recipe``; the rules are in
     :mod:`robust_transfer.claims`), with one ``part_<key>_label`` / ``part_<key>_text`` per
     part (``common.claim_values``); ``other_verdict`` is the same rule on
-    ``cfg.compare_recipe``'s runs ("not tested" without them). Per shape target ``<t>``
-    (``_key``-ed) the numbers behind the parts: ``<t>_gain``, ``<t>_gain_low``,
-    ``<t>_gain_high``, ``<t>_gain_text`` (pooled small-n gain) and ``<t>_slope``,
-    ``<t>_slope_low``, ``<t>_slope_high``, ``<t>_gain_small`` / ``<t>_gain_large`` (the gain's
-    slope per doubling of n, the mean gains at the smallest and largest n). ``comparison``,
-    ``family``, ``unfrozen_blocks``, ``recipe``, ``small_n_max`` and ``shape_targets`` say what
-    was compared.
+    ``cfg.compare_recipe``'s runs ("not tested" without them). Per counted target ``<t>``
+    (``claims.counted_targets``, ``_key``-ed) the numbers behind the parts: ``<t>_gain``,
+    ``<t>_gain_low``, ``<t>_gain_high``, ``<t>_gain_text`` (pooled small-n gain); the shrinkage
+    test on the head-only runs (``a["drop"]``): ``<t>_head_n_peak``, ``<t>_head_n_max``,
+    ``<t>_head_gain_peak``, ``<t>_head_gain_max``, ``<t>_head_drop`` (``_low``, ``_high``;
+    points), ``<t>_head_n_peak_rel``, ``<t>_head_rer_peak``, ``<t>_head_rer_max``,
+    ``<t>_head_drop_rel`` (relative error reduction, its peak chosen on its own scale; fractions)
+    and ``<t>_head_natural_max`` (the natural source's accuracy at
+    ``<t>_head_n_max``, %); and ``<t>_slope``, ``<t>_slope_low``, ``<t>_slope_high``,
+    ``<t>_gain_small`` / ``<t>_gain_large`` (the gain's slope per doubling of n at the main
+    block count, the mean gains at the smallest and largest n). Per (target, recipe) of Fig. 2.4
+    ``last_epochs_<t>_<recipe>`` (:func:`last_epochs_values`: the natural and main families at
+    their last evaluated epochs). ``comparison``, ``family``, ``unfrozen_blocks``, ``recipe``,
+    ``small_n_max`` and ``counted_targets`` say what was compared.
     """
     main = a["main"][a["main"]["recipe"] == cfg.recipe] if len(a["main"]) else a["main"]
     claim = a["claims"][0] if a.get("claims") else None
@@ -651,13 +740,12 @@ def headline(a: dict, cfg) -> dict:
                 "verdict_reason": "no robust family is paired with a natural one"}
     family, k = main["family"].iloc[0], int(main["unfrozen_blocks"].iloc[0])
     label = main["source_label"].iloc[0] if "source_label" in main else family
-    present = list(dict.fromkeys(main["target"]))
-    targets = [t for t in present if t in SHAPE_TARGETS] or present
+    targets = claims.counted_targets(main["target"])
     nmax = small_n_max(cfg)
     out = {"comparison": f"{label} vs natural, {_blocks_word(k)}, recipe {cfg.recipe}",
            "family": family, "unfrozen_blocks": k, "recipe": cfg.recipe, "small_n_max": nmax,
-           "shape_targets": ", ".join(targets)}
-    pooled, shrink = a["pooled"], a["shrink"]
+           "counted_targets": ", ".join(targets)}
+    pooled, shrink, summary = a["pooled"], a["shrink"], a["summary"]
     for t in targets:
         key = _key(t)
         p = _claim(pooled, t, family, k, cfg.recipe)
@@ -668,6 +756,24 @@ def headline(a: dict, cfg) -> dict:
                         f"{key}_gain_text": fmt_ci(r["mean"], r["ci_low"], r["ci_high"], signed=True)
                         + (f" pooled over n = {int(r['n_from'])}-{int(r['n_to'])}"
                            if r["n_to"] > r["n_from"] else f" at n = {int(r['n_from'])}")})
+        d = _claim(a["drop"], t, family, 0, cfg.recipe)
+        if len(d):
+            r = d.iloc[0]
+            nat = summary[(summary["target"] == t) & (summary["norm"] == "natural")
+                          & (summary["unfrozen_blocks"] == 0) & (summary["recipe"] == cfg.recipe)
+                          & (summary["n"] == r["n_max"])]
+            out.update({f"{key}_head_n_peak": int(r["n_peak"]),
+                        f"{key}_head_n_max": int(r["n_max"]),
+                        f"{key}_head_gain_peak": float(r["gain_peak"]),
+                        f"{key}_head_gain_max": float(r["gain_max"]),
+                        f"{key}_head_drop": float(r["drop"]),
+                        f"{key}_head_drop_low": float(r["drop_ci_low"]),
+                        f"{key}_head_drop_high": float(r["drop_ci_high"]),
+                        f"{key}_head_n_peak_rel": int(r["n_peak_rel"]),
+                        f"{key}_head_rer_peak": float(r["rer_peak"]),
+                        f"{key}_head_rer_max": float(r["rer_max"]),
+                        f"{key}_head_drop_rel": float(r["drop_rel"]),
+                        f"{key}_head_natural_max": float(nat["mean"].mean())})
         s = _claim(shrink, t, family, k, cfg.recipe)
         if len(s):
             r = s.iloc[0]
@@ -675,6 +781,8 @@ def headline(a: dict, cfg) -> dict:
                         f"{key}_slope_high": float(r["slope_ci_high"]),
                         f"{key}_gain_small": float(r["gain_small"]),
                         f"{key}_gain_large": float(r["gain_large"])})
+    natural = list(summary.loc[summary["norm"] == "natural", "family"].unique())
+    out.update(last_epochs_values(a["curves"], curve_n(cfg), cfg.main_blocks, natural + [family]))
     out.update(claim_values(claim))
     out["verdict_reason"] = "; ".join(f"{p.name}: {p.label}" for p in claim.parts
                                       if p.role == "test")
@@ -698,27 +806,29 @@ def verdict_text(values: dict) -> str:
 def results_row(values: dict, preset: str) -> dict:
     """The introduction's row for the paper's transfer claim (see ``common.ROW_FIELDS``): the
     paper's gains (``reference.paper_deltas``: largest gain per target at n <= 400 and the gain
-    at its largest subset), ours from :func:`headline` per shape target (the pre-specified
+    at its largest subset), ours from :func:`headline` per counted target (the pre-specified
     pooled small-n gain and the shrink part's label), the control targets' small-n gains beside
     them (not counted), and the verdict."""
     paper = reference.paper_deltas()
     sub = paper[~paper["full"]]
     small = sub[sub["n"] <= 400].groupby("target")["delta"].max()
     large = sub[sub["n"] == sub["n"].max()]["delta"]
-    targets = [t for t in values.get("shape_targets", "").split(", ") if t]
+    targets = [t for t in values.get("counted_targets", "").split(", ") if t]
+    sfx = claims.RECIPE_PART_SUFFIX.get(values.get("recipe"), "")
     ours = "; ".join(f"{t} {values[_key(t) + '_gain']:+.1f} at n <= {values['small_n_max']}"
-                     f" (shrinks with n: {values['part_' + _key(t) + '_shrinks_label']})"
+                     f" (shrinks with n: {values[f'part_{_key(t)}_shrinks_pool{sfx}_label']})"
                      for t in targets if _key(t) + "_gain" in values)
     ci = "; ".join(f"{t} [{values[_key(t) + '_gain_low']:+.1f}, {values[_key(t) + '_gain_high']:+.1f}]"
                    for t in targets if _key(t) + "_gain" in values)
     other = (f"; {values['other_recipe']} recipe: {values['other_verdict']}"
              if values.get("other_verdict", "not tested") != "not tested" else "")
-    counted = {f"part_{_key(t)}_gain_label" for t in targets}
-    controls = [k[len("part_"):-len("_gain_label")] for k in values
-                if k.startswith("part_") and k.endswith("_gain_label") and k not in counted]
+    end = f"_gain{sfx}_label"
+    counted = {f"part_{_key(t)}{end}" for t in targets}
+    controls = [k[len("part_"):-len(end)] for k in values
+                if k.startswith("part_") and k.endswith(end) and k not in counted]
     if controls:
         ours += "; control (not counted): " + "; ".join(
-            f"{t} {values[f'part_{t}_gain_text']} ({values[f'part_{t}_gain_label']})"
+            f"{t} {values[f'part_{t}_gain{sfx}_text']} ({values[f'part_{t}{end}']})"
             for t in controls)
     return {"claim": "Robust sources transfer better with few target images; the gain shrinks "
                      "as n grows",
