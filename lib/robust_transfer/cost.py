@@ -259,7 +259,7 @@ def target_sizes(cfg, allow_download: bool = False, targets=None) -> dict:
 def _run_config(cfg, r: dict):
     """``cfg`` with the recipe fields run ``r`` carries (its own epochs, val_size, ...)."""
     own = {k: r[k] for k in transfer.recipe_fields(cfg, r.get("recipe", cfg.recipe))
-           if k in r and k != "recipe_version"}
+           if k in r and k not in ("recipe_version", "curve_version")}
     return dataclasses.replace(cfg, **own) if own else cfg
 
 
