@@ -39,7 +39,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import data, influence_study, reference, shape_bias, stats, sweep
+from . import data, influence_study, reference, shape_bias, shape_study, stats, sweep
 from .store import Store
 
 __all__ = ["Part", "Claim", "part_label", "claim_label", "paper_inside", "section1", "section2",
@@ -238,7 +238,7 @@ def section1(df, cfg, recipe: str | None = None) -> Claim | None:
     ``cfg.recipe``); None when no robust family is paired with a natural one in that recipe.
 
     Pre-specified: the L2 family with the most source seeds vs natural at ``cfg.main_blocks``
-    (``stats.main_gains``). Parts per shape-defined target (``shape_bias.SHAPE_TARGETS``, or
+    (``stats.main_gains``). Parts per shape-defined target (``shape_study.SHAPE_TARGETS``, or
     every target when none is one; the others are controls, reported beside): the gain pooled
     over n <= :func:`small_n_max` (``stats.pooled_gain``, side +1) and, for counted targets,
     whether the gain shrinks: the gain at its (held-out) peak n minus the gain at the largest n
@@ -252,7 +252,7 @@ def section1(df, cfg, recipe: str | None = None) -> Claim | None:
         return None
     family, k = main["family"].iloc[0], int(main["unfrozen_blocks"].iloc[0])
     present = list(dict.fromkeys(main["target"]))
-    targets = [t for t in present if t in shape_bias.SHAPE_TARGETS] or present
+    targets = [t for t in present if t in shape_study.SHAPE_TARGETS] or present
     nmax = small_n_max(cfg)
     pooled, drop = stats.pooled_gain(df, nmax), stats.gain_peak_drop(df)
     label = main["source_label"].iloc[0] if "source_label" in main else family
@@ -294,7 +294,7 @@ def section1(df, cfg, recipe: str | None = None) -> Claim | None:
 # --------------------------------------------------------------------------- Section 2
 def headline_family(test) -> str:
     """The family Section 2's verdict rests on: the L2 family with the most source seeds in
-    ``test`` (``shape_bias.version_test``), ties broken by eps closest to 1; "" if none."""
+    ``test`` (``shape_study.version_test``), ties broken by eps closest to 1; "" if none."""
     if test is None or len(test) == 0:
         return ""
     l2 = test[test["norm"] == "l2"].drop_duplicates("family")
@@ -308,9 +308,9 @@ def headline_family(test) -> str:
 def section2(test, validation=None, preset: str | None = None) -> Claim | None:
     """Section 2: "the robust advantage grows when texture (or detail) is removed", for
     :func:`headline_family`: the difference in differences of the robust advantage on the
-    stylized and on the low-passed targets (``shape_bias.version_test``, side +1); and the
+    stylized and on the low-passed targets (``shape_study.version_test``, side +1); and the
     cue-conflict part, *not testable at this scale* when ``validation``
-    (``shape_bias.cue_validation``) finds a stimulus kind whose cues alone are at chance for
+    (``shape_study.cue_validation``) finds a stimulus kind whose cues alone are at chance for
     some source (no source can then show a texture bias). None without the experiment.
     ``preset``: apply its recorded replication check (:func:`replicated`)."""
     family = headline_family(test)
@@ -389,10 +389,10 @@ def evaluate(cfg, workers: int = 1, source_seeds: int | None = None) -> list[Cla
     if cfg.compare_recipe and (df["recipe"] == cfg.compare_recipe).any():
         out.append(section1(df, cfg, cfg.compare_recipe))
     if cfg.shape_targets:
-        runs = _first_seeds(shape_bias.transfer_versions(cfg, cfg.preset, workers=workers),
+        runs = _first_seeds(shape_study.transfer_versions(cfg, cfg.preset, workers=workers),
                             source_seeds)
         summary = shape_bias.summarize(shape_bias.evaluate_sources(cfg))
-        out.append(section2(shape_bias.version_test(runs), shape_bias.cue_validation(summary),
+        out.append(section2(shape_study.version_test(runs), shape_study.cue_validation(summary),
                             cfg.preset))
     if cfg.influence_targets:
         fams = influence_study.families(cfg.sources)

@@ -3,7 +3,7 @@ stylized and low-passed targets (Figure 3.1), transfer to them (Figure 3.2, the 
 the cue-conflict stimuli (Figure 3.3), shape bias per source (Figure 3.4), accuracy under
 low-pass, high-pass and patch shuffling (Figure 3.5), the display tables, the findings text and
 the headline numbers the book glues. The numbers come from the engine
-(:mod:`robust_transfer.shape_bias`). Every cue-conflict kind shown must be in
+(:mod:`robust_transfer.shape_bias`, :mod:`robust_transfer.shape_study`). Every cue-conflict kind shown must be in
 :data:`robust_transfer.shape_bias.STIMULUS_KINDS` (ValueError otherwise: nothing is dropped
 silently)."""
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from .. import claims
-from ..shape_bias import CUE_CHECKS, STIMULUS_KINDS, VERSIONS, trend
+from ..shape_bias import CUE_CHECKS, STIMULUS_KINDS
+from ..shape_study import VERSIONS, trend
 from . import common
 from .common import claim_values
 
@@ -84,7 +85,7 @@ def shape_bias_table(summary) -> pd.DataFrame:
 
 
 def validation_table(validation) -> pd.DataFrame:
-    """Display table of :func:`robust_transfer.shape_bias.cue_validation`: per stimulus kind and
+    """Display table of :func:`robust_transfer.shape_study.cue_validation`: per stimulus kind and
     source family, accuracy % [95% CI] on each cue alone, chance, and whether the kind is
     informative (both cues usable for every family)."""
     if validation is None or len(validation) == 0:
@@ -121,7 +122,7 @@ def accuracy_table(summary) -> pd.DataFrame:
 # --------------------------------------------------------------------------- text and numbers
 def findings(summary, link=None, validation=None) -> str:
     """Markdown sentences computed from :func:`robust_transfer.shape_bias.summarize` (and
-    :func:`robust_transfer.shape_bias.transfer_link`, :func:`robust_transfer.shape_bias.
+    :func:`robust_transfer.shape_study.transfer_link`, :func:`robust_transfer.shape_study.
     cue_validation`) tables."""
     lines = []
     nat = summary[summary["norm"] == "natural"]
@@ -239,8 +240,8 @@ def headline(summary, link=None, validation=None, test=None, versions=None,
              preset: str | None = None) -> dict:
     """This chapter's headline numbers as plain floats / strings (NaN or "" where absent).
 
-    Transfer (the paper's test; ``test`` = :func:`robust_transfer.shape_bias.version_test`,
-    ``versions`` = :func:`robust_transfer.shape_bias.version_table`), for the
+    Transfer (the paper's test; ``test`` = :func:`robust_transfer.shape_study.version_test`,
+    ``versions`` = :func:`robust_transfer.shape_study.version_table`), for the
     ``claims.headline_family`` (``robust_label``, ``robust_eps``, ``robust_seeds``) against
     ``natural_label``: per version ``v`` in original / stylized / lowpass ``{v}_natural_pct``,
     ``{v}_robust_pct`` (accuracy, percent, pooled over n and base targets), ``{v}_gain``,
@@ -380,7 +381,7 @@ def _cue_headline(summary, link=None, validation=None) -> dict:
 
 # --------------------------------------------------------------------------- transfer versions
 def versions_table(versions) -> pd.DataFrame:
-    """Display table of :func:`robust_transfer.shape_bias.version_table`: one line per (base
+    """Display table of :func:`robust_transfer.shape_study.version_table`: one line per (base
     target, version, source family), accuracy % and robust-minus-natural gain (points) with 95%
     CIs per n and pooled over n."""
     if versions is None or len(versions) == 0:
@@ -407,7 +408,7 @@ def versions_table(versions) -> pd.DataFrame:
 
 
 def did_table(test) -> pd.DataFrame:
-    """Display table of the pre-specified test (:func:`robust_transfer.shape_bias.version_test`):
+    """Display table of the pre-specified test (:func:`robust_transfer.shape_study.version_test`):
     per robust family and changed version, the pooled gains and their difference [95% CI]."""
     if test is None or len(test) == 0:
         return pd.DataFrame()
