@@ -288,9 +288,9 @@ def _observed(store, grid) -> list:
 
 
 def cmd_sources(args, cfg) -> int:
-    grid = zoo.load_grid(cfg.sources, allow_download=cfg.allow_download, progress=True,
-                         workers=None)
-    for sid in cfg.sources:
+    ids = cfg.sources + cfg.textured_sources
+    grid = zoo.load_grid(ids, allow_download=cfg.allow_download, progress=True, workers=None)
+    for sid in ids:
         acc = grid[sid][1].get("clean_acc")
         print(f"{sid}: ready" + (f" (clean accuracy {100 * acc:.1f} %)" if acc else ""))
     return 0

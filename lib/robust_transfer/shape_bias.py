@@ -18,6 +18,9 @@ Mini-scale stimuli are built from the source's own test set, deterministically p
   amplitudes are scaled by the same factor ``a``.
 * ``silhouette``: the filled silhouette of an item of class A, filled with square patches cut
   from inside an item of class B (background 0, as in Fashion-MNIST).
+* ``textured`` (sources trained on ``textured_fmnist``, where texture can carry the class): the
+  grey garment of class A filled with the texture of class B (:func:`textured_probes`; the
+  textures are :data:`robust_transfer.images.TEXTURE_CLASSES`).
 
 Probes (accuracy against the true label, Wilson CI): Gaussian low-pass at each ``blur_sigmas``,
 high-pass ``clip(x - blur_sigma(x) + 0.5, 0, 1)`` at each sigma > 0, patch-shuffled images (a
@@ -46,19 +49,19 @@ import numpy as np
 import torch
 
 from . import cache, cue_conflict, data, stats, zoo
-from .images import (as_array, edge_map, fourier_recombine, highpass, lowpass, patch_shuffle,
-                     silhouette_mask, to_unit_range)
+from .images import (apply_texture, as_array, edge_map, fourier_recombine, highpass, lowpass,
+                     patch_shuffle, silhouette_mask, texture_fields, to_unit_range)
 from .progress import bar
 
 __all__ = [
     "shape_bias", "fourier_stimuli", "texture_fill_stimuli", "ProbeParams", "build_probes",
     "predict", "probe_source", "source_dataset", "evaluate_sources", "summarize",
     "probe_cue_conflict", "evaluate_cue_conflict", "STIMULUS_KINDS", "CUE_CHECKS",
-    "cue_alone_stimuli",
+    "cue_alone_stimuli", "textured_probes", "TEXTURE_ALONE_LEVEL",
 ]
 
-# zoo SourceSpec.dataset -> robust_transfer.data name of the source's own dataset
-_SOURCE_DATA = {"fashion_mnist": "fashion_mnist"}
+# zoo SourceSpec.dataset -> robust_transfer.data name of the images its probes are built from
+_SOURCE_DATA = {"fashion_mnist": "fashion_mnist", "textured_fmnist": "fashion_mnist"}
 _CACHE_VERSION = 4
 
 #: cue-conflict stimulus kinds (probe names of the shape-bias rows) -> display label, in the
@@ -66,6 +69,7 @@ _CACHE_VERSION = 4
 #: (:data:`robust_transfer.cue_conflict.CONFLICT_KINDS`). The archive's shape-only kinds
 #: ("edges", "silhouette") are accuracy rows under the mini probes' names.
 STIMULUS_KINDS = {"cue_fourier": "(a) Fourier", "cue_silhouette": "(b) silhouette",
+                  "cue_textured": "(t) textured garments",
                   "cue_stylized": "(c) Geirhos style transfer"}
 
 
@@ -162,7 +166,8 @@ def _patch_fill(x: np.ndarray, patch: int, rng) -> np.ndarray:
 #: the cue-alone checks of each mini stimulus kind: (probe carrying only its shape cue, probe
 #: carrying only its texture cue), both accuracy probes of :func:`build_probes`
 CUE_CHECKS = {"cue_fourier": ("phase_only", "amplitude_only"),
-              "cue_silhouette": ("silhouette", "texture_patches")}
+              "cue_silhouette": ("silhouette", "texture_patches"),
+              "cue_textured": ("shape_alone", "texture_alone")}
 
 
 def cue_alone_stimuli(images, seed: int, patch: int = 4) -> dict:
@@ -261,6 +266,48 @@ def build_probes(images, labels, cfg_or_params, seed: int = 0) -> list[dict]:
     return probes
 
 
+#: grey level of the texture-alone images' frame: the mean Fashion-MNIST garment level inside
+#: the silhouettes (0.61 over the first 5,000 training images)
+TEXTURE_ALONE_LEVEL = 0.6
+
+
+def textured_probes(images, labels, cfg_or_params, seed: int = 0) -> list[dict]:
+    """The probe sets of a textured source (trained on ``textured_fmnist``), built from grey
+    Fashion-MNIST images, deterministic per ``seed``; dicts as :func:`build_probes` returns:
+
+    * ``textured``: ``n_stimuli`` test garments filled with their own class's texture;
+    * ``shape_alone``: the same garments with the neutral (flat) texture: shape without texture;
+    * ``texture_alone``: a frame of grey level :data:`TEXTURE_ALONE_LEVEL` filled with the
+      texture of each image's class: texture without the garment's shape;
+    * ``cue_textured`` (shape bias): ``n_stimuli`` garments of class A filled with the texture
+      of a class B != A (pairs drawn from the whole set), shape label A, texture label B.
+
+    Texture class k is :data:`robust_transfer.images.TEXTURE_CLASSES` ``[k]``
+    (:func:`robust_transfer.images.texture_fields`, fresh phases per probe and seed).
+    """
+    p = _params(cfg_or_params)
+    labels = np.asarray(labels)
+    x = torch.as_tensor(images, dtype=torch.float32)
+    n, size = min(p.n_stimuli, len(labels)), x.shape[-1]
+    sel = np.random.default_rng(seed).choice(len(labels), size=n, replace=False)
+    xs, ys = x[sel], labels[sel]
+    nan = float("nan")
+
+    def fields(texture_labels, k):
+        return texture_fields(texture_labels, size, [seed, k])
+
+    frame = torch.full((n,) + tuple(x.shape[1:]), TEXTURE_ALONE_LEVEL)
+    probes = [dict(probe=name, param=nan, images=imgs, labels=ys, texture_labels=None)
+              for name, imgs in (("textured", apply_texture(xs, fields(ys, 1))),
+                                 ("shape_alone", apply_texture(xs, np.full((n, size, size), 0.5))),
+                                 ("texture_alone", apply_texture(frame, fields(ys, 2))))]
+    ia, ib = _pairs(labels, p.n_stimuli, seed + 1)
+    probes.append(dict(probe="cue_textured", param=nan,
+                       images=apply_texture(x[ia], fields(labels[ib], 3)), labels=labels[ia],
+                       texture_labels=labels[ib], pairs=(ia, ib)))
+    return probes
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 500,
             probabilities: bool = False) -> np.ndarray:
@@ -313,7 +360,8 @@ def probe_source(model: torch.nn.Module, images, labels, cfg_or_params, seed: in
 
 
 def source_dataset(source_id: str) -> str:
-    """The :mod:`robust_transfer.data` name of a mini/tiny source's own dataset (its probe set).
+    """The :mod:`robust_transfer.data` name of the images a mini/tiny source's probes are built
+    from: its own dataset (textured sources: the grey Fashion-MNIST their textures fill).
 
     ValueError for ImageNet sources: their probe set is the Geirhos et al. archive
     (:func:`robust_transfer.cue_conflict.load_cue_conflict`, :func:`evaluate_cue_conflict`).
@@ -336,8 +384,10 @@ def _source_dataset(spec) -> str:
 def evaluate_sources(cfg, seed: int = 0, *, progress: bool = True, sources=None):
     """Probe rows for every source of ``cfg`` (or ``sources``) as a pandas DataFrame.
 
-    Mini/tiny sources get all :func:`probe_source` probes on their own dataset's test set;
-    ImageNet sources get the Geirhos et al. stimuli (:func:`evaluate_cue_conflict`).
+    Mini/tiny sources get all :func:`probe_source` probes on their own dataset's test set
+    (:func:`build_probes`), textured sources (``zoo.textured_sources``) the
+    :func:`textured_probes` built from the grey Fashion-MNIST test set; ImageNet sources get the
+    Geirhos et al. stimuli (:func:`evaluate_cue_conflict`).
     Columns: source, family, norm, eps, source_seed, label + the probe_source row keys. Each
     source's rows are cached as JSON in ``cache_dir("shape_bias", <source id>)`` keyed by the
     probe parameters, seed and the checkpoint's sha256 (atomic writes), so a warm call only
@@ -362,11 +412,13 @@ def evaluate_sources(cfg, seed: int = 0, *, progress: bool = True, sources=None)
             rows = json.loads(path.read_text())
         else:
             torch.manual_seed(seed)
-            name = (_source_dataset(spec), spec.in_channels, spec.image_size)
-            if name not in probe_sets:  # stimuli built once per dataset and format
-                x, y, _ = data.load(name[0], "test", allow_download=cfg.allow_download)
+            name = (spec.dataset, spec.in_channels, spec.image_size)
+            if name not in probe_sets:  # stimuli built once per source dataset and format
+                x, y, _ = data.load(_source_dataset(spec), "test",
+                                    allow_download=cfg.allow_download)
                 x = data.to_source_format(x, spec.in_channels, spec.image_size)
-                probe_sets[name] = build_probes(x, y.numpy(), p, seed)
+                make = textured_probes if spec.dataset == "textured_fmnist" else build_probes
+                probe_sets[name] = make(x, y.numpy(), p, seed)
             rows = probe_source(model, None, None, p, seed=seed, probes=probe_sets[name])
             cache.atomic_write_text(path, json.dumps(rows))
         frames.append(_source_frame(rows, sid, spec))

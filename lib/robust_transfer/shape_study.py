@@ -8,7 +8,11 @@ metric, stimuli and probes), as :mod:`robust_transfer.influence_study` sits on
   tested by the pre-specified difference in differences (:func:`version_test`);
 * the probes' comparisons across sources: :func:`trend` along eps, the cue-alone validation of
   each stimulus kind (:func:`cue_validation`), and the link to Section 1's gains
-  (:func:`transfer_link`).
+  (:func:`transfer_link`);
+* the textured-source experiment: sources trained on ``textured_fmnist`` (where texture can
+  carry the class, unlike plain Fashion-MNIST) probed on garments of one class filled with
+  another class's texture (:func:`textured_rows`, :func:`textured_summary`), and its
+  pre-specified robust-minus-natural shape-bias test (:func:`textured_test`).
 
 Figures, display tables and findings text are in :mod:`robust_transfer.chapters.ch03_shape_bias`.
 """
@@ -19,13 +23,14 @@ import dataclasses
 import numpy as np
 from scipy.stats import spearmanr
 
-from . import config, stats, sweep, zoo
+from . import config, shape_bias, stats, sweep, zoo
 from .shape_bias import CUE_CHECKS
 from .store import Store
 
 __all__ = ["SHAPE_TARGETS", "TEXTURE_TARGETS", "trend", "transfer_link", "cue_validation",
            "VERSIONS", "version_targets", "transfer_config", "transfer_versions",
-           "version_table", "version_test"]
+           "version_table", "version_test", "textured_rows", "textured_summary",
+           "textured_test"]
 
 #: targets whose classes are defined by shape (digits, characters) vs the texture-defined control
 SHAPE_TARGETS = ("mnist5k", "digits", "mnist", "kmnist", "svhn")
@@ -292,4 +297,97 @@ def version_test(frame, level: float = 0.95):
                             var_resid=c["var_resid"],
                             n_source_seeds=c["n_source_seeds"],
                             n_subset_seeds=c["n_subset_seeds"], direction=direction))
+    return pd.DataFrame(out)
+
+
+# --------------------------------------------------------------------------- textured sources
+def textured_rows(cfg, *, progress: bool = True):
+    """Probe rows of ``cfg.textured_sources`` on their stimuli
+    (:func:`robust_transfer.shape_bias.textured_probes` via ``evaluate_sources``: cached per
+    source), one stimulus set per seed of ``cfg.seeds``, as a DataFrame with a
+    ``stimulus_seed`` column. ValueError when ``cfg.textured_sources`` is empty."""
+    import pandas as pd
+
+    if not cfg.textured_sources:
+        raise ValueError("textured_sources=() : the textured-source experiment needs sources, "
+                         "e.g. zoo.textured_sources('mini')")
+    return pd.concat([shape_bias.evaluate_sources(cfg, s, progress=progress,
+                                                  sources=cfg.textured_sources)
+                      .assign(stimulus_seed=s) for s in cfg.seeds], ignore_index=True)
+
+
+def textured_summary(rows, level: float = 0.95):
+    """:func:`robust_transfer.shape_bias.summarize` of :func:`textured_rows` after averaging
+    each source's rows over the stimulus seeds: per family the mean over source seeds with a
+    t-interval over them (one seed: the mean of its per-stimulus-seed intervals over images)."""
+    keys = ["source", "family", "norm", "eps", "source_seed", "label", "probe", "param",
+            "metric"]
+    per_source = (rows.fillna({"param": -1.0})
+                  .groupby(keys, sort=False)[["value", "ci_low", "ci_high", "coverage", "n",
+                                              "chance"]].mean().reset_index())
+    per_source["param"] = per_source["param"].where(per_source["param"] >= 0)
+    return shape_bias.summarize(per_source, level)
+
+
+def _source_by_stimulus(rows, probe: str, scale: float = 1.0) -> dict:
+    """``{family: DataFrame source-seed index x stimulus seed}`` of ``probe``'s values."""
+    g = rows[rows["probe"] == probe]
+    g = g.assign(seed_index=g.groupby("family")["source_seed"].rank(method="dense")
+                 .astype(int) - 1, value=scale * g["value"])
+    return {f: h.pivot_table(index="seed_index", columns="stimulus_seed", values="value",
+                             aggfunc="mean") for f, h in g.groupby("family", sort=False)}
+
+
+def textured_test(rows, level: float = 0.95):
+    """The pre-specified test of the textured-source experiment (fixed before any source was
+    trained), on :func:`textured_rows`:
+
+    * **Statistic.** For each non-natural family F (L2 at two eps, the noise control): shape
+      bias of F minus shape bias of the natural family on the ``cue_textured`` stimuli, in
+      points (100 x the Geirhos share), on the matrix source-seed index x stimulus seed (F's
+      i-th source seed paired with the natural family's i-th, both on the same stimuli), with
+      the crossed-seed interval of :func:`robust_transfer.stats.ci` (``n_subset_seeds`` counts
+      the stimulus seeds).
+    * **Claim.** Robust sources are more shape-biased: side +1; ``claims.section2``'s part
+      ``cue_conflict_textured`` labels the L2 family with the most source seeds (ties: eps
+      closest to 1) by ``claims.part_label``; noise minus natural is a control part.
+    * **Testable** (``cues_usable``) only when the stimuli carry both cues: the natural
+      family's accuracy on the shape-alone and on the texture-alone images (mean over source
+      seeds x stimulus seeds, crossed-seed interval) both have their interval above chance.
+
+    Columns: family, label, norm, eps, natural_bias, bias (points), diff, ci_low, ci_high,
+    ci_basis, var_source, var_subset, var_resid, n_source_seeds, n_subset_seeds, coverage (share
+    of F's decisions on either cue), natural_shape_acc, natural_shape_low,
+    natural_texture_acc, natural_texture_low, chance (percent), cues_usable. Empty without a
+    natural family."""
+    import pandas as pd
+
+    if rows is None or len(rows) == 0:
+        return pd.DataFrame()
+    fam = rows.drop_duplicates("family").set_index("family")
+    nat = fam.index[fam["norm"] == "natural"]
+    if not len(nat):
+        return pd.DataFrame()
+    nat = nat[0]
+    bias = _source_by_stimulus(rows, "cue_textured", 100.0)
+    cues = {c: stats.ci(_source_by_stimulus(rows, probe, 100.0)[nat].to_numpy(), level)
+            for c, probe in (("shape", "shape_alone"), ("texture", "texture_alone"))}
+    chance = 100 * float(rows.loc[rows["probe"] == "shape_alone", "chance"].mean())
+    usable = all(c["ci_low"] > chance for c in cues.values())
+    out = []
+    for family in fam.index.drop(nat):
+        c = stats.ci((bias[family] - bias[nat]).to_numpy(), level)
+        cover = rows[(rows["family"] == family) & (rows["probe"] == "cue_textured")]
+        out.append(dict(
+            family=family, label=fam.loc[family, "label"], norm=fam.loc[family, "norm"],
+            eps=float(fam.loc[family, "eps"]),
+            natural_bias=float(np.nanmean(bias[nat].to_numpy())),
+            bias=float(np.nanmean(bias[family].to_numpy())), diff=c["mean"],
+            ci_low=c["ci_low"], ci_high=c["ci_high"], ci_basis=c["ci_basis"].replace("subset", "stimulus"),
+            **{k: c[k] for k in ("var_source", "var_subset", "var_resid", "n_source_seeds",
+                                 "n_subset_seeds")},
+            coverage=float(cover["coverage"].mean()),
+            natural_shape_acc=cues["shape"]["mean"], natural_shape_low=cues["shape"]["ci_low"],
+            natural_texture_acc=cues["texture"]["mean"],
+            natural_texture_low=cues["texture"]["ci_low"], chance=chance, cues_usable=usable))
     return pd.DataFrame(out)
