@@ -310,7 +310,8 @@ def headline_family(test) -> str:
 def section2(test, validation=None, preset: str | None = None, textured=None) -> Claim | None:
     """Section 2: "the robust advantage grows when texture (or detail) is removed", for
     :func:`headline_family`: the difference in differences of the robust advantage on the
-    stylized and on the low-passed targets (``shape_study.version_test``, side +1); and the
+    stylized and on the low-passed targets (``shape_study.version_test``, side +1), with the
+    noise-trained family's DiDs beside them as control parts (``did_<version>_noise``); and the
     cue-conflict part. With ``textured`` (``shape_study.textured_test``: the textured-source
     experiment ran) that part is ``cue_conflict_textured``: the shape bias of the
     :func:`headline_family` of ``textured`` minus natural (points, side +1), *not testable at
@@ -326,11 +327,18 @@ def section2(test, validation=None, preset: str | None = None, textured=None) ->
     parts = []
     if family:
         label = str(test.loc[test["family"] == family, "label"].iloc[0])
+        noise = test[test["norm"] == "noise"]
         for version in ("stylized", "lowpass"):
             row = _row(test, family=family, version=version)
             parts.append(_part(f"did_{version}", f"robust advantage, {version} minus original",
                                f"DiD of {label} - natural accuracy",
                                row and {**row, "mean": row["did"]}, 1, basis_cols=_SEEDS))
+        for version in ("stylized", "lowpass") if len(noise) else ():
+            row = _row(noise, family=noise["family"].iloc[0], version=version)
+            parts.append(_part(f"did_{version}_noise", f"noise-control advantage, {version} "
+                               f"minus original", f"DiD of {noise['label'].iloc[0]} - natural "
+                               f"accuracy", row and {**row, "mean": row["did"]}, 1,
+                               basis_cols=_SEEDS, role="control"))
     if tfamily:
         parts += _textured_parts(textured, tfamily)
     elif validation is not None and len(validation):

@@ -23,14 +23,14 @@ import dataclasses
 import numpy as np
 from scipy.stats import spearmanr
 
-from . import config, shape_bias, stats, sweep, zoo
+from . import config, data, shape_bias, stats, sweep, zoo
 from .shape_bias import CUE_CHECKS
 from .store import Store
 
 __all__ = ["SHAPE_TARGETS", "TEXTURE_TARGETS", "trend", "transfer_link", "cue_validation",
-           "VERSIONS", "version_targets", "transfer_config", "transfer_versions",
-           "version_table", "version_test", "textured_rows", "textured_summary",
-           "textured_test"]
+           "VERSIONS", "version_targets", "manipulation_strength", "transfer_config",
+           "transfer_versions", "version_table", "version_test", "textured_rows",
+           "textured_summary", "textured_test"]
 
 #: targets whose classes are defined by shape (digits, characters) vs the texture-defined control
 SHAPE_TARGETS = ("mnist5k", "digits", "mnist", "kmnist", "svhn")
@@ -151,15 +151,41 @@ def version_targets(cfg) -> dict:
     return out
 
 
+def manipulation_strength(cfg, allow_download: bool | None = None):
+    """How strongly each changed version of the transfer experiment changes its target: per
+    derived target of :func:`version_targets` (stylized, low-passed), over the base target's
+    test images x and their changed copies x', ``energy_changed`` = sum (x' - x)^2 / sum
+    (x - mean x)^2 per image (the share of the image's contrast energy in the change: for a
+    low-pass, the energy it removes), and ``correlation`` = Pearson's r of x and x' per image,
+    both averaged over the images. Columns: target, base_target, version, energy_changed,
+    correlation, n_images. ``allow_download``: default ``cfg.allow_download``."""
+    import pandas as pd
+
+    dl = cfg.allow_download if allow_download is None else allow_download
+    out = []
+    for target, (version, base) in version_targets(cfg).items():
+        if version == "original":
+            continue
+        x = data.load(base, "test", allow_download=dl)[0].flatten(1).double()
+        x2 = data.load(target, "test", allow_download=dl)[0].flatten(1).double()
+        xc, x2c = x - x.mean(1, keepdim=True), x2 - x2.mean(1, keepdim=True)
+        energy = ((x2 - x) ** 2).sum(1) / (xc ** 2).sum(1).clamp_min(1e-12)
+        r = (xc * x2c).sum(1) / ((xc ** 2).sum(1) * (x2c ** 2).sum(1)).sqrt().clamp_min(1e-12)
+        out.append(dict(target=target, base_target=base, version=version,
+                        energy_changed=float(energy.mean()), correlation=float(r.mean()),
+                        n_images=len(x)))
+    return pd.DataFrame(out)
+
+
 def transfer_config(cfg):
-    """The Section 1 configuration of the transfer experiment: ``cfg``'s natural, L2 and L-inf
-    sources (every eps, every source seed; the noise control is left out), the
+    """The Section 1 configuration of the transfer experiment: ``cfg``'s natural, L2, L-inf
+    and noise-trained sources (every eps, every source seed; noise: the control), the
     :func:`version_targets`, ``cfg.shape_n_values``, ``cfg.seeds`` subset seeds and
     unfrozen_blocks 0 (the cached-prefix fast path); the recipe fields, device and downloads
     are ``cfg``'s. ValueError when ``cfg.shape_targets`` is empty or no source qualifies."""
     if not cfg.shape_targets:
         raise ValueError("shape_targets=() : the transfer experiment needs at least one target")
-    sources = [s for s in cfg.sources if zoo.spec(s).norm in ("natural", "l2", "linf")]
+    sources = [s for s in cfg.sources if zoo.spec(s).norm in ("natural", "l2", "linf", "noise")]
     if not any(zoo.spec(s).norm == "natural" for s in sources):
         raise ValueError(f"sources={cfg.sources!r}: the transfer experiment needs a natural "
                          f"source to compare the robust ones against")
@@ -253,8 +279,9 @@ def version_table(frame, level: float = 0.95):
 
 
 def version_test(frame, level: float = 0.95):
-    """The pre-specified test of Section 2's transfer claim, per robust family and changed
-    version (stylized, lowpass): the difference in differences
+    """The pre-specified test of Section 2's transfer claim, per robust family (and the
+    noise-trained control) and changed version (stylized, lowpass): the difference in
+    differences
 
         DiD = (robust - natural on the changed version) - (robust - natural on the original),
 
@@ -279,7 +306,7 @@ def version_test(frame, level: float = 0.95):
         return sum(ds) / len(ds) if ds else None
 
     out = []
-    for family in fam.index[fam["norm"].isin(["l2", "linf"])]:
+    for family in fam.index[fam["norm"].isin(["l2", "linf", "noise"])]:
         g0 = pooled_gain("original", family)
         for version in [v for v in VERSIONS if v != "original"]:
             g1 = pooled_gain(version, family)

@@ -67,7 +67,9 @@ def test_ch03_glues_the_library_numbers(values, cfg):
     expected = ch03_shape_bias.headline(summary, shape_study.transfer_link(cfg, None, summary),
                                         shape_study.cue_validation(summary),
                                         shape_study.version_test(runs),
-                                        shape_study.version_table(runs))
+                                        shape_study.version_table(runs), textured=(
+                                            shape_study.textured_test(shape_study.textured_rows(
+                                                cfg, progress=False))))
     assert expected["verdict"] != "not tested"
     _check(values["03"], "ch03", expected)
     _check_row(values["03"], "ch03", ch03_shape_bias.results_row(expected, cfg.preset))

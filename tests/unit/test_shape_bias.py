@@ -487,7 +487,7 @@ def test_chapter_refuses_unknown_stimulus_kinds():
 
 
 # --------------------------------------------------------------------------- transfer versions
-def _version_frame(did_stylized=4.0, seeds=(0, 1, 2), subset_seeds=(0, 1, 2)):
+def _version_frame(did_stylized=4.0, seeds=(0, 1, 2), subset_seeds=(0, 1, 2), noise=False):
     """Store-like rows: natural and L2 (3 source seeds) and L-inf (1 seed) on original /
     stylized / lowpass digits at n 10 and 40; the L2 gain is 2 points on the original, 2 +
     ``did_stylized`` on the stylized copy, 1 on the low-passed copy (plus seed noise)."""
@@ -497,7 +497,8 @@ def _version_frame(did_stylized=4.0, seeds=(0, 1, 2), subset_seeds=(0, 1, 2)):
     gains = {"original": 2.0, "stylized": 2.0 + did_stylized, "lowpass": 1.0}
     for family, norm, eps, label, src_seeds in (
             ("m/natural", "natural", 0.0, "natural", seeds), ("m/l2/1.0", "l2", 1.0, "L2 ε=1", seeds),
-            ("m/linf/0.1", "linf", 0.1, "L∞ ε=0.1", (0,))):
+            ("m/linf/0.1", "linf", 0.1, "L∞ ε=0.1", (0,))) + (
+            (("m/noise/0.1", "noise", 0.1, "noise σ=0.1", seeds),) if noise else ()):
         for version, target in (("original", "digits"), ("stylized", "stylized:digits"),
                                 ("lowpass", "lowpass4:digits")):
             for n in (10, 40):
@@ -569,14 +570,37 @@ def test_transfer_headline_verdict_and_row(did, stylized):
     assert list(ch.did_table(test).index.get_level_values(1)).count("L2 ε=1") == 2
 
 
-def test_transfer_config_keeps_the_recipe_and_drops_the_noise_control():
+def test_version_test_and_section2_carry_the_noise_control():
+    t = ss.version_test(_version_frame(did_stylized=4.0, noise=True)).set_index(["family",
+                                                                                 "version"])
+    assert t.loc[("m/noise/0.1", "stylized"), "did"] == pytest.approx(4.0, abs=0.5)
+    assert t.loc[("m/noise/0.1", "stylized"), "n_source_seeds"] == 3
+    claim = claims.section2(t.reset_index())
+    parts = {p.key: p for p in claim.parts}
+    assert list(parts) == ["did_stylized", "did_lowpass", "did_stylized_noise",
+                           "did_lowpass_noise"]
+    assert parts["did_stylized_noise"].role == "control" and "noise" in \
+        parts["did_stylized_noise"].statistic
+    assert parts["did_stylized_noise"].label == claims.HOLDS
+    assert claim.label == claims.claim_label([parts["did_stylized"], parts["did_lowpass"]])
+
+
+def test_manipulation_strength_measures_the_change():
+    from robust_transfer import config
+    m = ss.manipulation_strength(config.resolve("tiny")).set_index("version")
+    assert list(m["target"]) == ["stylized:digits", "lowpass4:digits"]
+    assert 0 < m.loc["lowpass", "energy_changed"] < 0.3 and m.loc["lowpass", "correlation"] > 0.9
+    assert (m["n_images"] == 400).all()
+
+
+def test_transfer_config_keeps_the_recipe_and_the_noise_control():
     from robust_transfer import config, zoo
     cfg = config.resolve("tiny")
     cfg2 = ss.transfer_config(cfg)
     assert cfg2.targets == ("digits", "stylized:digits", "lowpass4:digits")
     assert cfg2.n_values == cfg.shape_n_values and cfg2.seeds == cfg.seeds
     assert cfg2.unfrozen_blocks == (0,) and cfg2.main_blocks == 0
-    assert {zoo.spec(s).norm for s in cfg2.sources} == {"natural", "l2", "linf"}
+    assert {zoo.spec(s).norm for s in cfg2.sources} == {"natural", "l2", "linf", "noise"}
     for f in dataclasses.fields(cfg):
         if f.name not in ("sources", "targets", "n_values", "unfrozen_blocks", "main_blocks",
                           "compare_recipe", "block_counts", "full_set"):

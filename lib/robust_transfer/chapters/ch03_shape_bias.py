@@ -20,7 +20,7 @@ from . import common
 from .common import claim_values
 
 __all__ = ["shape_bias_table", "accuracy_table", "validation_table", "versions_table",
-           "did_table", "textured_table", "findings", "transfer_findings", "textured_findings",
+           "did_table", "manipulation_table", "textured_table", "findings", "transfer_findings", "textured_findings",
            "headline", "plot_target_versions", "plot_versions", "plot_stimuli",
            "plot_textured_stimuli", "plot_shape_bias", "plot_probe_curves", "results_row"]
 
@@ -424,6 +424,19 @@ def did_table(test) -> pd.DataFrame:
                          for r in t.itertuples()],
         "CI over": t["ci_basis"], "robust advantage": t["direction"]}).set_index(
         ["changed version", "source"])
+
+
+def manipulation_table(strength) -> pd.DataFrame:
+    """Display table of :func:`robust_transfer.shape_study.manipulation_strength`: per changed
+    target, the share of the images' contrast energy in the change (%) and the correlation
+    with the original."""
+    if strength is None or len(strength) == 0:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "target": strength["target"], "version": strength["version"].map(VERSIONS),
+        "energy changed": strength["energy_changed"].map(lambda v: f"{100 * v:.0f}%"),
+        "correlation with the original": strength["correlation"].map(lambda v: f"{v:.2f}"),
+        "test images": strength["n_images"]}).set_index("target")
 
 
 def textured_table(textured) -> pd.DataFrame:
