@@ -222,3 +222,28 @@ def test_textured_summary_averages_stimulus_seeds_per_source():
     assert noise["n_seeds"] == 1 and noise["ci_kind"] == "images"
     v = shape_study.cue_validation(s)
     assert set(v["kind"]) == {"cue_textured"} and v["informative"].all()
+
+
+def test_chapter_shows_the_textured_experiment():
+    import matplotlib
+    matplotlib.use("Agg")
+    from robust_transfer.chapters import ch03_shape_bias as ch
+    rows = _rows({"natural": 0.6, "l2/1.0": 0.8, "noise/0.1": 0.62})
+    test = shape_study.textured_test(rows)
+    table = ch.textured_table(test)
+    assert list(table.index) == ["l2/1.0", "noise/0.1"]
+    assert table.loc["l2/1.0", "minus natural [95% CI]"].startswith("+20")
+    text = ch.textured_findings(test)
+    assert "both cues are usable" in text and "**holds**" in text
+    blind = ch.textured_findings(shape_study.textured_test(_rows({"natural": 0.6, "l2/1.0": 0.8},
+                                                                 texture_alone=0.1)))
+    assert "not testable" in blind and "**holds**" not in blind
+    assert "not run" in ch.textured_findings(None) and ch.textured_table(None).empty
+    fig = ch.plot_shape_bias(shape_study.textured_summary(rows))
+    assert fig.axes[0].get_title().startswith(sb.STIMULUS_KINDS["cue_textured"])
+    x, y, names = data.load("fashion_mnist", "test")
+    fig = ch.plot_textured_stimuli(sb.textured_probes(x[:50], y[:50].numpy(),
+                                                      dict(n_stimuli=8)), names, n=3)
+    assert fig.axes[0].get_title().startswith("own texture") and len(fig.axes) == 12
+    values = ch.headline(shape_study.textured_summary(rows), textured=test)
+    assert values["part_cue_conflict_textured_label"] == HOLDS

@@ -472,11 +472,11 @@ def textured_findings(textured) -> str:
              + ("both cues are usable, the test can be read." if bool(r0["cues_usable"]) else
                 "a cue alone is not above chance, so the test is not testable here.")]
     for r in textured.itertuples():
+        label = (f": **{claims.part_label(r.ci_low, r.ci_high)}** for \"more shape-biased than "
+                 f"natural\"" if r.cues_usable else "")
         lines.append(f"- **{r.label}**: shape bias {r.bias:.1f}% vs natural "
                      f"{r.natural_bias:.1f}%; difference {r.diff:+.1f} points "
-                     f"[{r.ci_low:+.1f}, {r.ci_high:+.1f}] ({r.ci_basis}): "
-                     f"**{claims.part_label(r.ci_low, r.ci_high)}** for \"more shape-biased "
-                     f"than natural\".")
+                     f"[{r.ci_low:+.1f}, {r.ci_high:+.1f}] ({r.ci_basis}){label}.")
     return "\n".join(lines)
 
 
@@ -594,6 +594,8 @@ def plot_textured_stimuli(probes, class_names, n: int = 6):
     per probe (own texture, shape alone, texture alone, cue conflict), titled with the class
     (cue conflict: shape / texture class); returns the Figure."""
     names = list(class_names)
+    rows = {"textured": "own texture", "shape_alone": "shape alone",
+            "texture_alone": "texture alone", "cue_textured": "conflict"}
     fig, axes = plt.subplots(len(probes), n, figsize=(1.5 * n, 1.5 * len(probes)),
                              squeeze=False)
     for r, p in enumerate(probes):
@@ -602,7 +604,7 @@ def plot_textured_stimuli(probes, class_names, n: int = 6):
             if p["texture_labels"] is not None:
                 title = f"{title} / {names[int(p['texture_labels'][j])]}"
             common.show_image(axes[r, j], p["images"][j],
-                              f"{p['probe'].replace('cue_', '')}: {title}" if j == 0 else title)
+                              f"{rows.get(p['probe'], p['probe'])}: {title}" if j == 0 else title)
     fig.tight_layout()
     return fig
 
