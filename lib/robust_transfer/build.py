@@ -382,7 +382,8 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     # the sources are the long part of a cold build: train / fetch them here, with progress
     # bars in the terminal; the notebooks then load them from the cache
-    zoo.load_grid(cfg.sources, allow_download=cfg.allow_download, progress=True, workers=None)
+    zoo.load_grid(cfg.sources + cfg.textured_sources, allow_download=cfg.allow_download,
+                  progress=True, workers=None)
     print(f"[book] sources ready in {time.perf_counter() - t0:.1f} s", flush=True)
     sources_s = time.perf_counter() - t0
     out = args.out.resolve()

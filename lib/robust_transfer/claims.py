@@ -25,7 +25,9 @@ when the natural source has not reached, at the pool, the accuracy where the pap
 paper's gains fall mostly through ceiling compression of points. The texture controls'
 small-n gains are control parts. Section 2 (:func:`section2`): the difference in
 differences of the robust advantage on stylized and low-passed targets (side +1), and the
-cue-conflict shape bias when the cues are informative for the sources. Section 3
+cue-conflict shape bias, robust minus natural (side +1), of sources trained where texture can
+carry the class (the textured-source experiment; not testable when a cue alone is at chance, and
+not testable on plain Fashion-MNIST, whose textures carry no class). Section 3
 (:func:`section3`): the paired robust-minus-natural top-1 same-class share of the first
 influence target (side +1).
 
@@ -40,7 +42,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import data, influence_study, reference, shape_bias, stats, sweep
+from . import data, influence_study, reference, shape_bias, shape_study, stats, sweep
 from .store import Store
 
 __all__ = ["Part", "Claim", "part_label", "claim_label", "paper_inside", "section1", "section2",
@@ -235,9 +237,9 @@ def paper_regime_accuracy(target: str) -> float:
 
 def counted_targets(targets) -> list[str]:
     """The targets whose parts Section 1's verdict counts: every one of ``targets`` but the
-    texture controls (``shape_bias.TEXTURE_TARGETS``); all of them when each is a control."""
+    texture controls (``shape_study.TEXTURE_TARGETS``); all of them when each is a control."""
     targets = list(dict.fromkeys(targets))
-    return [t for t in targets if t not in shape_bias.TEXTURE_TARGETS] or targets
+    return [t for t in targets if t not in shape_study.TEXTURE_TARGETS] or targets
 
 
 def pools(cfg) -> dict:
@@ -332,7 +334,7 @@ def _shrink_part(t, head, drop, family, label, recipe, cfg, suffix) -> Part:
 # --------------------------------------------------------------------------- Section 2
 def headline_family(test) -> str:
     """The family Section 2's verdict rests on: the L2 family with the most source seeds in
-    ``test`` (``shape_bias.version_test``), ties broken by eps closest to 1; "" if none."""
+    ``test`` (``shape_study.version_test``), ties broken by eps closest to 1; "" if none."""
     if test is None or len(test) == 0:
         return ""
     l2 = test[test["norm"] == "l2"].drop_duplicates("family")
@@ -343,36 +345,81 @@ def headline_family(test) -> str:
     return str(l2["family"].iloc[0])
 
 
-def section2(test, validation=None, preset: str | None = None) -> Claim | None:
+def section2(test, validation=None, preset: str | None = None, textured=None) -> Claim | None:
     """Section 2: "the robust advantage grows when texture (or detail) is removed", for
     :func:`headline_family`: the difference in differences of the robust advantage on each
     changed version the test has (stylized, low-passed, low-resolution targets;
-    ``shape_bias.version_test``, side +1); and the
-    cue-conflict part, *not testable at this scale* when ``validation``
-    (``shape_bias.cue_validation``) finds a stimulus kind whose cues alone are at chance for
-    some source (no source can then show a texture bias). None without the experiment.
+    ``shape_study.version_test``, side +1), with the noise-trained family's DiDs beside them as
+    control parts (``did_<version>_noise``); and the cue-conflict part. With ``textured``
+    (``shape_study.textured_test``: the textured-source experiment ran) that part is
+    ``cue_conflict_textured``: the shape bias of the :func:`headline_family` of ``textured``
+    minus natural (points, side +1), *not testable at this scale* when a cue alone is at chance
+    for the natural textured source, with the noise control's difference beside it
+    (``cue_conflict_textured_noise``, role control). Without it, the plain Fashion-MNIST part
+    ``cue_conflict`` is *not testable* when ``validation`` (``shape_study.cue_validation``)
+    finds a stimulus kind whose cues alone are at chance for some source (no source can then
+    show a texture bias). None without either experiment.
     ``preset``: apply its recorded replication check (:func:`replicated`)."""
-    family = headline_family(test)
-    if not family:
+    family, tfamily = headline_family(test), headline_family(textured)
+    if not family and not tfamily:
         return None
     parts = []
-    label = str(test.loc[test["family"] == family, "label"].iloc[0])
-    ran = set(test["version"])   # the versions the experiment has (shape_versions)
-    for version in [v for v in shape_bias.VERSIONS if v != "original" and v in ran]:
-        row = _row(test, family=family, version=version)
-        parts.append(_part(f"did_{version}", f"robust advantage, {version} minus original",
-                           f"DiD of {label} - natural accuracy",
-                           row and {**row, "mean": row["did"]}, 1, basis_cols=_SEEDS))
-    if validation is not None and len(validation):
+    if family:
+        label = str(test.loc[test["family"] == family, "label"].iloc[0])
+        ran = set(test["version"])   # the versions the experiment has (shape_versions)
+        versions = [v for v in shape_study.VERSIONS if v != "original" and v in ran]
+        noise = test[test["norm"] == "noise"]
+        for version in versions:
+            row = _row(test, family=family, version=version)
+            parts.append(_part(f"did_{version}", f"robust advantage, {version} minus original",
+                               f"DiD of {label} - natural accuracy",
+                               row and {**row, "mean": row["did"]}, 1, basis_cols=_SEEDS))
+        for version in versions if len(noise) else ():
+            row = _row(noise, family=noise["family"].iloc[0], version=version)
+            parts.append(_part(f"did_{version}_noise", f"noise-control advantage, {version} "
+                               f"minus original", f"DiD of {noise['label'].iloc[0]} - natural "
+                               f"accuracy", row and {**row, "mean": row["did"]}, 1,
+                               basis_cols=_SEEDS, role="control"))
+    if tfamily:
+        parts += _textured_parts(textured, tfamily)
+    elif validation is not None and len(validation):
         dead = sorted(set(validation.loc[~validation["informative"].astype(bool), "kind"]))
         if dead:
             parts.append(Part("cue_conflict", "cue-conflict shape bias, robust minus natural",
                               "shape bias (Geirhos)", NOT_TESTABLE, unit="share",
                               why=f"a cue alone is at chance for some source on {', '.join(dead)}"
                                   f": no source here can take the texture shortcut"))
+    label = label if family else str(textured.loc[textured["family"] == tfamily, "label"].iloc[0])
     return replicated(Claim("shape", f"Section 2: the robust advantage grows when texture or "
                             f"detail is removed ({label} vs natural)", claim_label(parts),
                             tuple(parts)), preset)
+
+
+_STIMULUS_SEEDS = (("n_source_seeds", "source seeds"), ("n_subset_seeds", "stimulus seeds"))
+
+
+def _textured_parts(textured, family: str) -> list[Part]:
+    """The textured-source parts of :func:`section2`: ``family`` minus natural (test) and the
+    first noise family minus natural (control)."""
+    row = _row(textured, family=family)
+    name = "textured-source shape bias, robust minus natural"
+    stat = f"{row['label']} - natural shape bias on textured garments (Geirhos, points)"
+    if not bool(row["cues_usable"]):
+        return [Part("cue_conflict_textured", name, stat, NOT_TESTABLE,
+                     why=f"a cue alone is at chance for the natural textured source (shape "
+                         f"alone {row['natural_shape_acc']:.1f}%, texture alone "
+                         f"{row['natural_texture_acc']:.1f}%, chance {row['chance']:.0f}%): "
+                         f"the stimuli cannot separate the two cues")]
+    parts = [_part("cue_conflict_textured", name, stat, {**row, "mean": row["diff"]}, 1,
+                   basis_cols=_STIMULUS_SEEDS)]
+    noise = textured[textured["norm"] == "noise"]
+    if len(noise):
+        r = noise.iloc[0].to_dict()
+        parts.append(_part("cue_conflict_textured_noise", "textured-source shape bias, noise "
+                           "control minus natural", f"{r['label']} - natural shape bias on "
+                           f"textured garments (Geirhos, points)", {**r, "mean": r["diff"]}, 1,
+                           basis_cols=_STIMULUS_SEEDS, role="control"))
+    return parts
 
 
 # --------------------------------------------------------------------------- Section 3
@@ -428,12 +475,14 @@ def evaluate(cfg, workers: int = 1, source_seeds: int | None = None) -> list[Cla
     out = [section1(df, cfg)]
     if cfg.compare_recipe and (df["recipe"] == cfg.compare_recipe).any():
         out.append(section1(df, cfg, cfg.compare_recipe))
-    if cfg.shape_targets:
-        runs = _first_seeds(shape_bias.transfer_versions(cfg, cfg.preset, workers=workers),
-                            source_seeds)
+    if cfg.shape_targets or cfg.textured_sources:
+        test = (shape_study.version_test(_first_seeds(shape_study.transfer_versions(
+            cfg, cfg.preset, workers=workers), source_seeds)) if cfg.shape_targets else None)
         summary = shape_bias.summarize(shape_bias.evaluate_sources(cfg))
-        out.append(section2(shape_bias.version_test(runs), shape_bias.cue_validation(summary),
-                            cfg.preset))
+        textured = (shape_study.textured_test(_first_seeds(shape_study.textured_rows(cfg),
+                                                           source_seeds))
+                    if cfg.textured_sources else None)
+        out.append(section2(test, shape_study.cue_validation(summary), cfg.preset, textured))
     if cfg.influence_targets:
         fams = influence_study.families(cfg.sources)
         studies = influence_study.run_studies(fams, cfg, setting="finetuned", workers=workers)

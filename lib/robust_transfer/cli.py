@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import __version__, build, claims, config, cost, data, shape_bias, sweep, transfer, zoo
+from . import __version__, build, claims, config, cost, data, shape_study, sweep, transfer, zoo
 from .store import Store
 
 __all__ = ["main", "parameters", "resolve_args", "sections"]
@@ -170,11 +170,11 @@ def _offline(cfg):
 def sections(cfg) -> list[tuple[str, "config.Config"]]:
     """``[(label, config)]`` of the transfer runs of ``cfg``: Section 1's grid (``cfg``) and,
     when ``cfg.shape_targets`` is set, Section 2's transfer experiment
-    (``shape_bias.transfer_config``). One store holds both (notebooks 02 and 03 read it); a
+    (``shape_study.transfer_config``). One store holds both (notebooks 02 and 03 read it); a
     run in both (same source, target, n, seed and recipe fields) is one row."""
     out = [("Section 1", cfg)]
     if cfg.shape_targets:
-        out.append(("Section 2", shape_bias.transfer_config(cfg)))
+        out.append(("Section 2", shape_study.transfer_config(cfg)))
     return out
 
 
@@ -339,9 +339,9 @@ def _observed(store, grid) -> list:
 
 
 def cmd_sources(args, cfg) -> int:
-    grid = zoo.load_grid(cfg.sources, allow_download=cfg.allow_download, progress=True,
-                         workers=None)
-    for sid in cfg.sources:
+    ids = cfg.sources + cfg.textured_sources
+    grid = zoo.load_grid(ids, allow_download=cfg.allow_download, progress=True, workers=None)
+    for sid in ids:
         acc = grid[sid][1].get("clean_acc")
         print(f"{sid}: ready" + (f" (clean accuracy {100 * acc:.1f} %)" if acc else ""))
     return 0

@@ -105,6 +105,10 @@ class Config:
     shape_blocks: int = 0               # unfrozen blocks of these runs
     shape_epochs: int = 0               # epochs of every run (0 = epochs / long_epochs)
     lowpass_factor: float = 4.0         # 28 px -> 7 px -> 28 px
+    # sources trained on the textured Fashion-MNIST (zoo.textured_sources; shifted by
+    # source_seed_offset): the cue-conflict experiment where texture can carry the class
+    # (shape_study.textured_test); () = not run. zoo.textured_sources("mini") is the full grid
+    textured_sources: tuple[str, ...] = ()
     # --- influence functions (Section 3); the first target is the verdict's (chapter 4 says why)
     influence_targets: tuple[str, ...] = ("textures", "digits")
     influence_n: int = 400
@@ -155,6 +159,9 @@ PRESETS: dict[str, dict] = {
         n_stimuli=60,
         blur_sigmas=(0.0, 1.0),
         shape_n_values=(10, 40),
+        textured_sources=("tiny/tfmnist/natural/s0", "tiny/tfmnist/natural/s1",
+                          "tiny/tfmnist/l2/1.0/s0", "tiny/tfmnist/l2/1.0/s1",
+                          "tiny/tfmnist/noise/0.1/s0"),
         influence_targets=("digits",),
         influence_n=100,
         influence_test=40,
@@ -217,7 +224,8 @@ _CHOICES = {"device": ("cpu", "cuda", "auto"), "frozen_bn": ("eval", "train"),
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _TYPES = typing.get_type_hints(Config)
 _STR_TUPLES = ("sources", "finetune_sources", "targets", "compare_targets", "block_targets",
-               "influence_targets", "shape_targets", "shape_versions", "shape_sources")
+               "influence_targets", "shape_targets", "shape_versions", "shape_sources",
+               "textured_sources")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -322,12 +330,18 @@ def _validate(cfg: Config) -> None:
                 _fail(name, getattr(cfg, name), "each entry must be a string (a name or id)")
     if not cfg.sources:
         _fail("sources", cfg.sources, "give at least one zoo id")
-    for name in ("sources", "finetune_sources", "shape_sources"):
+    for name in ("sources", "finetune_sources", "shape_sources", "textured_sources"):
         for sid in getattr(cfg, name):
             try:
                 zoo.check_id(sid)
             except ValueError as err:  # names the bad part (scale, norm, eps, seed)
                 raise ValueError(f"{name}: {err}") from None
+            textured = zoo.spec(sid).dataset == "textured_fmnist"
+            if textured != (name == "textured_sources"):
+                _fail(name, sid, "textured sources ('<scale>/tfmnist/...') belong in "
+                      "textured_sources, and only they" if textured else
+                      f"textured_sources takes textured sources only, e.g. "
+                      f"{zoo.textured_sources('mini')[:2]}")
     if not _is_int(cfg.finetune_max_n) or cfg.finetune_max_n < 0:
         _fail("finetune_max_n", cfg.finetune_max_n, "must be an integer >= 0 (0 = every n)")
     arch_blocks = min(zoo.spec(sid).num_blocks for sid in cfg.sources)
@@ -462,7 +476,7 @@ def resolve(preset: str = "mini", **overrides) -> Config:
 
 def _preset_values(preset: str, offset) -> dict:
     """``PRESETS[preset]`` (over the dataclass defaults) with the seeds of its trained
-    ``sources`` and ``finetune_sources`` shifted by ``source_seed_offset``; sources given
+    ``sources``, ``finetune_sources`` and ``textured_sources`` shifted by ``source_seed_offset``; sources given
     explicitly are used as given. An offset for presets without trained sources is refused
     (downloaded checkpoints have no training seed)."""
     values = {**{f: getattr(Config, f) for f in _FIELDS if hasattr(Config, f)}, **PRESETS[preset]}
@@ -475,7 +489,7 @@ def _preset_values(preset: str, offset) -> dict:
         _fail("source_seed_offset", offset, f"only 0 for preset {preset!r}: its sources are "
               f"downloaded checkpoints without a training seed")
     return {**values, **{f: tuple(zoo.shift_seed(s, offset) for s in values[f])
-                         for f in ("sources", "finetune_sources")}}
+                         for f in ("sources", "finetune_sources", "textured_sources")}}
 
 
 #: the first line of the cell papermill injects after the ``parameters`` cell

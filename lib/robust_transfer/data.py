@@ -9,6 +9,8 @@ plus the class names. Offline datasets (usable on this repository's CPU presets)
 - ``digits``: scikit-learn's 8x8 UCI digits upsampled to 28x28, split 1,397 / 400.
 - ``textures``: procedural texture families cut from scikit-image's CC0 / public-domain
   photos, train and test crops from disjoint image regions.
+- ``textured_fmnist``: Fashion-MNIST whose garments carry a class texture
+  (:func:`textured_images`): the source data of Section 2's cue-conflict experiment.
 
 Online datasets (paper scale; read from their torchvision on-disk formats, fetched with
 torchvision only when ``allow_download=True``, which verifies the published md5 sums):
@@ -61,11 +63,12 @@ import torch.nn.functional as F
 
 from .cache import atomic_path, cache_dir, file_lock, staged_dir
 from .cache import key as cache_key
-from .images import LOWRES_SIZE, downsample, lowres, sobel_magnitude, stylize
+from .images import (LOWRES_SIZE, TEXTURE_CLASSES, apply_texture, downsample, lowres,
+                     sobel_magnitude, stylize, texture_fields)
 
 __all__ = ["DatasetInfo", "DATASETS", "info", "check_name", "load", "split_pool",
            "class_covering_subset", "train_subset", "derived", "export_image_folder", "STYLE_PHOTOS", "STYLE_SEED", "to_source_format", "lowres", "sobel_magnitude", "data_root",
-           "summary",
+           "summary", "textured_images", "TEXTURED_OWN", "TEXTURED_SEED",
            "DatasetUnavailable", "sized_folder", "folder_name", "folder_files", "IMG_EXTENSIONS",
            "FOLDER_SIZE", "VERSIONS", "version_name"]
 
@@ -110,6 +113,10 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
                 "public domain (Hubble eXtreme Deep Field, NASA)",
                 "texture families (4 photos x fine/coarse scale) with random crops, rotations and "
                 "contrast; train and test crops come from disjoint image regions"),
+    DatasetInfo("textured_fmnist", 10, 1, 28, 60000, 10000, True,
+                "MIT licence, Zalando Research (Xiao et al. 2017); procedural textures",
+                "Fashion-MNIST garments filled with a class texture (90% their own class's, "
+                "10% another's); the textured sources' dataset"),
     DatasetInfo("mnist", 10, 1, 28, 60000, 10000, False, "CC BY-SA 3.0, LeCun & Cortes",
                 "handwritten digits"),
     DatasetInfo("kmnist", 10, 1, 28, 60000, 10000, False, "CC BY-SA 4.0, ROIS-DS / NIJL (Clanuwat et al. 2018)",
@@ -306,6 +313,8 @@ def check_name(name: str, allow_download: bool = False, parameter: str = "target
             info(LOWRES + name)
         except ValueError as err:
             raise ValueError(f"{parameter}: {err}") from None
+    if name == "textured_fmnist":
+        return check_name("fashion_mnist", allow_download, parameter)
     if name == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
         return
     if DATASETS[name].offline and name != "fashion_mnist":
@@ -596,6 +605,35 @@ def _read_textures(split: str, seed: int = 0):
     return torch.cat(xs), np.concatenate(ys), classes
 
 
+TEXTURED_OWN = 0.9   # share of textured_fmnist images whose texture is their own class's
+TEXTURED_SEED = 0
+
+
+def textured_images(images, labels, seed: int, own: float = TEXTURED_OWN):
+    """``(textured images, texture labels)``: each grey garment image filled with a texture
+    (:func:`robust_transfer.images.apply_texture` of
+    :func:`robust_transfer.images.texture_fields`), of its own class with probability ``own``,
+    else of a uniformly drawn other class; all draws from generators seeded by ``seed`` (an int
+    or a sequence of ints). Texture class k is ``images.TEXTURE_CLASSES[k]``."""
+    y = _as_numpy(labels).astype(np.int64)
+    k = len(TEXTURE_CLASSES)
+    if len(y) and not 0 <= y.min() <= y.max() < k:
+        raise ValueError(f"labels must lie in 0..{k - 1} (one texture per class)")
+    if not 0 <= own <= 1:
+        raise ValueError(f"own={own!r} must be a probability in [0, 1]")
+    seeds = [int(v) for v in np.atleast_1d(seed)]
+    rng = np.random.default_rng(seeds + [0])
+    swap = rng.random(len(y)) >= own
+    texture = np.where(swap, (y + rng.integers(1, k, len(y))) % k, y)
+    return apply_texture(images, texture_fields(texture, images.shape[-1], seeds + [1])), texture
+
+
+def _read_textured_fmnist(split: str, allow_download: bool, root: str | None):
+    x, y, classes = _load_cached("fashion_mnist", split, allow_download, root)
+    tx, _ = textured_images(x, y, [TEXTURED_SEED, SPLITS.index(split)])
+    return tx, y.numpy(), classes
+
+
 # ---------------------------------------------------------------- sized image folders
 #
 # ``folder@<size>:<path>`` (e.g. ``folder@224:/data/leaves``; ``folder:<path>`` is
@@ -828,6 +866,8 @@ def _load_cached(name: str, split: str, allow_download: bool, root: str | None):
         x, y, classes = _read_digits(split)
     elif name == "textures":
         x, y, classes = _read_textures(split)
+    elif name == "textured_fmnist":
+        x, y, classes = _read_textured_fmnist(split, allow_download, root)
     else:
         x, y, classes = _read_online(name, split, allow_download, None if root is None else Path(root))
     if not torch.is_tensor(x):

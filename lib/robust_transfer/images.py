@@ -1,5 +1,5 @@
 """Pure image transforms: low/high-pass, resizing, patch shuffle, edges, silhouettes, Fourier
-phase/amplitude recombination, texture replacement (stylize).
+phase/amplitude recombination, texture replacement (stylize), procedural class textures.
 
 Every function takes a batch of images (N, C, H, W) with values in [0, 1] (a float tensor or an
 array; channels first) and returns a new batch; nothing is cached or read from disk. Lengths
@@ -18,7 +18,8 @@ from scipy import ndimage
 
 __all__ = ["LOWRES_SIZE", "as_array", "lowpass", "highpass", "lowres", "downsample", "stylize",
            "stylize_styles", "patch_shuffle",
-           "sobel_magnitude", "edge_map", "silhouette_mask", "fourier_recombine", "to_unit_range"]
+           "sobel_magnitude", "edge_map", "silhouette_mask", "fourier_recombine", "to_unit_range",
+           "TEXTURE_CLASSES", "texture_fields", "apply_texture"]
 
 LOWRES_SIZE = 32  # the authors' low-resolution probe size in pixels
 
@@ -138,6 +139,78 @@ def stylize(images, photos, seed: int, contrast: float = 0.6, std: float = 0.1) 
         out[i] = g * _texture_crop(photos[fg], h, w, rng, 0.5 + contrast / 2, std) + \
             (1 - g) * _texture_crop(photos[bg], h, w, rng, 0.5 - contrast / 2, std)
     return torch.from_numpy(np.repeat(out[:, None], c, axis=1).astype(np.float32))
+
+
+#: the procedural texture of each texture class (index = class): (kind, orientation in degrees,
+#: period in px). Fine gratings at four orientations, coarse gratings at two, a checkerboard
+#: (its Fourier components at +-45 degrees and period 8 / sqrt 2, apart from the gratings'),
+#: dots on a grid, white noise and blotches (white noise blurred by ``period`` / 2 px)
+TEXTURE_CLASSES = (("grating", 0, 4), ("grating", 90, 4), ("grating", 45, 4), ("grating", 135, 4),
+                   ("grating", 0, 9), ("grating", 90, 9), ("checker", 0, 8), ("dots", 0, 6),
+                   ("noise", 0, 1), ("blotches", 0, 3))
+
+
+def texture_fields(texture_labels, size: int, seed: int, angle_jitter: float = 8.0,
+                   period_jitter: float = 0.1) -> np.ndarray:
+    """One texture field per label: float32 (N, size, size) in [0, 1], field i of class
+    ``TEXTURE_CLASSES[texture_labels[i]]`` with a random phase, its orientation jittered by up to
+    +-``angle_jitter`` degrees and its period by a factor within 1 +- ``period_jitter`` (noise and
+    blotches: fresh white noise, blotches blurred by the class's period / 2), drawn
+    from one generator seeded by ``seed``; each field standardised to mean 0.5 and standard
+    deviation 0.3 (then clipped), so classes differ by structure, not brightness or contrast."""
+    labels = np.asarray(texture_labels, dtype=np.int64).reshape(-1)
+    if len(labels) and not 0 <= labels.min() <= labels.max() < len(TEXTURE_CLASSES):
+        raise ValueError(f"texture_labels must lie in 0..{len(TEXTURE_CLASSES) - 1}; got "
+                         f"{labels.min()}..{labels.max()}")
+    if not isinstance(size, (int, np.integer)) or size < 2:
+        raise ValueError(f"size={size!r} must be an integer >= 2 (pixels)")
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    kind = np.array([TEXTURE_CLASSES[k][0] for k in labels], dtype="U8")
+    theta = np.deg2rad(np.array([TEXTURE_CLASSES[k][1] for k in labels], dtype=float)
+                       + rng.uniform(-angle_jitter, angle_jitter, n))
+    period = (np.array([TEXTURE_CLASSES[k][2] for k in labels], dtype=float)
+              * rng.uniform(1 - period_jitter, 1 + period_jitter, n))
+    phase = rng.uniform(0, 2 * np.pi, (n, 2))
+    random = np.isin(kind, ("noise", "blotches"))
+    noise = np.zeros((n, size, size), dtype=np.float32)
+    noise[random] = rng.standard_normal((int(random.sum()), size, size), dtype=np.float32)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    out = np.empty((n, size, size), dtype=np.float32)
+    for name in np.unique(kind):
+        i = np.flatnonzero(kind == name)
+        if name == "noise":
+            out[i] = noise[i]
+            continue
+        if name == "blotches":  # one blur per class (its period / 2), vectorised over images
+            for k in np.unique(labels[i]):
+                j, sigma = i[labels[i] == k], TEXTURE_CLASSES[k][2] / 2
+                out[j] = ndimage.gaussian_filter(noise[j], (0, sigma, sigma), mode="wrap")
+            continue
+        c, s = (f(theta[i])[:, None, None].astype(np.float32) for f in (np.cos, np.sin))
+        w = (2 * np.pi / period[i][:, None, None]).astype(np.float32)
+        p0, p1 = phase[i, :, None, None].astype(np.float32).transpose(1, 0, 2, 3)
+        u = np.cos(w * (xx * c + yy * s) + p0)
+        v = np.cos(w * (yy * c - xx * s) + p1)
+        out[i] = u if name == "grating" else u * v if name == "checker" else u + v > 1.0
+    out -= out.mean((1, 2), keepdims=True)
+    out /= np.maximum(out.std((1, 2), keepdims=True), 1e-12)
+    return np.clip(0.5 + 0.3 * out, 0.0, 1.0, out=out)
+
+
+def apply_texture(images, fields, floor: float = 0.3) -> torch.Tensor:
+    """Images whose grey level is modulated by a texture: ``x * (floor + (1 - floor) * field)``
+    on every channel (``fields`` (N, H, W) in [0, 1], e.g. :func:`texture_fields`). On dark
+    backgrounds (x = 0) nothing changes, so the texture fills the shape; a flat field of 0.5 is
+    the neutral texture. Returns float32 (N, C, H, W) in [0, 1]."""
+    if not 0 <= floor <= 1:
+        raise ValueError(f"floor={floor!r} must be in [0, 1] (the grey level a field of 0 keeps)")
+    x = torch.as_tensor(images, dtype=torch.float32)
+    f = torch.as_tensor(fields, dtype=torch.float32)
+    if x.ndim != 4 or f.shape != (x.shape[0],) + x.shape[2:]:
+        raise ValueError(f"fields {tuple(f.shape)} must be (N, H, W) of images (N, C, H, W) "
+                         f"{tuple(x.shape)}")
+    return x * (floor + (1 - floor) * f[:, None])
 
 
 def patch_shuffle(images, grid: int, seed: int) -> torch.Tensor:

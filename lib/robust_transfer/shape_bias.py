@@ -18,6 +18,9 @@ Mini-scale stimuli are built from the source's own test set, deterministically p
   amplitudes are scaled by the same factor ``a``.
 * ``silhouette``: the filled silhouette of an item of class A, filled with square patches cut
   from inside an item of class B (background 0, as in Fashion-MNIST).
+* ``textured`` (sources trained on ``textured_fmnist``, where texture can carry the class): the
+  grey garment of class A filled with the texture of class B (:func:`textured_probes`; the
+  textures are :data:`robust_transfer.images.TEXTURE_CLASSES`).
 
 Probes (accuracy against the true label, Wilson CI): Gaussian low-pass at each ``blur_sigmas``,
 high-pass ``clip(x - blur_sigma(x) + 0.5, 0, 1)`` at each sigma > 0, patch-shuffled images (a
@@ -31,7 +34,10 @@ mapping are in :mod:`robust_transfer.cue_conflict`; :func:`probe_cue_conflict` p
 ImageNet model on them, :func:`evaluate_cue_conflict` a config's ImageNet sources. The authors'
 low-pass for transfer targets (down to 32 px, back to the model's input size) is the target
 name prefix ``lowres:<dataset>`` (:mod:`robust_transfer.data`).
-Figures, display tables and findings text are in :mod:`robust_transfer.chapters.ch03_shape_bias`.
+What Section 2 runs and compares with these (the transfer experiment on derived targets, the
+cue-alone validation, trends along eps, the link to Section 1) is in
+:mod:`robust_transfer.shape_study`; figures, display tables and findings text are in
+:mod:`robust_transfer.chapters.ch03_shape_bias`.
 """
 from __future__ import annotations
 
@@ -41,36 +47,29 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
-from . import cache, config, cue_conflict, data, stats, sweep, zoo
-from .images import (as_array, edge_map, fourier_recombine, highpass, lowpass, patch_shuffle,
-                     silhouette_mask, to_unit_range)
+from . import cache, cue_conflict, data, stats, zoo
+from .images import (apply_texture, as_array, edge_map, fourier_recombine, highpass, lowpass,
+                     patch_shuffle, silhouette_mask, texture_fields, to_unit_range)
 from .progress import bar
-from .store import Store
 
 __all__ = [
     "shape_bias", "fourier_stimuli", "texture_fill_stimuli", "ProbeParams", "build_probes",
-    "predict", "probe_source", "source_dataset", "evaluate_sources", "summarize", "trend",
-    "transfer_link", "probe_cue_conflict", "evaluate_cue_conflict", "SHAPE_TARGETS",
-    "TEXTURE_TARGETS", "STIMULUS_KINDS", "CUE_CHECKS", "cue_alone_stimuli", "cue_validation",
-    "VERSIONS", "version_targets", "transfer_config", "transfer_versions", "version_table",
-    "version_test",
+    "predict", "probe_source", "source_dataset", "evaluate_sources", "summarize",
+    "probe_cue_conflict", "evaluate_cue_conflict", "STIMULUS_KINDS", "CUE_CHECKS",
+    "cue_alone_stimuli", "textured_probes", "TEXTURE_ALONE_LEVEL",
 ]
 
-# zoo SourceSpec.dataset -> robust_transfer.data name of the source's own dataset
-_SOURCE_DATA = {"fashion_mnist": "fashion_mnist"}
+# zoo SourceSpec.dataset -> robust_transfer.data name of the images its probes are built from
+_SOURCE_DATA = {"fashion_mnist": "fashion_mnist", "textured_fmnist": "fashion_mnist"}
 _CACHE_VERSION = 4
-
-#: targets whose classes are defined by shape (digits, characters) vs the texture-defined control
-SHAPE_TARGETS = ("mnist5k", "digits", "mnist", "kmnist", "svhn")
-TEXTURE_TARGETS = ("textures",)
 
 #: cue-conflict stimulus kinds (probe names of the shape-bias rows) -> display label, in the
 #: order the tables and figures show them: the mini kinds, then the Geirhos et al. images
 #: (:data:`robust_transfer.cue_conflict.CONFLICT_KINDS`). The archive's shape-only kinds
 #: ("edges", "silhouette") are accuracy rows under the mini probes' names.
 STIMULUS_KINDS = {"cue_fourier": "(a) Fourier", "cue_silhouette": "(b) silhouette",
+                  "cue_textured": "(t) textured garments",
                   "cue_stylized": "(c) Geirhos style transfer"}
 
 
@@ -167,7 +166,8 @@ def _patch_fill(x: np.ndarray, patch: int, rng) -> np.ndarray:
 #: the cue-alone checks of each mini stimulus kind: (probe carrying only its shape cue, probe
 #: carrying only its texture cue), both accuracy probes of :func:`build_probes`
 CUE_CHECKS = {"cue_fourier": ("phase_only", "amplitude_only"),
-              "cue_silhouette": ("silhouette", "texture_patches")}
+              "cue_silhouette": ("silhouette", "texture_patches"),
+              "cue_textured": ("shape_alone", "texture_alone")}
 
 
 def cue_alone_stimuli(images, seed: int, patch: int = 4) -> dict:
@@ -266,6 +266,48 @@ def build_probes(images, labels, cfg_or_params, seed: int = 0) -> list[dict]:
     return probes
 
 
+#: grey level of the texture-alone images' frame: the mean Fashion-MNIST garment level inside
+#: the silhouettes (0.61 over the first 5,000 training images)
+TEXTURE_ALONE_LEVEL = 0.6
+
+
+def textured_probes(images, labels, cfg_or_params, seed: int = 0) -> list[dict]:
+    """The probe sets of a textured source (trained on ``textured_fmnist``), built from grey
+    Fashion-MNIST images, deterministic per ``seed``; dicts as :func:`build_probes` returns:
+
+    * ``textured``: ``n_stimuli`` test garments filled with their own class's texture;
+    * ``shape_alone``: the same garments with the neutral (flat) texture: shape without texture;
+    * ``texture_alone``: a frame of grey level :data:`TEXTURE_ALONE_LEVEL` filled with the
+      texture of each image's class: texture without the garment's shape;
+    * ``cue_textured`` (shape bias): ``n_stimuli`` garments of class A filled with the texture
+      of a class B != A (pairs drawn from the whole set), shape label A, texture label B.
+
+    Texture class k is :data:`robust_transfer.images.TEXTURE_CLASSES` ``[k]``
+    (:func:`robust_transfer.images.texture_fields`, fresh phases per probe and seed).
+    """
+    p = _params(cfg_or_params)
+    labels = np.asarray(labels)
+    x = torch.as_tensor(images, dtype=torch.float32)
+    n, size = min(p.n_stimuli, len(labels)), x.shape[-1]
+    sel = np.random.default_rng(seed).choice(len(labels), size=n, replace=False)
+    xs, ys = x[sel], labels[sel]
+    nan = float("nan")
+
+    def fields(texture_labels, k):
+        return texture_fields(texture_labels, size, [seed, k])
+
+    frame = torch.full((n,) + tuple(x.shape[1:]), TEXTURE_ALONE_LEVEL)
+    probes = [dict(probe=name, param=nan, images=imgs, labels=ys, texture_labels=None)
+              for name, imgs in (("textured", apply_texture(xs, fields(ys, 1))),
+                                 ("shape_alone", apply_texture(xs, np.full((n, size, size), 0.5))),
+                                 ("texture_alone", apply_texture(frame, fields(ys, 2))))]
+    ia, ib = _pairs(labels, p.n_stimuli, seed + 1)
+    probes.append(dict(probe="cue_textured", param=nan,
+                       images=apply_texture(x[ia], fields(labels[ib], 3)), labels=labels[ia],
+                       texture_labels=labels[ib], pairs=(ia, ib)))
+    return probes
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 500,
             probabilities: bool = False) -> np.ndarray:
@@ -318,7 +360,8 @@ def probe_source(model: torch.nn.Module, images, labels, cfg_or_params, seed: in
 
 
 def source_dataset(source_id: str) -> str:
-    """The :mod:`robust_transfer.data` name of a mini/tiny source's own dataset (its probe set).
+    """The :mod:`robust_transfer.data` name of the images a mini/tiny source's probes are built
+    from: its own dataset (textured sources: the grey Fashion-MNIST their textures fill).
 
     ValueError for ImageNet sources: their probe set is the Geirhos et al. archive
     (:func:`robust_transfer.cue_conflict.load_cue_conflict`, :func:`evaluate_cue_conflict`).
@@ -341,8 +384,10 @@ def _source_dataset(spec) -> str:
 def evaluate_sources(cfg, seed: int = 0, *, progress: bool = True, sources=None):
     """Probe rows for every source of ``cfg`` (or ``sources``) as a pandas DataFrame.
 
-    Mini/tiny sources get all :func:`probe_source` probes on their own dataset's test set;
-    ImageNet sources get the Geirhos et al. stimuli (:func:`evaluate_cue_conflict`).
+    Mini/tiny sources get all :func:`probe_source` probes on their own dataset's test set
+    (:func:`build_probes`), textured sources (``zoo.textured_sources``) the
+    :func:`textured_probes` built from the grey Fashion-MNIST test set; ImageNet sources get the
+    Geirhos et al. stimuli (:func:`evaluate_cue_conflict`).
     Columns: source, family, norm, eps, source_seed, label + the probe_source row keys. Each
     source's rows are cached as JSON in ``cache_dir("shape_bias", <source id>)`` keyed by the
     probe parameters, seed and the checkpoint's sha256 (atomic writes), so a warm call only
@@ -367,11 +412,13 @@ def evaluate_sources(cfg, seed: int = 0, *, progress: bool = True, sources=None)
             rows = json.loads(path.read_text())
         else:
             torch.manual_seed(seed)
-            name = (_source_dataset(spec), spec.in_channels, spec.image_size)
-            if name not in probe_sets:  # stimuli built once per dataset and format
-                x, y, _ = data.load(name[0], "test", allow_download=cfg.allow_download)
+            name = (spec.dataset, spec.in_channels, spec.image_size)
+            if name not in probe_sets:  # stimuli built once per source dataset and format
+                x, y, _ = data.load(_source_dataset(spec), "test",
+                                    allow_download=cfg.allow_download)
                 x = data.to_source_format(x, spec.in_channels, spec.image_size)
-                probe_sets[name] = build_probes(x, y.numpy(), p, seed)
+                make = textured_probes if spec.dataset == "textured_fmnist" else build_probes
+                probe_sets[name] = make(x, y.numpy(), p, seed)
             rows = probe_source(model, None, None, p, seed=seed, probes=probe_sets[name])
             cache.atomic_write_text(path, json.dumps(rows))
         frames.append(_source_frame(rows, sid, spec))
@@ -421,277 +468,6 @@ def summarize(rows, level: float = 0.95):
     df = pd.DataFrame(out)
     df["param"] = df["param"].where(df["param"] >= 0)
     return df.sort_values(["norm", "eps", "probe", "param"], kind="stable").reset_index(drop=True)
-
-
-def trend(summary, probe: str, param=None, norm: str = "l2") -> dict:
-    """How ``probe`` (at ``param``) moves with eps along natural + ``norm`` sources.
-
-    Returns dict(eps (list), values (list), spearman (rank correlation, NaN if < 3 points),
-    delta (value at the largest eps minus natural), direction ("rises", "falls" or "is flat":
-    flat when |delta| <= sqrt(h0^2 + h1^2), h0 and h1 the CI half-widths of the two ends)).
-    """
-    s = summary[(summary["probe"] == probe) & summary["norm"].isin(["natural", norm])]
-    if param is not None:
-        s = s[np.isclose(s["param"].astype(float), float(param))]
-    s = s.sort_values("eps")
-    eps, vals = s["eps"].tolist(), s["value"].tolist()
-    if len(s) < 2 or s["norm"].iloc[0] != "natural":
-        return dict(eps=eps, values=vals, spearman=float("nan"), delta=float("nan"),
-                    direction="cannot be judged (needs a natural and a robust source)")
-    delta = vals[-1] - vals[0]
-    half = float(np.hypot((s["ci_high"].iloc[0] - s["ci_low"].iloc[0]) / 2,
-                          (s["ci_high"].iloc[-1] - s["ci_low"].iloc[-1]) / 2))
-    rho = float(spearmanr(eps, vals).statistic) if len(s) >= 3 else float("nan")
-    direction = "is flat" if abs(delta) <= half else ("rises" if delta > 0 else "falls")
-    return dict(eps=eps, values=vals, spearman=rho, delta=float(delta), direction=direction)
-
-
-def transfer_link(cfg, store=None, summary=None):
-    """Robust-minus-natural transfer gains from Section 1's results store (read, not recomputed).
-
-    ``store`` is a :class:`robust_transfer.store.Store` or its name (default ``cfg.preset``);
-    only rows of ``sweep.grid(cfg)`` are used. Returns a DataFrame with one line per (non-natural
-    family, unfrozen_blocks): mean paired gain (accuracy points, averaged over n and targets) on
-    shape-defined targets (:data:`SHAPE_TARGETS`) and on the texture control
-    (:data:`TEXTURE_TARGETS`), their difference ``shape_minus_texture``, the number of
-    (target, n) cells, and, when ``summary`` is given, the family's Fourier shape bias. Empty
-    when the store holds no paired rows.
-    """
-    import pandas as pd
-
-    st = store if isinstance(store, Store) else Store(store or cfg.preset)
-    frame = st.frame(sweep.grid(cfg))
-    d = stats.deltas(frame) if len(frame) else pd.DataFrame()
-    if d.empty:
-        return pd.DataFrame()
-    d["kind"] = np.where(d["target"].isin(SHAPE_TARGETS), "shape",
-                         np.where(d["target"].isin(TEXTURE_TARGETS), "texture", "other"))
-    out = []
-    for (family, k), g in d.groupby(["family", "unfrozen_blocks"], sort=False):
-        shape_g, tex_g = g[g["kind"] == "shape"], g[g["kind"] == "texture"]
-        rec = dict(family=family, label=g["source_label"].iloc[0] if "source_label" in g
-                   else family, norm=g["norm"].iloc[0], eps=g["eps"].iloc[0],
-                   unfrozen_blocks=k, gain_shape_targets=shape_g["mean"].mean(),
-                   gain_texture_target=tex_g["mean"].mean(), cells=len(g),
-                   significant_up=int((g["direction"] > 0).sum()),
-                   significant_down=int((g["direction"] < 0).sum()))
-        rec["shape_minus_texture"] = rec["gain_shape_targets"] - rec["gain_texture_target"]
-        out.append(rec)
-    link = pd.DataFrame(out)
-    if summary is not None:
-        sbf = summary[summary["probe"] == "cue_fourier"].set_index("family")["value"]
-        link["shape_bias_fourier"] = link["family"].map(sbf)
-    return link
-
-
-# --------------------------------------------------------------------------- cue validation
-def cue_validation(summary, level: float = 0.95):
-    """Whether each mini stimulus kind's cues are usable on their own (:data:`CUE_CHECKS`).
-
-    ``summary`` is :func:`summarize`'s table. One line per (kind, family): the accuracy of the
-    shape-cue-alone and texture-cue-alone probes with their CIs and chance, ``shape_usable`` /
-    ``texture_usable`` (CI low above chance), and per kind ``informative``: True when both cues
-    alone are usable for every family. A kind whose texture (or shape) cue alone is at chance
-    cannot separate shape from texture reliance even in principle: every source must decide by
-    the other cue. Kinds without checks (the Geirhos images) are not listed.
-    """
-    import pandas as pd
-
-    out = []
-    for kind, (shape_probe, texture_probe) in CUE_CHECKS.items():
-        for family, g in summary.groupby("family", sort=False):
-            rec = dict(kind=kind, family=family, label=g["label"].iloc[0],
-                       norm=g["norm"].iloc[0], eps=g["eps"].iloc[0])
-            for cue, probe in (("shape", shape_probe), ("texture", texture_probe)):
-                r = g[g["probe"] == probe]
-                if r.empty:
-                    break
-                r = r.iloc[0]
-                rec.update({f"{cue}_probe": probe, f"{cue}_acc": r["value"],
-                            f"{cue}_low": r["ci_low"], f"{cue}_high": r["ci_high"],
-                            f"{cue}_usable": bool(r["ci_low"] > r["chance"])})
-                rec["chance"] = r["chance"]
-            else:
-                out.append(rec)
-    table = pd.DataFrame(out)
-    if len(table):
-        ok = table.groupby("kind")[["shape_usable", "texture_usable"]].transform("all").all(axis=1)
-        table["informative"] = ok
-    return table
-
-
-# --------------------------------------------------------------------------- transfer versions
-#: the target versions of the Section 2 transfer experiment, in display order
-VERSIONS = {"original": "original", "stylized": "stylized (texture replaced)",
-            "lowpass": "low-passed (resolution)", "lowres": "low resolution (32 px)"}
-
-
-def version_targets(cfg) -> dict:
-    """``{target name: (version, base target)}`` of the transfer experiment: every
-    ``cfg.shape_targets`` entry in each of ``cfg.shape_versions`` (``data.version_name``: the
-    original, ``stylized:``, ``lowpass<cfg.lowpass_factor>:``, ``lowres:``)."""
-    return {data.version_name(v, t, cfg.lowpass_factor): (v, t)
-            for t in cfg.shape_targets for v in cfg.shape_versions}
-
-
-def transfer_config(cfg):
-    """The Section 1 configuration of the transfer experiment: ``cfg.shape_sources`` (() =
-    ``cfg``'s natural, L2 and L-inf sources, every eps and source seed; the noise control is
-    left out), the :func:`version_targets`, ``cfg.shape_n_values`` with ``cfg.seeds`` subset
-    seeds by ``cfg.shape_seed_counts`` (() = every seed), one full-set run with
-    ``cfg.shape_full_set``, ``cfg.shape_blocks`` unfrozen blocks (mini: 0, the cached-prefix
-    fast path) and ``cfg.shape_epochs`` epochs at every n (0 = ``cfg``'s epochs rule); the
-    recipe fields, device and downloads are ``cfg``'s. ValueError when ``cfg.shape_targets``
-    is empty or no source qualifies."""
-    if not cfg.shape_targets:
-        raise ValueError("shape_targets=() : the transfer experiment needs at least one target")
-    sources = [s for s in cfg.shape_sources or cfg.sources
-               if zoo.spec(s).norm in ("natural", "l2", "linf")]
-    if not any(zoo.spec(s).norm == "natural" for s in sources):
-        raise ValueError(f"sources={cfg.sources!r}: the transfer experiment needs a natural "
-                         f"source to compare the robust ones against")
-    fields = {f.name for f in dataclasses.fields(cfg)} - {"preset"}
-    keep = {f: getattr(cfg, f) for f in fields}  # the recipe and every other knob: cfg's
-    # no side grids of Section 1 (other recipe, block counts, whole-pool runs) nor its
-    # fine-tuning limits
-    extra = {f: v for f, v in (("compare_recipe", ""), ("block_counts", ()),
-                               ("finetune_sources", ()), ("finetune_max_n", 0),
-                               ("full_set", cfg.shape_full_set), ("head_to_pool", False),
-                               ("seed_counts", cfg.shape_seed_counts), ("few_seeds", 0))
-             if f in fields}
-    if cfg.shape_epochs:
-        extra.update(epochs=cfg.shape_epochs, long_epochs=0)
-    return config.resolve(cfg.preset, **{**keep, **extra, "sources": sources,
-                                         "targets": list(version_targets(cfg)),
-                                         "n_values": list(cfg.shape_n_values),
-                                         "unfrozen_blocks": [cfg.shape_blocks],
-                                         "main_blocks": cfg.shape_blocks,
-                                         "seeds": list(cfg.seeds)})
-
-
-def transfer_versions(cfg, store=None, *, run: bool = True, progress: bool = True,
-                      workers: int | None = 1):
-    """Rows of the transfer experiment (:func:`transfer_config`) from the shared results store
-    (``store``: a Store or its name, default ``cfg.preset``), running the missing ones first
-    with Section 1's engine (:func:`robust_transfer.sweep.run`, ``workers`` processes of one
-    torch thread when > 1) unless ``run`` is False.
-
-    Returns ``Store.frame`` rows (accuracies in percent) with ``version`` and ``base_target``
-    columns added; empty when nothing is stored.
-    """
-    cfg2 = transfer_config(cfg)
-    st = store if isinstance(store, Store) else Store(store or cfg.preset)
-    if run:
-        sweep.run(cfg2, st, progress=progress, workers=workers)
-    frame = st.frame(sweep.grid(cfg2))
-    if len(frame):
-        names = version_targets(cfg)
-        frame["version"] = frame["target"].map(lambda t: names[t][0])
-        frame["base_target"] = frame["target"].map(lambda t: names[t][1])
-    return frame
-
-
-def _seed_matrices(frame, value: str = "test_acc") -> dict:
-    """``{(version, base_target, family, n): DataFrame source-seed index x subset seed}``."""
-    f = frame.assign(seed_index=frame.groupby("family")["source_seed"].rank(method="dense")
-                     .astype(int) - 1)
-    return {k: g.pivot_table(index="seed_index", columns="seed", values=value, aggfunc="mean")
-            for k, g in f.groupby(["version", "base_target", "family", "n"])}
-
-
-def _families(frame):
-    fam = frame.drop_duplicates("family").set_index("family")
-    nat = fam.index[fam["norm"] == "natural"]
-    return fam, (nat[0] if len(nat) else None)
-
-
-def version_table(frame, level: float = 0.95):
-    """Accuracy and robust-minus-natural gain per (version, base target, family, n), and pooled
-    over n (``n`` = 0), with crossed-seed CIs (:func:`robust_transfer.stats.ci` on the source
-    seed x subset seed matrix; gains paired on source-seed index and subset seed, as
-    :func:`robust_transfer.stats.deltas` pairs them). Percent points. Columns: version,
-    base_target, family, label, norm, eps, n, metric ("accuracy" / "gain"), mean, ci_low,
-    ci_high, ci_basis, n_source_seeds, n_subset_seeds."""
-    import pandas as pd
-
-    if frame.empty:
-        return pd.DataFrame()
-    mats = _seed_matrices(frame)
-    fam, nat = _families(frame)
-    out = []
-    for (version, base), _ in frame.groupby(["version", "base_target"]):
-        for family in fam.index:
-            ns = sorted(n for (v, b, f, n) in mats if (v, b, f) == (version, base, family))
-            if not ns:
-                continue
-            acc = {n: mats[(version, base, family, n)] for n in ns}
-            gain = {n: acc[n] - mats[(version, base, nat, n)] for n in ns
-                    if nat is not None and family != nat and (version, base, nat, n) in mats}
-            for metric, m in (("accuracy", acc), ("gain", gain)):
-                if not m:
-                    continue
-                cells = list(m.items()) + [(0, sum(m.values()) / len(m))]  # 0: pooled over n
-                for n, mat in cells:
-                    rec = dict(version=version, base_target=base, family=family,
-                               label=fam.loc[family, "source_label"], norm=fam.loc[family, "norm"],
-                               eps=float(fam.loc[family, "eps"]), n=int(n), metric=metric)
-                    c = stats.ci(mat.to_numpy(), level)
-                    rec.update({k: c[k] for k in ("mean", "ci_low", "ci_high", "ci_basis",
-                                                  "n_source_seeds", "n_subset_seeds")})
-                    out.append(rec)
-    order = {v: i for i, v in enumerate(VERSIONS)}
-    df = pd.DataFrame(out)
-    return df.sort_values(["base_target", "version", "metric", "norm", "eps", "n"],
-                          key=lambda c: c.map(order) if c.name == "version" else c,
-                          kind="stable").reset_index(drop=True)
-
-
-def version_test(frame, level: float = 0.95):
-    """The pre-specified test of Section 2's transfer claim, per robust family and changed
-    version (stylized, lowpass): the difference in differences
-
-        DiD = (robust - natural on the changed version) - (robust - natural on the original),
-
-    each gain averaged over the n values and base targets, on the matrix of source-seed index x
-    subset seed (the same subset images in every version), with a crossed-seed CI
-    (:func:`robust_transfer.stats.ci`). Percent points; DiD > 0 means the robust advantage
-    grows (or its loss shrinks) when texture / detail is removed. Columns: family, label, norm,
-    eps, version, gain_original, gain_version, did, ci_low, ci_high, ci_basis, n_source_seeds,
-    n_subset_seeds, direction ("grows", "shrinks", "no detectable change" when the CI spans 0)."""
-    import pandas as pd
-
-    if frame.empty:
-        return pd.DataFrame()
-    mats = _seed_matrices(frame)
-    fam, nat = _families(frame)
-    if nat is None:
-        return pd.DataFrame()
-
-    def pooled_gain(version, family):
-        ds = [mats[(v, b, family, n)] - mats[(v, b, nat, n)] for (v, b, f, n) in mats
-              if v == version and f == family and (v, b, nat, n) in mats]
-        return sum(ds) / len(ds) if ds else None
-
-    out = []
-    for family in fam.index[fam["norm"].isin(["l2", "linf"])]:
-        g0 = pooled_gain("original", family)
-        for version in [v for v in VERSIONS if v != "original"]:
-            g1 = pooled_gain(version, family)
-            if g0 is None or g1 is None:
-                continue
-            c = stats.ci((g1 - g0).to_numpy(), level)
-            direction = ("grows" if c["ci_low"] > 0 else "shrinks" if c["ci_high"] < 0
-                         else "no detectable change")
-            out.append(dict(family=family, label=fam.loc[family, "source_label"],
-                            norm=fam.loc[family, "norm"], eps=float(fam.loc[family, "eps"]),
-                            version=version, gain_original=stats.ci(g0.to_numpy())["mean"],
-                            gain_version=stats.ci(g1.to_numpy())["mean"], did=c["mean"],
-                            ci_low=c["ci_low"], ci_high=c["ci_high"], ci_basis=c["ci_basis"],
-                            var_source=c["var_source"], var_subset=c["var_subset"],
-                            var_resid=c["var_resid"],
-                            n_source_seeds=c["n_source_seeds"],
-                            n_subset_seeds=c["n_subset_seeds"], direction=direction))
-    return pd.DataFrame(out)
 
 
 # --------------------------------------------------------------------------- paper scale

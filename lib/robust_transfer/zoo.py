@@ -9,6 +9,11 @@ Ids (``list_sources()`` lists them):
   ``_TRAINED_FAMILIES`` (its first families, :data:`MAIN_FAMILIES`, have six seeds); any seed of
   a listed family is valid and trained on first use (``list_sources(seed_offset=)`` lists a
   disjoint seed set for a replication build); eps is written canonically (``1.0``).
+- ``mini/tfmnist/...``, ``tiny/tfmnist/...``: the same kind of ResNet-8s trained on the textured
+  Fashion-MNIST (``textured_fmnist`` in :mod:`robust_transfer.data`: each class's garments carry
+  their own texture), the sources of Section 2's cue-conflict experiment; a smaller recipe
+  (:data:`TEXTURED_SCALES`) and their own grid (``_TEXTURED_FAMILIES``), listed by
+  :func:`textured_sources`, not by :func:`list_sources` (no other section uses them).
 - ``paper/imagenet/{natural,l2/3,linf/4,linf/8}``: the paper's ResNet-50 sources (L-inf eps in
   /255 units in the id): torchvision's ImageNet weights and the MadryLab ``robustness``
   checkpoints the authors used (Dropbox).
@@ -54,11 +59,13 @@ __all__ = ["SourceSpec", "REGISTRY", "list_sources", "main_sources", "check_id",
            "revision", "shift_seed", "train_threads", "load", "load_grid", "table",
            "family_representatives",
            "adversarial_examples", "edge_alignment_by_source", "source_data", "ATTACK_EPS",
-           "TRAINED_SCALES", "MAIN_FAMILIES", "PINNED_SHA256", "PAPER_FILES", "SourceUnavailable"]
+           "TRAINED_SCALES", "TEXTURED_SCALES", "textured_sources", "MAIN_FAMILIES",
+           "PINNED_SHA256", "PAPER_FILES", "SourceUnavailable"]
 
 # ------------------------------------------------------------------------------- registry
 
 FMNIST_MEAN, FMNIST_STD = 0.2860, 0.3530  # Fashion-MNIST training-set pixel mean / std
+TEXTURED_MEAN, TEXTURED_STD = 0.1856, 0.2471  # textured Fashion-MNIST training-set mean / std
 
 #: recipe per trained scale (images = first N Fashion-MNIST training images; robust eval on the
 #: first ``eval_images`` test images, clean accuracy on ``clean_images`` test images)
@@ -67,6 +74,15 @@ TRAINED_SCALES = {
                  clean_images=10000, eval_images=250, eval_steps=10),
     "tiny": dict(train_images=1000, epochs=1, batch_size=50, lr=0.05, steps=2,
                  clean_images=500, eval_images=100, eval_steps=3),
+}
+#: recipe of the textured sources (``<scale>/tfmnist/...``): the first N textured Fashion-MNIST
+#: training images, keys as :data:`TRAINED_SCALES`; a quarter of the mini images, and a shorter
+#: robust evaluation (its numbers are context: Section 2 reads the cue-conflict images)
+TEXTURED_SCALES = {
+    "mini": dict(train_images=5000, epochs=2, batch_size=128, lr=0.1, steps=3,
+                 clean_images=2000, eval_images=100, eval_steps=5),
+    "tiny": dict(train_images=600, epochs=3, batch_size=32, lr=0.1, steps=2,
+                 clean_images=300, eval_images=50, eval_steps=2),
 }
 #: attack eps of the robust-accuracy evaluation (pixel units); L2 is the table's main norm
 ATTACK_EPS = {"l2": (0.25, 0.5, 1.0, 2.0), "linf": (0.05, 0.1)}
@@ -97,6 +113,17 @@ def train_threads() -> int:
 #: train disjoint seed sets. Any seed of a listed family is a valid id (trained on first use).
 _TRAINED_FAMILIES = (("natural", None, 6), ("l2", "1.0", 6), ("l2", "0.5", 1), ("l2", "2.0", 1),
                      ("linf", "0.1", 3), ("noise", "0.1", 1))
+#: the textured-source families (Section 2's cue-conflict experiment), as ``_TRAINED_FAMILIES``:
+#: natural, L2 at two eps and the noise control, three seeds each (:func:`textured_sources`)
+_TEXTURED_FAMILIES = (("natural", None, 3), ("l2", "1.0", 3), ("l2", "2.0", 3),
+                      ("noise", "0.1", 3))
+#: the data part of a trained id -> (:mod:`robust_transfer.data` name, families, recipes,
+#: input normalisation mean / std)
+_TRAINED_DATA = {
+    "fmnist": ("fashion_mnist", _TRAINED_FAMILIES, TRAINED_SCALES, (FMNIST_MEAN, FMNIST_STD)),
+    "tfmnist": ("textured_fmnist", _TEXTURED_FAMILIES, TEXTURED_SCALES,
+                (TEXTURED_MEAN, TEXTURED_STD)),
+}
 #: the trained families the mini budget fine-tunes and every verdict rests on (``config``'s
 #: ``finetune_sources``; six seeds each, the issue-20 power analysis in ``book/method.md``;
 #: L-inf eps 0.1 has three, for the head-only L2 vs L-inf comparison)
@@ -150,7 +177,8 @@ class SourceSpec:
 
 
 _SCALES = ("tiny", "mini", "paper", "salman2020")
-_TRAINED_RE = re.compile(r"^(tiny|mini)/fmnist/(?:(natural)|(l2|linf|noise)/([^/]+))/s(\d+)$")
+_TRAINED_RE = re.compile(r"^(tiny|mini)/(fmnist|tfmnist)/(?:(natural)|(l2|linf|noise)/([^/]+))"
+                         r"/s(\d+)$")
 
 
 def _label(norm: str, eps: float, linf_255: bool = False) -> str:
@@ -163,11 +191,12 @@ def _label(norm: str, eps: float, linf_255: bool = False) -> str:
     return f"{'L2' if norm == 'l2' else 'L∞'} ε={eps:g}"
 
 
-def _trained_record(scale: str, norm: str, eps_text: str | None, seed: int) -> SourceSpec:
-    sid = (f"{scale}/fmnist/natural/s{seed}" if norm == "natural"
-           else f"{scale}/fmnist/{norm}/{eps_text}/s{seed}")
+def _trained_record(scale: str, norm: str, eps_text: str | None, seed: int,
+                    data_part: str = "fmnist") -> SourceSpec:
+    sid = (f"{scale}/{data_part}/natural/s{seed}" if norm == "natural"
+           else f"{scale}/{data_part}/{norm}/{eps_text}/s{seed}")
     eps = 0.0 if norm == "natural" else float(eps_text)
-    return SourceSpec(sid, scale, "fashion_mnist", "resnet8", norm, eps, seed,
+    return SourceSpec(sid, scale, _TRAINED_DATA[data_part][0], "resnet8", norm, eps, seed,
                       sid.rsplit("/", 1)[0], 1, 28, 3, _label(norm, eps))
 
 
@@ -186,11 +215,11 @@ def _salman_file(norm: str, e: str) -> str:
     return f"resnet50_l2_eps{e}.ckpt" if norm == "l2" else f"resnet50_linf_eps{float(e):.1f}.ckpt"
 
 
-def _trained_grid(seed_offset: int = 0) -> list[tuple[str, str | None, int]]:
-    """(norm, eps as written, seed) of every listed trained source, seeds shifted by
-    ``seed_offset``, in listing order."""
-    return [(norm, e, seed_offset + s) for norm, e, count in _TRAINED_FAMILIES
-            for s in range(count)]
+def _trained_grid(seed_offset: int = 0, families=_TRAINED_FAMILIES
+                  ) -> list[tuple[str, str | None, int]]:
+    """(norm, eps as written, seed) of every listed trained source of ``families``, seeds
+    shifted by ``seed_offset``, in listing order."""
+    return [(norm, e, seed_offset + s) for norm, e, count in families for s in range(count)]
 
 
 def _build_registry() -> dict[str, SourceSpec]:
@@ -220,6 +249,15 @@ def list_sources(scale: str | None = None, seed_offset: int = 0) -> list[str]:
     return [shift_seed(i, seed_offset) for i in ids]
 
 
+def textured_sources(scale: str, seed_offset: int = 0) -> list[str]:
+    """The textured-source ids of ``scale`` ("tiny" or "mini"; ``_TEXTURED_FAMILIES``, every
+    seed, shifted by ``seed_offset``), in listing order."""
+    if scale not in TEXTURED_SCALES:
+        raise ValueError(f"scale={scale!r} is not allowed; allowed: {list(TEXTURED_SCALES)}")
+    return [_trained_record(scale, norm, e, s, "tfmnist").id
+            for norm, e, s in _trained_grid(seed_offset, _TEXTURED_FAMILIES)]
+
+
 def main_sources(scale: str, seed_offset: int = 0) -> list[str]:
     """The ids of ``scale`` in the :data:`MAIN_FAMILIES` (every seed), in listing order."""
     families = {f"{scale}/fmnist/{f}" for f in MAIN_FAMILIES}
@@ -240,11 +278,12 @@ def _trained_spec(source_id: str) -> SourceSpec | None:
     m = _TRAINED_RE.match(source_id) if isinstance(source_id, str) else None
     if not m:
         return None
-    scale, natural, norm, eps_text, seed_text = m.groups()
-    first = f"{source_id.rsplit('/', 1)[0]}/s0"  # every listed family has seed 0
-    if first not in REGISTRY or seed_text != str(int(seed_text)):
+    scale, part, natural, norm, eps_text, seed_text = m.groups()
+    norm = "natural" if natural else norm
+    listed = {(nm, e) for nm, e, _ in _TRAINED_DATA[part][1]}
+    if (norm, eps_text) not in listed or seed_text != str(int(seed_text)):
         return None
-    return _trained_record(scale, "natural" if natural else norm, eps_text, int(seed_text))
+    return _trained_record(scale, norm, eps_text, int(seed_text), part)
 
 
 def spec(source_id: str) -> SourceSpec:
@@ -280,9 +319,9 @@ def _explain(source_id) -> None:
         _bad(source_id, f"not a {scale} source; allowed: {list_sources(scale)}")
     m = _TRAINED_RE.match(source_id)
     if not m:
-        _bad(source_id, "allowed forms: '<tiny|mini>/fmnist/natural/s<seed>' or "
-             "'<tiny|mini>/fmnist/<l2|linf|noise>/<eps>/s<seed>'")
-    scale, natural, norm, eps_text, seed_text = m.groups()
+        _bad(source_id, "allowed forms: '<tiny|mini>/<fmnist|tfmnist>/natural/s<seed>' or "
+             "'<tiny|mini>/<fmnist|tfmnist>/<l2|linf|noise>/<eps>/s<seed>'")
+    scale, part, natural, norm, eps_text, seed_text = m.groups()
     seed = int(seed_text)
     if seed_text != str(seed):
         _bad(source_id, f"seed {seed_text!r} must be written without leading zeros ('s{seed}')")
@@ -299,29 +338,39 @@ def _explain(source_id) -> None:
                  f"for {norm} (pixel units)")
         if eps_text != repr(eps):
             _bad(source_id, f"eps {eps_text!r} must be written canonically as {repr(eps)!r}")
-    listed = [REGISTRY[i] for i in list_sources(scale)]
+    listed = [spec(i) for i in (list_sources(scale) if part == "fmnist"
+                                else textured_sources(scale))]
     same_norm = sorted({r.family for r in listed if r.norm == norm})
-    _bad(source_id, f"eps {eps:g} ({norm}) is not in the zoo; {scale} {norm} sources: "
-         f"{same_norm} (add it to zoo._TRAINED_FAMILIES to train it)")
+    grid = "_TRAINED_FAMILIES" if part == "fmnist" else "_TEXTURED_FAMILIES"
+    _bad(source_id, f"eps {eps:g} ({norm}) is not in the zoo; {scale} {part} {norm} sources: "
+         f"{same_norm} (add it to zoo.{grid} to train it)")
 
 
 # ------------------------------------------------------------------------------- loading
 
-def source_data(scale: str, split: str, *,
-                allow_download: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def source_data(scale: str, split: str, *, allow_download: bool = False,
+                textured: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``(images in [0,1], labels, class names)`` a trained scale uses: its training images
-    (``split="train"``) or its robust-evaluation images (``split="test"``). Fashion-MNIST comes
-    from Debian's files, a torchvision root, or (``allow_download``) a checksummed download."""
+    (``split="train"``) or its robust-evaluation images (``split="test"``); those of the
+    textured sources (``textured_fmnist``, :data:`TEXTURED_SCALES`) with ``textured``.
+    Fashion-MNIST comes from Debian's files, a torchvision root, or (``allow_download``) a
+    checksummed download."""
     if scale not in TRAINED_SCALES:
         raise ValueError(f"scale={scale!r} is not allowed; allowed: {list(TRAINED_SCALES)}")
-    x, y, names = data.load("fashion_mnist", split, allow_download=allow_download)
-    r = TRAINED_SCALES[scale]
+    name, _, recipes, _ = _TRAINED_DATA["tfmnist" if textured else "fmnist"]
+    x, y, names = data.load(name, split, allow_download=allow_download)
+    r = recipes[scale]
     n = r["train_images"] if split == "train" else r["clean_images"]
     return x[:n], y[:n], names
 
 
+def _data_part(sp: SourceSpec) -> str:
+    """The data part of a trained id ("fmnist", "tfmnist")."""
+    return sp.id.split("/")[1]
+
+
 def _recipe(sp: SourceSpec) -> dict:
-    return {"version": _RECIPE_VERSION, "id": sp.id, **TRAINED_SCALES[sp.scale],
+    return {"version": _RECIPE_VERSION, "id": sp.id, **_TRAINED_DATA[_data_part(sp)][2][sp.scale],
             "attack_eps": ATTACK_EPS, "threads": train_threads()}
 
 
@@ -417,15 +466,16 @@ def _train(sp: SourceSpec, progress: bool,
 
 def _train_and_evaluate(sp: SourceSpec, progress: bool,
                         allow_download: bool) -> tuple[models.BlockNet, dict]:
-    r = TRAINED_SCALES[sp.scale]
-    x, y, names = source_data(sp.scale, "train", allow_download=allow_download)
+    _, _, recipes, (mean, std) = _TRAINED_DATA[_data_part(sp)]
+    r, textured = recipes[sp.scale], _data_part(sp) == "tfmnist"
+    x, y, names = source_data(sp.scale, "train", allow_download=allow_download, textured=textured)
     torch.manual_seed(sp.seed)
-    model = models.build(sp.arch, len(names), sp.in_channels, mean=[FMNIST_MEAN], std=[FMNIST_STD])
+    model = models.build(sp.arch, len(names), sp.in_channels, mean=[mean], std=[std])
     model = model.to(memory_format=torch.channels_last)
     recipe = train.train_source(model, x, y, norm=sp.norm, eps=sp.eps, steps=r["steps"],
                                 epochs=r["epochs"], batch_size=r["batch_size"], lr=r["lr"],
                                 seed=sp.seed, progress=progress)
-    xt, yt, _ = source_data(sp.scale, "test", allow_download=allow_download)
+    xt, yt, _ = source_data(sp.scale, "test", allow_download=allow_download, textured=textured)
     start = time.perf_counter()
     acc = train.robust_accuracies(model, xt[:r["eval_images"]], yt[:r["eval_images"]],
                                   ATTACK_EPS, steps=r["eval_steps"], progress=progress)

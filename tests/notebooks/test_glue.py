@@ -7,7 +7,7 @@ import math
 import nbformat
 import pytest
 
-from robust_transfer import build, config, influence_study, shape_bias, stats, sweep, zoo
+from robust_transfer import build, config, influence_study, shape_bias, shape_study, stats, sweep, zoo
 from robust_transfer.chapters import ch00_data, ch01_source_models, ch02_transfer, ch03_shape_bias
 from robust_transfer.chapters import ch04_influence, common
 from robust_transfer.store import Store
@@ -62,12 +62,14 @@ def test_ch02_glues_the_library_numbers(values, cfg):
 
 def test_ch03_glues_the_library_numbers(values, cfg):
     summary = shape_bias.summarize(shape_bias.evaluate_sources(cfg, progress=False))
-    runs = shape_bias.transfer_versions(cfg, run=False)  # the rows the notebook wrote
-    assert len(runs) == len(sweep.grid(shape_bias.transfer_config(cfg)))
-    expected = ch03_shape_bias.headline(summary, shape_bias.transfer_link(cfg, None, summary),
-                                        shape_bias.cue_validation(summary),
-                                        shape_bias.version_test(runs),
-                                        shape_bias.version_table(runs))
+    runs = shape_study.transfer_versions(cfg, run=False)  # the rows the notebook wrote
+    assert len(runs) == len(sweep.grid(shape_study.transfer_config(cfg)))
+    expected = ch03_shape_bias.headline(summary, shape_study.transfer_link(cfg, None, summary),
+                                        shape_study.cue_validation(summary),
+                                        shape_study.version_test(runs),
+                                        shape_study.version_table(runs), textured=(
+                                            shape_study.textured_test(shape_study.textured_rows(
+                                                cfg, progress=False))))
     assert expected["verdict"] != "not tested"
     _check(values["03"], "ch03", expected)
     _check_row(values["03"], "ch03", ch03_shape_bias.results_row(expected, cfg.preset))

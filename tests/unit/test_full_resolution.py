@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from robust_transfer import cli, config, data, models, shape_bias as sb, sweep, transfer, zoo
+from robust_transfer import cli, config, data, models, shape_study as ss, sweep, transfer, zoo
 from robust_transfer.config import Config
 
 CLASSES = ("cat", "dog", "owl")
@@ -105,7 +105,7 @@ def test_paper_preset_section2_grid_is_the_authors_food101_grid():
     (original, low resolution) x (400: 3 seeds, 1600: 2, 6400, 25600, full set: 1 each), 3
     unfrozen blocks, 150 epochs: 4 x 2 x 8 = 64 runs."""
     cfg = config.resolve("paper")
-    c2 = sb.transfer_config(cfg)
+    c2 = ss.transfer_config(cfg)
     cells = sweep.cells(c2)
     sources = ("paper/imagenet/natural", "salman2020/imagenet/l2/0.05",
                "salman2020/imagenet/l2/0.25", "salman2020/imagenet/l2/1")
@@ -121,7 +121,7 @@ def test_paper_preset_section2_grid_is_the_authors_food101_grid():
     assert {transfer.epochs_for(c2, n) for n in schedule} == {150}
     assert Counter(c["target"] for c in cells) == {"food101": 32, "lowres:food101": 32}
     # the mini preset's experiment is unchanged: head-only, every seed, three versions
-    m2 = sb.transfer_config(config.resolve("mini"))
+    m2 = ss.transfer_config(config.resolve("mini"))
     assert m2.unfrozen_blocks == (0,) and not m2.full_set and not m2.seed_counts
     assert m2.targets == ("digits", "stylized:digits", "lowpass4:digits")
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from robust_transfer import cache, claims, images, models, shape_bias as sb, stats
+from robust_transfer import cache, claims, images, models, stats
+from robust_transfer import shape_bias as sb, shape_study as ss
 from robust_transfer.chapters import ch03_shape_bias as ch
 
 
@@ -243,10 +244,10 @@ def test_summarize_and_trend():
     nat = s[s["norm"] == "natural"].iloc[0]
     assert nat["value"] == pytest.approx(0.42) and nat["ci_kind"] == "seeds"
     assert nat["ci_low"] < 0.42 < nat["ci_high"]
-    tr = sb.trend(s, "cue_fourier")
+    tr = ss.trend(s, "cue_fourier")
     assert tr["direction"] == "rises" and tr["delta"] == pytest.approx(0.30)
     assert tr["spearman"] == pytest.approx(1.0)
-    assert sb.trend(s, "cue_fourier", norm="linf")["direction"] == "is flat"  # wide CI
+    assert ss.trend(s, "cue_fourier", norm="linf")["direction"] == "is flat"  # wide CI
     text = ch.findings(s)
     assert "shape share of stimulus (a) Fourier **rises**" in text
     assert "no paired" in text and "cannot be" in text
@@ -281,7 +282,7 @@ def test_transfer_link_reads_the_store(tmp_path):
     from robust_transfer.store import Store
     cfg = config.resolve("tiny")
     store = Store(tmp_path / "results")
-    assert sb.transfer_link(cfg, store).empty  # no rows: empty, no error
+    assert ss.transfer_link(cfg, store).empty  # no rows: empty, no error
     bonus = {"natural": 0.0, "l2": 5.0, "linf": 2.0, "noise": -1.0}
     for run in sweep.grid(cfg):
         sp = zoo.spec(run["source"])
@@ -291,7 +292,7 @@ def test_transfer_link_reads_the_store(tmp_path):
                             source_seed=sp.seed, source_label=sp.label), seconds=0.0)
     summary = pd.DataFrame([dict(family=zoo.spec(s).family, probe="cue_fourier", value=0.5)
                             for s in cfg.sources]).drop_duplicates()
-    link = sb.transfer_link(cfg, store, summary)
+    link = ss.transfer_link(cfg, store, summary)
     l2 = link[link["norm"] == "l2"]
     blocks = {run["unfrozen_blocks"] for run in sweep.grid(cfg)}  # Fig. 4 block counts too
     assert len(l2) == len(blocks) and "natural" not in set(link["norm"])
@@ -458,9 +459,9 @@ def _val_summary(texture_acc_natural):
 
 
 def test_cue_validation_flags_a_kind_whose_cue_alone_is_at_chance():
-    v = sb.cue_validation(_val_summary(0.3))
+    v = ss.cue_validation(_val_summary(0.3))
     assert v.groupby("kind")["informative"].all().all()
-    v = sb.cue_validation(_val_summary(0.12))  # CI [0.07, 0.17] includes chance 0.1
+    v = ss.cue_validation(_val_summary(0.12))  # CI [0.07, 0.17] includes chance 0.1
     informative = v.groupby("kind")["informative"].all()
     assert informative["cue_fourier"] and not informative["cue_silhouette"]
     assert not v.loc[(v["kind"] == "cue_silhouette") & (v["norm"] == "natural"),
@@ -486,7 +487,7 @@ def test_chapter_refuses_unknown_stimulus_kinds():
 
 
 # --------------------------------------------------------------------------- transfer versions
-def _version_frame(did_stylized=4.0, seeds=(0, 1, 2), subset_seeds=(0, 1, 2)):
+def _version_frame(did_stylized=4.0, seeds=(0, 1, 2), subset_seeds=(0, 1, 2), noise=False):
     """Store-like rows: natural and L2 (3 source seeds) and L-inf (1 seed) on original /
     stylized / lowpass digits at n 10 and 40; the L2 gain is 2 points on the original, 2 +
     ``did_stylized`` on the stylized copy, 1 on the low-passed copy (plus seed noise)."""
@@ -496,7 +497,8 @@ def _version_frame(did_stylized=4.0, seeds=(0, 1, 2), subset_seeds=(0, 1, 2)):
     gains = {"original": 2.0, "stylized": 2.0 + did_stylized, "lowpass": 1.0}
     for family, norm, eps, label, src_seeds in (
             ("m/natural", "natural", 0.0, "natural", seeds), ("m/l2/1.0", "l2", 1.0, "L2 ε=1", seeds),
-            ("m/linf/0.1", "linf", 0.1, "L∞ ε=0.1", (0,))):
+            ("m/linf/0.1", "linf", 0.1, "L∞ ε=0.1", (0,))) + (
+            (("m/noise/0.1", "noise", 0.1, "noise σ=0.1", seeds),) if noise else ()):
         for version, target in (("original", "digits"), ("stylized", "stylized:digits"),
                                 ("lowpass", "lowpass4:digits")):
             for n in (10, 40):
@@ -513,20 +515,20 @@ def _version_frame(did_stylized=4.0, seeds=(0, 1, 2), subset_seeds=(0, 1, 2)):
 
 def test_version_test_recovers_a_known_difference_in_differences():
     frame = _version_frame(did_stylized=4.0)
-    t = sb.version_test(frame).set_index(["family", "version"])
+    t = ss.version_test(frame).set_index(["family", "version"])
     l2s, l2l = t.loc[("m/l2/1.0", "stylized")], t.loc[("m/l2/1.0", "lowpass")]
     assert l2s["did"] == pytest.approx(4.0, abs=0.5) and l2s["direction"] == "grows"
     assert l2s["ci_basis"] == "source+subset seeds" and l2s["n_source_seeds"] == 3
     assert l2l["did"] == pytest.approx(-1.0, abs=0.5) and l2l["direction"] == "shrinks"
     assert l2s["gain_original"] == pytest.approx(2.0, abs=0.5)
     assert t.loc[("m/linf/0.1", "stylized"), "n_source_seeds"] == 1
-    null = sb.version_test(_version_frame(did_stylized=0.0)).set_index(["family", "version"])
+    null = ss.version_test(_version_frame(did_stylized=0.0)).set_index(["family", "version"])
     assert null.loc[("m/l2/1.0", "stylized"), "direction"] == "no detectable change"
 
 
 def test_version_table_uses_the_crossed_seed_estimator():
     frame = _version_frame()
-    vt = sb.version_table(frame)
+    vt = ss.version_table(frame)
     assert set(vt["version"]) == {"original", "stylized", "lowpass"}
     assert set(vt["n"]) == {0, 10, 40}
     g = frame[(frame.version == "stylized") & (frame.n == 40)]
@@ -547,7 +549,7 @@ def test_version_table_uses_the_crossed_seed_estimator():
 @pytest.mark.parametrize("did, stylized", [(4.0, "holds"), (0.0, "undecided")])
 def test_transfer_headline_verdict_and_row(did, stylized):
     frame = _version_frame(did_stylized=did)
-    test, vt = sb.version_test(frame), sb.version_table(frame)
+    test, vt = ss.version_test(frame), ss.version_table(frame)
     assert claims.headline_family(test) == "m/l2/1.0"
     h = ch.headline(_summary((0.3, 0.4, 0.6), (0.5, 0.6, 0.8)), None, None, test, vt)
     # the low-pass DiD is negative in every case: a contradicted part contradicts the claim
@@ -568,31 +570,54 @@ def test_transfer_headline_verdict_and_row(did, stylized):
     assert list(ch.did_table(test).index.get_level_values(1)).count("L2 ε=1") == 2
 
 
-def test_transfer_config_keeps_the_recipe_and_drops_the_noise_control():
+def test_version_test_and_section2_carry_the_noise_control():
+    t = ss.version_test(_version_frame(did_stylized=4.0, noise=True)).set_index(["family",
+                                                                                 "version"])
+    assert t.loc[("m/noise/0.1", "stylized"), "did"] == pytest.approx(4.0, abs=0.5)
+    assert t.loc[("m/noise/0.1", "stylized"), "n_source_seeds"] == 3
+    claim = claims.section2(t.reset_index())
+    parts = {p.key: p for p in claim.parts}
+    assert list(parts) == ["did_stylized", "did_lowpass", "did_stylized_noise",
+                           "did_lowpass_noise"]
+    assert parts["did_stylized_noise"].role == "control" and "noise" in \
+        parts["did_stylized_noise"].statistic
+    assert parts["did_stylized_noise"].label == claims.HOLDS
+    assert claim.label == claims.claim_label([parts["did_stylized"], parts["did_lowpass"]])
+
+
+def test_manipulation_strength_measures_the_change():
+    from robust_transfer import config
+    m = ss.manipulation_strength(config.resolve("tiny")).set_index("version")
+    assert list(m["target"]) == ["stylized:digits", "lowpass4:digits"]
+    assert 0 < m.loc["lowpass", "energy_changed"] < 0.3 and m.loc["lowpass", "correlation"] > 0.9
+    assert (m["n_images"] == 400).all()
+
+
+def test_transfer_config_keeps_the_recipe_and_the_noise_control():
     from robust_transfer import config, zoo
     cfg = config.resolve("tiny")
-    cfg2 = sb.transfer_config(cfg)
+    cfg2 = ss.transfer_config(cfg)
     assert cfg2.targets == ("digits", "stylized:digits", "lowpass4:digits")
     assert cfg2.n_values == cfg.shape_n_values and cfg2.seeds == cfg.seeds
     assert cfg2.unfrozen_blocks == (0,) and cfg2.main_blocks == 0
-    assert {zoo.spec(s).norm for s in cfg2.sources} == {"natural", "l2", "linf"}
+    assert {zoo.spec(s).norm for s in cfg2.sources} == {"natural", "l2", "linf", "noise"}
     for f in dataclasses.fields(cfg):
         if f.name not in ("sources", "targets", "n_values", "unfrozen_blocks", "main_blocks",
                           "compare_recipe", "block_counts", "full_set", "head_to_pool"):
             assert getattr(cfg2, f.name) == getattr(cfg, f.name), f.name
-    assert list(sb.version_targets(cfg)) == list(cfg2.targets)
-    assert not sb.transfer_config(config.resolve("mini")).head_to_pool   # no whole-pool runs
+    assert list(ss.version_targets(cfg)) == list(cfg2.targets)
+    assert not ss.transfer_config(config.resolve("mini")).head_to_pool   # no whole-pool runs
     with pytest.raises(ValueError, match="natural"):
-        sb.transfer_config(config.resolve("tiny", sources=["tiny/fmnist/l2/1.0/s0"]))
+        ss.transfer_config(config.resolve("tiny", sources=["tiny/fmnist/l2/1.0/s0"]))
     with pytest.raises(ValueError, match="shape_targets"):
-        sb.transfer_config(config.resolve("tiny", shape_targets=[]))
+        ss.transfer_config(config.resolve("tiny", shape_targets=[]))
 
 
 def test_version_figures():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    vt = sb.version_table(_version_frame())
+    vt = ss.version_table(_version_frame())
     fig = ch.plot_versions(vt)
     assert len(fig.axes) == 3 and all(len(ax.lines) >= 2 for ax in fig.axes)
     plt.close(fig)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from .. import claims, reference, stats
 from ..claims import small_n_max, target_key as _key
+from ..shape_study import SHAPE_TARGETS
 from .common import band, claim_values, colours, fmt_ci, log2_axis
 
 __all__ = ["accuracy_vs_n", "paper_deltas", "validation_curves", "gain_table", "findings",

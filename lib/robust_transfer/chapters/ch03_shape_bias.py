@@ -3,7 +3,7 @@ stylized and low-passed targets (Figure 3.1), transfer to them (Figure 3.2, the 
 the cue-conflict stimuli (Figure 3.3), shape bias per source (Figure 3.4), accuracy under
 low-pass, high-pass and patch shuffling (Figure 3.5), the display tables, the findings text and
 the headline numbers the book glues. The numbers come from the engine
-(:mod:`robust_transfer.shape_bias`). Every cue-conflict kind shown must be in
+(:mod:`robust_transfer.shape_bias`, :mod:`robust_transfer.shape_study`). Every cue-conflict kind shown must be in
 :data:`robust_transfer.shape_bias.STIMULUS_KINDS` (ValueError otherwise: nothing is dropped
 silently)."""
 from __future__ import annotations
@@ -14,14 +14,15 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from .. import claims
-from ..shape_bias import CUE_CHECKS, STIMULUS_KINDS, VERSIONS, trend
+from ..shape_bias import CUE_CHECKS, STIMULUS_KINDS
+from ..shape_study import VERSIONS, trend
 from . import common
 from .common import claim_values
 
 __all__ = ["shape_bias_table", "accuracy_table", "validation_table", "versions_table",
-           "did_table", "findings", "transfer_findings", "headline",
-           "plot_target_versions", "plot_versions", "plot_stimuli", "plot_shape_bias",
-           "plot_probe_curves", "results_row"]
+           "did_table", "manipulation_table", "textured_table", "findings", "transfer_findings", "textured_findings",
+           "headline", "plot_target_versions", "plot_versions", "plot_stimuli",
+           "plot_textured_stimuli", "plot_shape_bias", "plot_probe_curves", "results_row"]
 
 _NORM_ORDER = {"natural": 0, "l2": 1, "linf": 2, "noise": 3}
 
@@ -84,7 +85,7 @@ def shape_bias_table(summary) -> pd.DataFrame:
 
 
 def validation_table(validation) -> pd.DataFrame:
-    """Display table of :func:`robust_transfer.shape_bias.cue_validation`: per stimulus kind and
+    """Display table of :func:`robust_transfer.shape_study.cue_validation`: per stimulus kind and
     source family, accuracy % [95% CI] on each cue alone, chance, and whether the kind is
     informative (both cues usable for every family)."""
     if validation is None or len(validation) == 0:
@@ -121,7 +122,7 @@ def accuracy_table(summary) -> pd.DataFrame:
 # --------------------------------------------------------------------------- text and numbers
 def findings(summary, link=None, validation=None) -> str:
     """Markdown sentences computed from :func:`robust_transfer.shape_bias.summarize` (and
-    :func:`robust_transfer.shape_bias.transfer_link`, :func:`robust_transfer.shape_bias.
+    :func:`robust_transfer.shape_study.transfer_link`, :func:`robust_transfer.shape_study.
     cue_validation`) tables."""
     lines = []
     nat = summary[summary["norm"] == "natural"]
@@ -236,11 +237,11 @@ def findings(summary, link=None, validation=None) -> str:
 
 
 def headline(summary, link=None, validation=None, test=None, versions=None,
-             preset: str | None = None) -> dict:
+             preset: str | None = None, textured=None) -> dict:
     """This chapter's headline numbers as plain floats / strings (NaN or "" where absent).
 
-    Transfer (the paper's test; ``test`` = :func:`robust_transfer.shape_bias.version_test`,
-    ``versions`` = :func:`robust_transfer.shape_bias.version_table`), for the
+    Transfer (the paper's test; ``test`` = :func:`robust_transfer.shape_study.version_test`,
+    ``versions`` = :func:`robust_transfer.shape_study.version_table`), for the
     ``claims.headline_family`` (``robust_label``, ``robust_eps``, ``robust_seeds``) against
     ``natural_label``: per version ``v`` in original / stylized / lowpass ``{v}_natural_pct``,
     ``{v}_robust_pct`` (accuracy, percent, pooled over n and base targets), ``{v}_gain``,
@@ -249,8 +250,9 @@ def headline(summary, link=None, validation=None, test=None, versions=None,
     difference in differences) and ``did_{v}_direction`` ("grows", "shrinks", "no detectable change").
 
     ``verdict`` on "the robust advantage grows when texture (or detail) is removed": the label
-    of ``claims.section2`` (the stylized and low-pass DiDs and the cue-conflict part; "not
-    tested" without the experiment), with ``part_<key>_label`` / ``_text`` per part
+    of ``claims.section2`` (the stylized and low-pass DiDs and the cue-conflict part, from the
+    textured sources when ``textured`` = :func:`robust_transfer.shape_study.textured_test` is
+    given; "not tested" without the experiment), with ``part_<key>_label`` / ``_text`` per part
     (``common.claim_values``); ``verdict_basis`` gives the two directions.
 
     Cue conflict (context): per kind ``s`` of :data:`STIMULUS_KINDS` (name without ``cue_``)
@@ -270,7 +272,7 @@ def headline(summary, link=None, validation=None, test=None, versions=None,
         out.update({f"did_{v}": nan, f"did_{v}_low": nan, f"did_{v}_high": nan,
                     f"did_{v}_direction": ""})
     out.update(verdict_basis="")
-    out.update(claim_values(claims.section2(test, validation, preset)))
+    out.update(claim_values(claims.section2(test, validation, preset, textured)))
     out.update(_cue_headline(summary, link, validation))
     fam = claims.headline_family(test)
     if not fam:
@@ -380,7 +382,7 @@ def _cue_headline(summary, link=None, validation=None) -> dict:
 
 # --------------------------------------------------------------------------- transfer versions
 def versions_table(versions) -> pd.DataFrame:
-    """Display table of :func:`robust_transfer.shape_bias.version_table`: one line per (base
+    """Display table of :func:`robust_transfer.shape_study.version_table`: one line per (base
     target, version, source family), accuracy % and robust-minus-natural gain (points) with 95%
     CIs per n and pooled over n."""
     if versions is None or len(versions) == 0:
@@ -407,7 +409,7 @@ def versions_table(versions) -> pd.DataFrame:
 
 
 def did_table(test) -> pd.DataFrame:
-    """Display table of the pre-specified test (:func:`robust_transfer.shape_bias.version_test`):
+    """Display table of the pre-specified test (:func:`robust_transfer.shape_study.version_test`):
     per robust family and changed version, the pooled gains and their difference [95% CI]."""
     if test is None or len(test) == 0:
         return pd.DataFrame()
@@ -422,6 +424,60 @@ def did_table(test) -> pd.DataFrame:
                          for r in t.itertuples()],
         "CI over": t["ci_basis"], "robust advantage": t["direction"]}).set_index(
         ["changed version", "source"])
+
+
+def manipulation_table(strength) -> pd.DataFrame:
+    """Display table of :func:`robust_transfer.shape_study.manipulation_strength`: per changed
+    target, the share of the images' contrast energy in the change (%) and the correlation
+    with the original."""
+    if strength is None or len(strength) == 0:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "target": strength["target"], "version": strength["version"].map(VERSIONS),
+        "energy changed": strength["energy_changed"].map(lambda v: f"{100 * v:.0f}%"),
+        "correlation with the original": strength["correlation"].map(lambda v: f"{v:.2f}"),
+        "test images": strength["n_images"]}).set_index("target")
+
+
+def textured_table(textured) -> pd.DataFrame:
+    """Display table of the textured-source test (:func:`robust_transfer.shape_study.
+    textured_test`): per non-natural family its shape bias and the natural one's (percent),
+    the difference [95% CI] in points, what the interval rests on, and the coverage."""
+    if textured is None or len(textured) == 0:
+        return pd.DataFrame()
+    order = {f: i for i, f in enumerate(_family_order(textured))}
+    t = textured.assign(_o=textured["family"].map(order)).sort_values("_o", kind="stable")
+    return pd.DataFrame({
+        "source": t["label"], "seeds": t["n_source_seeds"].astype(int),
+        "shape bias %": t["bias"].map(lambda v: f"{v:.1f}"),
+        "natural %": t["natural_bias"].map(lambda v: f"{v:.1f}"),
+        "minus natural [95% CI]": [common.fmt_ci(r.diff, r.ci_low, r.ci_high, signed=True)
+                                   for r in t.itertuples()],
+        "CI over": t["ci_basis"] + " (" + t["n_subset_seeds"].astype(int).astype(str)
+        + " stimulus sets)",
+        "coverage": t["coverage"].map(lambda v: f"{100 * v:.0f}%")}).set_index("source")
+
+
+def textured_findings(textured) -> str:
+    """Markdown: the textured-source experiment's answer (the cue-alone check on the natural
+    family, then each family's shape bias minus natural with its interval and label)."""
+    if textured is None or len(textured) == 0:
+        return ("The textured-source experiment is not run in this configuration "
+                "(`textured_sources=()`).")
+    r0 = textured.iloc[0]
+    lines = [f"- **Cue-alone check** (natural textured source, mean over source seeds x "
+             f"stimulus sets): shape alone {r0['natural_shape_acc']:.1f}% (interval from "
+             f"{r0['natural_shape_low']:.1f}%), texture alone {r0['natural_texture_acc']:.1f}% "
+             f"(from {r0['natural_texture_low']:.1f}%), chance {r0['chance']:.0f}%: "
+             + ("both cues are usable, the test can be read." if bool(r0["cues_usable"]) else
+                "a cue alone is not above chance, so the test is not testable here.")]
+    for r in textured.itertuples():
+        label = (f": **{claims.part_label(r.ci_low, r.ci_high)}** for \"more shape-biased than "
+                 f"natural\"" if r.cues_usable else "")
+        lines.append(f"- **{r.label}**: shape bias {r.bias:.1f}% vs natural "
+                     f"{r.natural_bias:.1f}%; difference {r.diff:+.1f} points "
+                     f"[{r.ci_low:+.1f}, {r.ci_high:+.1f}] ({r.ci_basis}){label}.")
+    return "\n".join(lines)
 
 
 def transfer_findings(values: dict, test) -> str:
@@ -533,13 +589,34 @@ def plot_stimuli(probes, images, class_names, n: int = 5):
     return fig
 
 
+def plot_textured_stimuli(probes, class_names, n: int = 6):
+    """The textured-source stimuli (:func:`robust_transfer.shape_bias.textured_probes`): one row
+    per probe (own texture, shape alone, texture alone, cue conflict), titled with the class
+    (cue conflict: shape / texture class); returns the Figure."""
+    names = list(class_names)
+    rows = {"textured": "own texture", "shape_alone": "shape alone",
+            "texture_alone": "texture alone", "cue_textured": "conflict"}
+    fig, axes = plt.subplots(len(probes), n, figsize=(1.5 * n, 1.5 * len(probes)),
+                             squeeze=False)
+    for r, p in enumerate(probes):
+        for j in range(n):
+            title = names[int(p["labels"][j])]
+            if p["texture_labels"] is not None:
+                title = f"{title} / {names[int(p['texture_labels'][j])]}"
+            common.show_image(axes[r, j], p["images"][j],
+                              f"{rows.get(p['probe'], p['probe'])}: {title}" if j == 0 else title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_shape_bias(summary):
     """Figure 3.4: shape bias (with 95% CI bars, cut to [0, 1]; coverage printed under each bar)
     per source family for the cue-conflict stimulus types; returns the Figure."""
     order = _family_order(summary)
     col = common.family_colours(order)
     details = {"cue_fourier": ": phase A + amplitude B",
-               "cue_silhouette": ": silhouette A filled with texture B"}
+               "cue_silhouette": ": silhouette A filled with texture B",
+               "cue_textured": ": garment A, texture of class B"}
     probes = _kinds(summary)
     titles = {k: STIMULUS_KINDS[k] + details.get(k, "") for k in probes}
     fig, axes = plt.subplots(1, len(probes), figsize=(5.5 * len(probes), 3.6), squeeze=False)
