@@ -95,7 +95,7 @@ class Config:
     # transfer to versions of these targets (data.VERSIONS: original, stylized:<t>,
     # lowpass<f>:<t> for grey 28 px targets, lowres:<t> for image-file ones) at these n;
     # () = not run
-    shape_targets: tuple[str, ...] = ("digits",)
+    shape_targets: tuple[str, ...] = ("digits", "mnist5k")
     shape_versions: tuple[str, ...] = ("original", "stylized", "lowpass")
     shape_n_values: tuple[int, ...] = (40, 320)
     # subset seeds per shape_n_values entry (the first k of seeds; () = every seed at every n)
@@ -107,8 +107,8 @@ class Config:
     lowpass_factor: float = 4.0         # 28 px -> 7 px -> 28 px
     # sources trained on the textured Fashion-MNIST (zoo.textured_sources; shifted by
     # source_seed_offset): the cue-conflict experiment where texture can carry the class
-    # (shape_study.textured_test); () = not run. zoo.textured_sources("mini") is the full grid
-    textured_sources: tuple[str, ...] = ()
+    # (shape_study.textured_test); () = not run
+    textured_sources: tuple[str, ...] = tuple(zoo.textured_sources("mini"))
     # --- influence functions (Section 3); the first target is the verdict's (chapter 4 says why)
     influence_targets: tuple[str, ...] = ("textures", "digits")
     influence_n: int = 400
@@ -158,6 +158,7 @@ PRESETS: dict[str, dict] = {
         epochs=3,
         n_stimuli=60,
         blur_sigmas=(0.0, 1.0),
+        shape_targets=("digits",),
         shape_n_values=(10, 40),
         textured_sources=("tiny/tfmnist/natural/s0", "tiny/tfmnist/natural/s1",
                           "tiny/tfmnist/l2/1.0/s0", "tiny/tfmnist/l2/1.0/s1",
@@ -204,6 +205,7 @@ PRESETS: dict[str, dict] = {
         # ResNet-50s, 3 unfrozen blocks, 150 epochs, n = 400 (3 seeds), 1600 (2), 6400,
         # 25600 and the full set (1 each), at full (224 px) and low (32 px) resolution
         shape_targets=("food101",),
+        textured_sources=(),
         shape_versions=("original", "lowres"),
         shape_n_values=(400, 1600, 6400, 25600),
         shape_seed_counts=(3, 2, 1, 1),

@@ -112,7 +112,7 @@ def train_threads() -> int:
 #: (:func:`list_sources`' ``seed_offset``; ``config``'s ``source_seed_offset``), so two builds can
 #: train disjoint seed sets. Any seed of a listed family is a valid id (trained on first use).
 _TRAINED_FAMILIES = (("natural", None, 6), ("l2", "1.0", 6), ("l2", "0.5", 1), ("l2", "2.0", 1),
-                     ("linf", "0.1", 3), ("noise", "0.1", 1))
+                     ("linf", "0.1", 3), ("noise", "0.1", 3))
 #: the textured-source families (Section 2's cue-conflict experiment), as ``_TRAINED_FAMILIES``:
 #: natural, L2 at two eps and the noise control, three seeds each (:func:`textured_sources`)
 _TEXTURED_FAMILIES = (("natural", None, 3), ("l2", "1.0", 3), ("l2", "2.0", 3),
