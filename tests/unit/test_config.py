@@ -141,7 +141,18 @@ BAD = [
     (dict(blur_sigmas=[-1]), "blur_sigmas"),
     (dict(damping=0), "damping=0"),
     (dict(influence_n=5), "influence_n=5"),
+    (dict(influence_settings=["head_only"]), "influence_settings=('head_only',)"),
+    (dict(influence_settings=["finetuned", "last"]), "influence_settings"),
 ]
+
+
+def test_influence_settings_per_preset_and_from_the_command_line():
+    """Mini studies the fine-tuned setting only (issue 21: its budget pays for the loss-matched
+    heads); tiny and paper both settings; papermill's string form parses."""
+    assert config.resolve("mini").influence_settings == ("finetuned",)
+    assert config.resolve("tiny").influence_settings == ("finetuned", "head_only")
+    assert config.resolve("mini", influence_settings='["finetuned", "head_only"]'
+                          ).influence_settings == ("finetuned", "head_only")
 
 
 @pytest.mark.parametrize("kwargs,message", BAD)

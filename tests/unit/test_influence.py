@@ -309,7 +309,10 @@ def test_both_settings_end_to_end_and_cached(tmp_path, monkeypatch):
     assert np.isnan(head.meta["finetune_acc"]) and 0 <= out.meta["finetune_acc"] <= 100
     assert not np.allclose(out.I, head.I)                     # other features, other influence
     for s in (out, head):
-        assert s.I.shape == s.I_authors.shape == (30, 60) and s.nn_order.shape == (30, ist.NN_K)
+        assert s.I.shape == s.I_authors.shape == s.I_authors_head.shape == (30, 60)
+        assert s.nn_order.shape == (30, ist.NN_K) and s.X_train.shape[0] == 60
+        assert s.X_test.shape == (30, s.X_train.shape[1]) and s.meta["train_loss"] > 0
+        assert 0 <= s.meta["authors_acc"] <= 1 and s.meta["key"]
         assert len(set(s.y_train)) == 10 and s.loo_actual.shape == (30, 3)
         assert s.images_train.shape == (60, 1, 28, 28) and s.images_test.dtype == np.uint8
         assert inf.loo_correlation(s.loo_pred, s.loo_actual)["pearson"] > 0.9

@@ -257,7 +257,7 @@ def matching_text(claim, target: str) -> str:
             out.append(f"A robust advantage in the {words} appears only with loss-matched heads "
                        f"({how}).")
         else:
-            out.append(f"There is no robust advantage in the {words}, with or without loss "
+            out.append(f"No robust advantage in the {words} is shown, with or without loss "
                        f"matching ({how}).")
     return " ".join(out)
 
