@@ -149,6 +149,8 @@ BAD = [
 def test_influence_settings_per_preset_and_from_the_command_line():
     """Mini studies the fine-tuned setting only (issue 21: its budget pays for the loss-matched
     heads); tiny and paper both settings; papermill's string form parses."""
+    from robust_transfer import influence_study
+    assert config._INFLUENCE_SETTINGS == influence_study.SETTINGS   # config imports no section
     assert config.resolve("mini").influence_settings == ("finetuned",)
     assert config.resolve("tiny").influence_settings == ("finetuned", "head_only")
     assert config.resolve("mini", influence_settings='["finetuned", "head_only"]'
