@@ -115,6 +115,10 @@ class Config:
     influence_test: int = 500
     damping: float = 1e-3
     loo_points: int = 40
+    # the settings studied: "finetuned" (the paper's, the verdict's) and "head_only" (frozen
+    # source features). Mini: fine-tuned only (issue 21: the loss-matched heads' cost is offset
+    # by dropping the head-only setting, which no verdict reads)
+    influence_settings: tuple[str, ...] = ("finetuned",)
 
     def torch_device(self):
         """The ``torch.device`` runs use: ``device``, with "auto" = CUDA when available."""
@@ -167,6 +171,7 @@ PRESETS: dict[str, dict] = {
         influence_n=100,
         influence_test=40,
         loo_points=8,
+        influence_settings=("finetuned", "head_only"),
     ),
     # the default: offline, CPU, minutes
     "mini": dict(preset="mini"),
@@ -218,6 +223,7 @@ PRESETS: dict[str, dict] = {
         influence_n=3200,
         influence_test=10000,
         loo_points=100,
+        influence_settings=("finetuned", "head_only"),
     ),
 }
 
@@ -227,7 +233,9 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _TYPES = typing.get_type_hints(Config)
 _STR_TUPLES = ("sources", "finetune_sources", "targets", "compare_targets", "block_targets",
                "influence_targets", "shape_targets", "shape_versions", "shape_sources",
-               "textured_sources")
+               "textured_sources", "influence_settings")
+#: Section 3's settings (``influence_study.SETTINGS``; config imports no section)
+_INFLUENCE_SETTINGS = ("finetuned", "head_only")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -437,6 +445,10 @@ def _validate_shape(cfg: Config) -> None:
 
 def _validate_influence(cfg: Config) -> None:
     """Section 3's fields."""
+    s = cfg.influence_settings
+    if "finetuned" not in s or not set(s) <= set(_INFLUENCE_SETTINGS) or len(set(s)) != len(s):
+        _fail("influence_settings", s, f"must hold 'finetuned' (the verdict's setting) and may "
+              f"add 'head_only', each once; allowed: {list(_INFLUENCE_SETTINGS)}")
     for t in cfg.influence_targets:
         info = data.info(t)
         if info.train_size is not None and cfg.influence_n > info.train_size - cfg.val_size:

@@ -53,8 +53,8 @@ __all__ = [
     "augment", "probabilities", "losses", "objective", "per_example_grads", "hessian", "hvp",
     "cg_solve", "Exact", "CG", "PseudoInverse", "Auto", "exact", "cg", "pinv", "auto", "SOLVERS",
     "get_solver", "inverse_hvp", "influence", "fit_head", "leave_one_out", "loo_correlation",
-    "loo_slope", "top_training", "topk_same_class", "at_least_m_of_top_k", "class_mean_matrix",
-    "class_sorted", "EXACT_MAX_PARAMS", "NEWTON_EXPLICIT_MAX_PARAMS", "AUTHORS_RCOND",
+    "loo_slope", "match_loss", "top_training", "topk_same_class", "at_least_m_of_top_k",
+    "auc_same_class", "class_mean_matrix", "class_sorted", "EXACT_MAX_PARAMS", "NEWTON_EXPLICIT_MAX_PARAMS", "AUTHORS_RCOND",
 ]
 
 # above this many head parameters "auto" uses conjugate gradients: one Cholesky of the float64
@@ -473,6 +473,57 @@ def _refit_without(X, y, theta, l2, j, H, tol, max_steps: int = 50) -> np.ndarra
     return fit_head(X, y, l2, C, sample_weight=w, init=t, tol=tol)
 
 
+def match_loss(X: np.ndarray, y: np.ndarray, target: float, l2_start: float,
+               num_classes: int | None = None, bounds: tuple[float, float] = (1e-8, 1e3),
+               rtol: float = 1e-3, max_steps: int = 60) -> tuple[float, np.ndarray, float]:
+    """(l2, theta, loss): the L2 penalty whose head (:func:`fit_head`) has mean training
+    cross-entropy ``target`` (nats) on (X, y), that head and its achieved loss (nats).
+
+    The optimum's training loss rises monotonically with l2. From ``l2_start`` the penalty
+    moves by factors of 10 (within ``bounds``) until the target is bracketed, then bisection
+    on log l2 until the loss is within ``rtol`` x ``target`` or ``max_steps`` halvings; each
+    fit warm-started from the previous one, so the result is deterministic. A target out of
+    reach within ``bounds`` gives the bound's head: the achieved loss says how far it is."""
+    if not (np.isfinite(target) and target > 0):
+        raise ValueError(f"target={target!r} must be a training loss > 0 (nats)")
+    lo, hi = (float(v) for v in bounds)
+    if not (0 < lo <= l2_start <= hi):
+        raise ValueError(f"l2_start={l2_start!r} and bounds={bounds!r} must satisfy "
+                         f"0 < low <= l2_start <= high")
+    C = int(num_classes if num_classes is not None else np.max(y) + 1)
+    fits = {}
+
+    def fit(log_l2):
+        init = fits[min(fits, key=lambda k: abs(k - log_l2))][0] if fits else None
+        theta = fit_head(X, y, float(np.exp(log_l2)), C, init=init)
+        fits[log_l2] = (theta, float(losses(X, y, theta).mean()))
+        return fits[log_l2][1]
+
+    def result():
+        k = min(fits, key=lambda k: abs(fits[k][1] - target))
+        return float(np.exp(k)), fits[k][0], fits[k][1]
+    a = np.log(l2_start)
+    up = fit(a) < target                       # the loss must rise: a larger penalty
+    while abs(result()[2] - target) > rtol * target:
+        b = min(a + np.log(10.0), np.log(hi)) if up else max(a - np.log(10.0), np.log(lo))
+        if b == a:
+            return result()                    # the target is out of reach within bounds
+        if (fit(b) >= target) == up:
+            break
+        a = b
+    else:
+        return result()
+    for _ in range(max_steps):
+        if abs(result()[2] - target) <= rtol * target:
+            break
+        mid = 0.5 * (a + b)
+        if (fit(mid) >= target) == up:
+            b = mid
+        else:
+            a = mid
+    return result()
+
+
 def loo_correlation(predicted: np.ndarray, actual: np.ndarray) -> dict:
     """Pearson and Spearman correlation (and n) between predicted and actual loss changes."""
     p, a = np.ravel(predicted), np.ravel(actual)
@@ -513,6 +564,24 @@ def at_least_m_of_top_k(I: np.ndarray, y_test, y_train, m: int = 3, k: int = 5) 
     """Per test image: 1.0 if at least m of its top-k most helpful training images share its
     label, else 0.0 (the paper's "at least 3 of the top 5"), shape (n_test,)."""
     return (_ranked_same(I, y_test, y_train, k).sum(axis=1) >= m).astype(float)
+
+
+def auc_same_class(I: np.ndarray, y_test, y_train) -> np.ndarray:
+    """Per test image, the probability that a random training image of its label has a larger
+    influence (more helpful) than a random training image of another label, ties counting one
+    half: the Mann-Whitney AUC of its row of I over every training image (average ranks).
+    Shape (n_test,), in [0, 1]; chance 0.5 whatever the number of classes. ValueError when a
+    test label has no same-class or no other-class training image."""
+    I = np.asarray(I, dtype=np.float64)
+    y_test, y_train = np.asarray(y_test), np.asarray(y_train)
+    same = y_train[None, :] == y_test[:, None]
+    n_pos = same.sum(axis=1)
+    n_neg = same.shape[1] - n_pos
+    if (n_pos == 0).any() or (n_neg == 0).any():
+        raise ValueError("auc_same_class needs, for every test label, at least one same-class "
+                         "and one other-class training image (y_train, y_test)")
+    ranks = scipy.stats.rankdata(I, axis=1)
+    return ((ranks * same).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def class_mean_matrix(I: np.ndarray, y_test, y_train, num_classes: int) -> np.ndarray:

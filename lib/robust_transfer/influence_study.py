@@ -9,11 +9,15 @@ Two settings (``setting``), one code path (:func:`transferred_head`):
   optimality assumption holds;
 - ``"head_only"`` -- frozen source features (0 fine-tuned blocks), the same head.
 
-For a source, target and subset seed the influence matrix (ours and the authors' estimator),
-the nearest-neighbour baseline and Koh & Liang's leave-one-out check are cached as a
-:class:`Study` (:func:`study`). Per target the natural family is compared with the L2 family
-closest to eps 1 (:func:`families`, :func:`run_studies`): each study's share (mean over its test
-images) fills a (source seed x subset seed) matrix whose mean and CI come from ``stats.ci``
+For a source, target and subset seed the influence matrix (ours; the authors' pseudo-inverse on
+our head; the authors' whole computation, their head and their pseudo-inverse), the
+nearest-neighbour baseline and Koh & Liang's leave-one-out check are cached as a
+:class:`Study` (:func:`study`). :func:`match_losses` adds, per study, the influence of a
+*loss-matched* head: its L2 penalty set so that its mean training cross-entropy equals one
+value per target (the natural heads' mean at the default penalty), so that no family's
+influence differs only because its head fits its training images worse. Per target the
+natural family is compared with the L2 family closest to eps 1 (:func:`families`,
+:func:`run_studies`): each study's share (mean over its test images) fills a (source seed x subset seed) matrix whose mean and CI come from ``stats.ci``
 (Section 1's crossed estimator, :func:`summary`); the paired robust-minus-natural difference
 pairs the s-th source seed of each family on the same subset seed (:func:`robust_minus_natural`).
 The maths is :mod:`robust_transfer.influence`; figures and the findings text are in
@@ -22,20 +26,21 @@ The maths is :mod:`robust_transfer.influence`; figures and the findings text are
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from . import data, pool, reference, stats, transfer, zoo
 from .cache import atomic_path, cache_dir, key as cache_key
-from .influence import (AUTHORS_RCOND, SOLVERS, PseudoInverse, at_least_m_of_top_k, fit_head,
-                        influence, leave_one_out, loo_correlation, loo_slope, losses,
-                        probabilities, topk_same_class)
+from .influence import (AUTHORS_RCOND, SOLVERS, PseudoInverse, at_least_m_of_top_k,
+                        auc_same_class, fit_head, influence, leave_one_out, loo_correlation,
+                        loo_slope, losses, match_loss, probabilities, topk_same_class)
 from .progress import bar
 
-__all__ = ["SETTINGS", "blocks", "standardise", "HeadProblem", "transferred_head", "nearest_training", "Study",
-           "study", "families", "run_studies", "per_test", "share_matrix", "chance", "summary",
+__all__ = ["SETTINGS", "blocks", "standardise", "HeadProblem", "transferred_head", "authors_head",
+           "nearest_training", "Study", "study", "families", "run_studies", "loss_target",
+           "match_losses", "per_test", "share_matrix", "chance", "summary",
            "robust_minus_natural", "METRICS"]
 
 #: the two settings: the paper's fine-tuned model, and frozen source features
@@ -74,8 +79,8 @@ class HeadProblem:
     """A transferred model's last layer: standardised features, labels, indices into the
     target's train / test splits, the head ``theta`` (C x (d+1)) solved to optimum, its L2
     penalty, class names, the images (uint8, for figures), the ``setting``, its fine-tuned
-    ``blocks`` and the fine-tuned model's test accuracy (percent, full test split; NaN
-    head-only)."""
+    ``blocks``, the fine-tuned model's test accuracy (percent, full test split; NaN
+    head-only) and the raw (unstandardised) pooled features ``F_train``, ``F_test``."""
 
     source: str
     target: str
@@ -93,6 +98,8 @@ class HeadProblem:
     setting: str = "head_only"
     blocks: int = 0
     finetune_acc: float = float("nan")
+    F_train: np.ndarray | None = None
+    F_test: np.ndarray | None = None
 
     def test_accuracy(self) -> float:
         """Accuracy (fraction) of the head on its test images."""
@@ -135,7 +142,33 @@ def transferred_head(source: str, target: str, n: int, seed: int, cfg, model=Non
     u8 = lambda x: (x * 255).round().to(torch.uint8).numpy()  # noqa: E731
     return HeadProblem(source, target, X_tr, y_train, X_te, y_test, train_idx, test_idx, theta,
                        float(cfg.damping), list(class_names), u8(x_tr[train_idx]),
-                       u8(x_te[test_idx]), setting, k, finetune_acc)
+                       u8(x_te[test_idx]), setting, k, finetune_acc, F_tr, F_te)
+
+
+def authors_head(F_train: np.ndarray, y_train: np.ndarray, num_classes: int, cfg,
+                 seed: int) -> np.ndarray:
+    """The authors' last layer on raw pooled features ``F_train``: ``transfer.RECIPES["authors"]``'s
+    head (weight ~ N(0, 1), bias 0) and steps (SGD lr 0.1, momentum 0.9, weight decay 5e-4, lr
+    x0.1 every epochs // 3), batches of ``cfg.batch_size`` in a seeded order, in float32, for
+    ``transfer.epochs_for(cfg, n)`` epochs; the features are fixed (no augmentation). Returns
+    theta (C x (d+1), float64): the last iterate, not an optimum, as theirs."""
+    r = transfer.RECIPES["authors"]
+    n = len(y_train)
+    epochs = transfer.epochs_for(cfg, n)
+    torch.manual_seed(seed)
+    f = torch.as_tensor(F_train, dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
+    head = r.head(f, y, num_classes)
+    steps = r.optimiser(head, torch.nn.ModuleList(), cfg, epochs, n)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n, cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            steps.step(torch.nn.functional.cross_entropy(head(f[idx]), y[idx]))
+        steps.end_epoch()
+    return np.hstack([head.weight.detach().double().numpy(),
+                      head.bias.detach().double().numpy()[:, None]])
 
 
 def nearest_training(X_train: np.ndarray, X_test: np.ndarray, k: int = NN_K) -> np.ndarray:
@@ -151,17 +184,23 @@ class Study:
     """One source transferred to one target (one subset seed, one setting): the influence
     matrices, the nearest-neighbour baseline and the leave-one-out check.
 
-    ``I`` (n_test x n_train, nats, positive = helpful), ``I_authors`` (the authors' estimator:
-    Hessian without the L2 term, pseudo-inverse cut at ``AUTHORS_RCOND``), ``y_train``,
-    ``y_test``, ``train_idx``, ``test_idx`` (indices into the target's train / test splits),
+    ``I`` (n_test x n_train, nats, positive = helpful), ``I_authors`` (the authors' estimator
+    on our head: Hessian without the L2 term, pseudo-inverse cut at ``AUTHORS_RCOND``),
+    ``y_train``, ``y_test``, ``train_idx``, ``test_idx`` (indices into the target's train / test splits),
     ``images_train``, ``images_test`` (uint8, for figures), ``test_acc`` (head test accuracy,
     fraction), and the leave-one-out check (``cfg.loo_points`` training images with the largest
     |influence| on the test image with the highest loss, Koh & Liang's protocol): ``loo_test``
     (its row), ``loo_train`` (columns), ``loo_actual`` (n_test x loo_points actual loss changes
     for every test image, nats), ``loo_pred`` (the matching influences); ``meta`` (source,
-    target, class_names, l2, n, seed, setting, blocks, finetune_acc); ``nn_order`` (n_test x
-    ``NN_K`` nearest training images in the head's feature space, nearest first; None in caches
-    written before it existed).
+    target, class_names, l2, n, seed, setting, blocks, finetune_acc, ``train_loss``: the head's
+    mean training cross-entropy in nats, ``authors_acc``: the authors' head's test accuracy,
+    fraction, ``key``: the cache key); ``nn_order`` (n_test x ``NN_K`` nearest training images
+    in the head's feature space, nearest first); ``X_train``, ``X_test`` (the head's
+    standardised features, float64) and ``I_authors_head`` (the authors' computation: their
+    head, :func:`authors_head`, on the raw features, with their estimator). The last four are
+    None in caches written before they existed. ``I_matched`` and ``matched`` (dict: ``l2``,
+    ``loss`` achieved, ``target``, nats) are the loss-matched head's influence, filled by
+    :func:`match_losses` (None until then; never in the study's own file).
     """
 
     I: np.ndarray
@@ -179,6 +218,11 @@ class Study:
     loo_pred: np.ndarray
     meta: dict
     nn_order: np.ndarray | None = None
+    X_train: np.ndarray | None = None
+    X_test: np.ndarray | None = None
+    I_authors_head: np.ndarray | None = None
+    I_matched: np.ndarray | None = None
+    matched: dict | None = None
 
     @property
     def source(self) -> str:
@@ -198,8 +242,9 @@ class Study:
         out.update(test_acc=np.float64(self.test_acc), loo_test=np.int64(self.loo_test),
                    loo_train=self.loo_train, loo_actual=self.loo_actual, loo_pred=self.loo_pred,
                    meta=json.dumps(self.meta))
-        if self.nn_order is not None:
-            out["nn_order"] = self.nn_order
+        for k in ("nn_order", "X_train", "X_test", "I_authors_head"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
         return out
 
     def save(self, path) -> None:
@@ -236,7 +281,7 @@ def _cache_path(source: str, target: str, cfg, seed: int, n: int, method: str, k
                                             "lr", "head_lr", "batch_size", "frozen_bn",
                                             "augment")},
         recipe_version=transfer.RECIPE_VERSION)
-    key = cache_key(dict(v=4, source=source, weights=transfer.weights_fingerprint(model),
+    key = cache_key(dict(v=5, source=source, weights=transfer.weights_fingerprint(model),
                          target=target, data=transfer.target_arrays(target, cfg.allow_download)[5],
                          n=n, seed=seed, test=cfg.influence_test, l2=cfg.damping,
                          val=cfg.val_size, loo=cfg.loo_points, method=method, blocks=k, **recipe))
@@ -269,8 +314,12 @@ def study(source: str, target: str, cfg, seed: int | None = None, model=None,
     prob = transferred_head(source, target, n, seed, cfg, model=model, setting=setting)
     I = influence(prob.X_train, prob.y_train, prob.X_test, prob.y_test, prob.theta, prob.l2,
                   solver=method)
+    authors = PseudoInverse(rcond=AUTHORS_RCOND)
     I_authors = influence(prob.X_train, prob.y_train, prob.X_test, prob.y_test, prob.theta, 0.0,
-                          solver=PseudoInverse(rcond=AUTHORS_RCOND))
+                          solver=authors)
+    theirs = authors_head(prob.F_train, prob.y_train, len(prob.class_names), cfg, seed)
+    I_authors_head = influence(prob.F_train, prob.y_train, prob.F_test, prob.y_test, theirs, 0.0,
+                               solver=authors)
     t = int(np.argmax(losses(prob.X_test, prob.y_test, prob.theta)))
     cols = np.argsort(-np.abs(I[t]), kind="stable")[: cfg.loo_points]
     actual = leave_one_out(prob.X_train, prob.y_train, prob.theta, prob.l2, cols, prob.X_test,
@@ -282,8 +331,13 @@ def study(source: str, target: str, cfg, seed: int | None = None, model=None,
                 loo_actual=actual, loo_pred=I[:, cols],
                 meta=dict(source=source, target=target, class_names=prob.class_names,
                           l2=prob.l2, n=n, seed=seed, setting=setting, blocks=k,
-                          finetune_acc=prob.finetune_acc),
-                nn_order=nearest_training(prob.X_train, prob.X_test))
+                          finetune_acc=prob.finetune_acc,
+                          train_loss=float(losses(prob.X_train, prob.y_train, prob.theta).mean()),
+                          authors_acc=float((probabilities(prob.F_test, theirs).argmax(1)
+                                             == prob.y_test).mean()),
+                          key=path.stem),
+                nn_order=nearest_training(prob.X_train, prob.X_test), X_train=prob.X_train,
+                X_test=prob.X_test, I_authors_head=I_authors_head)
     out.save(path)
     return out
 
@@ -313,7 +367,8 @@ def run_studies(fams: dict, cfg, setting: str = "finetuned", targets=None, n: in
 
     ``workers`` > 1 (None: every core) makes the uncached studies in that many spawned
     processes of one torch thread each, as Section 1's sweep runs its fine-tuning (the
-    leave-one-out refits use one BLAS thread anyway, so threads would leave cores idle)."""
+    leave-one-out refits use one BLAS thread anyway, so threads would leave cores idle).
+    The studies come back with their loss-matched heads (:func:`match_losses`)."""
     k = blocks(cfg, setting)
     targets = cfg.influence_targets if targets is None else targets
     jobs = [(kind, t, sid, seed) for t in targets for kind, ids in fams.items()
@@ -331,7 +386,7 @@ def run_studies(fams: dict, cfg, setting: str = "finetuned", targets=None, n: in
                                   disable=not progress or workers > 1):
         out.setdefault((kind, t), []).append(study(sid, t, cfg, seed=seed, model=models[sid],
                                                    setting=setting, n=n, progress=False))
-    return out
+    return match_losses(out, progress=progress)
 
 
 def _study_in_worker(source: str, target: str, cfg, seed: int, setting: str, n) -> None:
@@ -340,38 +395,106 @@ def _study_in_worker(source: str, target: str, cfg, seed: int, setting: str, n) 
     study(source, target, cfg, seed=seed, setting=setting, n=n, progress=False)
 
 
-#: per-test metrics of :func:`per_test`: name -> (what it measures, paper key or None)
+# ---------------------------------------------------------------- loss-matched heads
+def loss_target(studies: dict, target: str) -> float:
+    """The training loss every head of ``target`` is matched to (nats): the mean over the
+    natural family's studies (source seeds x subset seeds) of the head's mean training
+    cross-entropy at the default penalty. NaN without natural studies that record it."""
+    losses_ = [s.meta.get("train_loss", np.nan) for s in studies.get(("natural", target), [])]
+    return float(np.mean(losses_)) if losses_ else float("nan")
+
+
+def _matched(s: Study, target: float) -> Study:
+    """``s`` with its loss-matched head's influence (``I_matched``, ``matched``): the head
+    re-solved on the study's features with the penalty :func:`influence.match_loss` finds
+    from the study's own, influence as :func:`study` computes it; cached beside the study."""
+    path = cache_dir("influence", "matched") / \
+        f"{cache_key(dict(v=1, study=s.meta['key'], target=repr(float(target))))}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            I, m = z["I"], json.loads(str(z["matched"]))
+    else:
+        C = len(s.class_names)
+        l2, theta, loss = match_loss(s.X_train, s.y_train, target, s.meta["l2"], C)
+        I = influence(s.X_train, s.y_train, s.X_test, s.y_test, theta, l2)
+        m = dict(l2=l2, loss=loss, target=float(target))
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, I=I, matched=json.dumps(m))
+    return replace(s, I_matched=I, matched=m)
+
+
+def match_losses(studies: dict, progress: bool = False) -> dict:
+    """``studies`` (``{(kind, target): [Study]}``) with every study that has its features
+    (caches since v5) carrying its loss-matched head (:func:`_matched`): each head's L2
+    penalty bisected so that its mean training cross-entropy equals :func:`loss_target` of its
+    target (one value per target, shared by both families). Others are returned as they are."""
+    out = {}
+    for (kind, t), ss in bar(studies.items(), desc="loss matching", disable=not progress):
+        target = loss_target(studies, t)
+        out[(kind, t)] = [_matched(s, target) if s.X_train is not None and np.isfinite(target)
+                          else s for s in ss]
+    return out
+
+
+#: per-test metrics of :func:`per_test`: name -> what it measures (percent of test images, or
+#: for the AUCs the mean AUC x 100)
 METRICS = {"top1": "the most helpful training image shares the test image's label",
            "3of5": "at least 3 of the 5 most helpful training images share it",
+           "auc": "AUC x 100: a random same-class training image is more helpful than a random "
+                  "other-class one (chance 50)",
+           "top1_matched": "top-1 share with the loss-matched head",
+           "auc_matched": "AUC x 100 with the loss-matched head",
+           "top1_nn_adjusted": "top-1 share minus the nearest-neighbour share (nn1) of the same "
+                               "model",
+           "top1_authors": "top-1 share of the authors' computation (their head, their "
+                           "pseudo-inverse)",
+           "top1_pinv": "top-1 share with the authors' pseudo-inverse on our head",
            "nn1": "the nearest training image (head's feature space) shares it",
            "nn5": "a random one of the 5 nearest training images shares it (expected share)"}
+#: the influence matrix (a :class:`Study` field) each influence metric reads
+_MATRIX = {"top1": "I", "3of5": "I", "auc": "I", "top1_matched": "I_matched",
+           "auc_matched": "I_matched", "top1_authors": "I_authors_head", "top1_pinv": "I_authors"}
 
 
-def per_test(study: Study, metric: str, matrix: str = "I") -> np.ndarray:
-    """Per test image of one study, in [0, 1]: ``metric`` one of :data:`METRICS` -- "top1" (the
-    most helpful training image shares the label), "3of5" (at least 3 of the top 5 do), "nn1" /
-    "nn5" (the nearest-neighbour baselines); ``matrix`` "I" (ours) or "I_authors"."""
-    if metric == "top1":
-        return topk_same_class(getattr(study, matrix), study.y_test, study.y_train, [1])[:, 0]
-    if metric == "3of5":
-        return at_least_m_of_top_k(getattr(study, matrix), study.y_test, study.y_train, 3, 5)
+def per_test(study: Study, metric: str) -> np.ndarray:
+    """Per test image of one study: ``metric`` one of :data:`METRICS` -- "top1" (1 if the most
+    helpful training image shares the label), "3of5" (at least 3 of the top 5 do), "auc"
+    (:func:`influence.auc_same_class`, in [0, 1]), their loss-matched versions ("_matched",
+    :func:`match_losses`), "top1_nn_adjusted" (top1 minus nn1, in {-1, 0, 1}), "top1_authors"
+    (the authors' head and estimator), "top1_pinv" (their estimator on our head), "nn1" /
+    "nn5" (the nearest-neighbour baselines). All NaN when the study lacks what the metric
+    reads (a cache older than it, or no loss matching yet)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r} is unknown; allowed: {list(METRICS)}")
+    if metric == "top1_nn_adjusted":
+        return per_test(study, "top1") - per_test(study, "nn1")
     if metric in ("nn1", "nn5"):
+        if study.nn_order is None:
+            return np.full(len(study.y_test), np.nan)
         order = study.nn_order[:, :1] if metric == "nn1" else study.nn_order[:, :5]
         return (study.y_train[order] == study.y_test[:, None]).mean(axis=1)
-    raise ValueError(f"metric={metric!r} is unknown; allowed: {list(METRICS)}")
+    I = getattr(study, _MATRIX[metric])
+    if I is None:
+        return np.full(len(study.y_test), np.nan)
+    if metric.startswith("auc"):
+        return auc_same_class(I, study.y_test, study.y_train)
+    if metric == "3of5":
+        return at_least_m_of_top_k(I, study.y_test, study.y_train, 3, 5)
+    return topk_same_class(I, study.y_test, study.y_train, [1])[:, 0]
 
 
-def share_matrix(studies: list[Study], metric: str, matrix: str = "I") -> "pandas.DataFrame":
-    """Percent of test images (:func:`per_test` mean) per study as a (source seed x subset
-    seed) matrix: rows = the family's sources in run order (index 0, 1, ...: the s-th seed of
-    each family pairs), columns = subset seeds."""
+def share_matrix(studies: list[Study], metric: str) -> "pandas.DataFrame":
+    """Percent of test images (:func:`per_test` mean x 100) per study as a (source seed x
+    subset seed) matrix: rows = the family's sources in run order (index 0, 1, ...: the s-th
+    seed of each family pairs), columns = subset seeds."""
     import pandas as pd
     sources = list(dict.fromkeys(s.source for s in studies))
     seeds = sorted({s.meta["seed"] for s in studies})
     M = np.full((len(sources), len(seeds)), np.nan)
     for s in studies:
         M[sources.index(s.source), seeds.index(s.meta["seed"])] = \
-            100 * float(per_test(s, metric, matrix).mean())
+            100 * float(per_test(s, metric).mean())
     return pd.DataFrame(M, index=pd.RangeIndex(len(sources), name="src"),
                         columns=pd.Index(seeds, name="seed"))
 
@@ -383,12 +506,25 @@ def chance(study: Study) -> float:
     return float(np.mean([(y_train == c).mean() for c in study.y_test]))
 
 
+def _mean_ci(matrix, confidence: float, clip: tuple[float, float]) -> tuple[float, float, float]:
+    """(mean, low, high) of ``stats.ci`` of a share matrix, the ends clipped to ``clip``;
+    NaNs when no row is complete."""
+    x = np.asarray(matrix, dtype=float)
+    if not (~np.isnan(x).any(axis=1)).any():
+        return (np.nan,) * 3
+    c = stats.ci(x, confidence)
+    return c["mean"], max(c["ci_low"], clip[0]), min(c["ci_high"], clip[1])
+
+
 def summary(studies: dict, confidence: float = 0.95) -> "pandas.DataFrame":
     """One row per (target, kind): sources and subset seeds, head and fine-tuned test accuracy
-    (percent), then per metric of :data:`METRICS` the share (percent of test images, mean over
-    the (source seed x subset seed) matrix) with its ``stats.ci`` interval (``_lo``, ``_hi``),
-    the paper's top-1 / 3-of-5 numbers (``paper_``), the top-1 share with the authors'
-    estimator (``top1_authors``), chance level, and the leave-one-out Pearson / Spearman /
+    (percent; ``authors_acc`` the authors' head's), then per metric of :data:`METRICS` its
+    value (percent of test images, or AUC x 100, mean over the (source seed x subset seed)
+    matrix) with its ``stats.ci`` interval (``_lo``, ``_hi``), the paper's top-1 / 3-of-5
+    numbers (``paper_``), chance level of the shares, the loss matching (``l2``: the default
+    penalty, ``train_loss``: the heads' mean training cross-entropy there, nats;
+    ``loss_target``; ``l2_matched``: geometric mean of the matched penalties, ``_min``,
+    ``_max``; ``loss_matched``: mean achieved loss) and the leave-one-out Pearson / Spearman /
     slope (median over studies)."""
     import pandas as pd
     rows = []
@@ -396,15 +532,23 @@ def summary(studies: dict, confidence: float = 0.95) -> "pandas.DataFrame":
         r = dict(target=target, kind=kind, setting=ss[0].meta.get("setting", "head_only"),
                  sources=len({s.source for s in ss}), subset_seeds=len({s.meta["seed"] for s in ss}),
                  n=ss[0].I.shape[1], test_acc=100 * float(np.mean([s.test_acc for s in ss])),
-                 finetune_acc=float(np.mean([s.meta.get("finetune_acc", np.nan) for s in ss])))
+                 finetune_acc=float(np.mean([s.meta.get("finetune_acc", np.nan) for s in ss])),
+                 authors_acc=100 * float(np.mean([s.meta.get("authors_acc", np.nan) for s in ss])))
         for name in METRICS:
-            c = stats.ci(share_matrix(ss, name).to_numpy(), confidence)
-            r.update({name: c["mean"], f"{name}_lo": max(c["ci_low"], 0.0),
-                      f"{name}_hi": min(c["ci_high"], 100.0)})      # shares: clipped to [0, 100]
+            clip = (-100.0, 100.0) if name == "top1_nn_adjusted" else (0.0, 100.0)
+            r[name], r[f"{name}_lo"], r[f"{name}_hi"] = _mean_ci(
+                share_matrix(ss, name).to_numpy(), confidence, clip)
         for name in ("top1", "3of5"):
             r[f"paper_{name}"] = reference.INFLUENCE[name][kind]
-        r["top1_authors"] = float(share_matrix(ss, "top1", "I_authors").to_numpy().mean())
         r["chance"] = 100 * float(np.mean([chance(s) for s in ss]))
+        m = [s.matched for s in ss if s.matched]
+        l2s = np.log10([x["l2"] for x in m]) if m else np.array([np.nan])
+        r.update(l2=float(ss[0].meta.get("l2", np.nan)),
+                 train_loss=float(np.mean([s.meta.get("train_loss", np.nan) for s in ss])),
+                 loss_target=m[0]["target"] if m else np.nan,
+                 l2_matched=float(10 ** l2s.mean()), l2_matched_min=float(10 ** l2s.min()),
+                 l2_matched_max=float(10 ** l2s.max()),
+                 loss_matched=float(np.mean([x["loss"] for x in m])) if m else np.nan)
         cors = [loo_correlation(s.loo_pred, s.loo_actual) for s in ss
                 if s.loo_pred.size > 2]          # loo_points = 0: no check
         r["loo_pearson"] = float(np.median([c["pearson"] for c in cors])) if cors else np.nan
@@ -417,7 +561,7 @@ def summary(studies: dict, confidence: float = 0.95) -> "pandas.DataFrame":
 
 def robust_minus_natural(studies: dict, target: str, metric: str = "top1",
                          confidence: float = 0.95, full: bool = False):
-    """Paired robust-minus-natural difference of a share (percentage points): the s-th source
+    """Paired robust-minus-natural difference of a :data:`METRICS` value (points): the s-th source
     seed of each family on the same subset seed, the (source seed x subset seed) difference
     matrix through ``stats.ci``. Returns (mean, CI low, CI high), or with ``full`` the whole
     ``stats.ci`` dict (seed counts, basis, variance components)."""

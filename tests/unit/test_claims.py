@@ -259,9 +259,10 @@ def test_section3_label_and_paper(monkeypatch):
     monkeypatch.setattr(ist, "robust_minus_natural", lambda studies, t, metric, full: ci)
     studies = {("natural", "textures"): [], ("robust", "textures"): [], ("natural", "digits"): []}
     c = claims.section3(studies)
-    (p,) = c.parts
-    assert (c.label, p.label, p.key) == ("reproduced", HOLDS, "textures_top1")
-    assert p.paper == pytest.approx(78.61 - 55.08) and p.paper_inside == "no"
+    p, top1 = c.parts[0], c.parts[1]
+    assert (c.label, p.label, p.key, p.role) == ("reproduced", HOLDS, "textures_auc_matched", "test")
+    assert (top1.key, top1.role) == ("textures_top1", "control")
+    assert top1.paper == pytest.approx(78.61 - 55.08) and top1.paper_inside == "no"
     assert "6 source seeds, 3 subset seeds" in p.basis and p.var_source == 2.0
     assert claims.section3({("natural", "x"): []}) is None
 

@@ -146,7 +146,20 @@ BAD = [
     (dict(compare_targets=["cifar11"]), "cifar11"),
     # the other recipe's n are checked on the compared targets: digits' pool is 1,297 images
     (dict(compare_targets=["digits"], compare_n_values=[1500]), "target 'digits'"),
+    (dict(influence_settings=["head_only"]), "influence_settings=('head_only',)"),
+    (dict(influence_settings=["finetuned", "last"]), "influence_settings"),
 ]
+
+
+def test_influence_settings_per_preset_and_from_the_command_line():
+    """Mini studies the fine-tuned setting only (issue 21: its budget pays for the loss-matched
+    heads); tiny and paper both settings; papermill's string form parses."""
+    from robust_transfer import influence_study
+    assert config._INFLUENCE_SETTINGS == influence_study.SETTINGS   # config imports no section
+    assert config.resolve("mini").influence_settings == ("finetuned",)
+    assert config.resolve("tiny").influence_settings == ("finetuned", "head_only")
+    assert config.resolve("mini", influence_settings='["finetuned", "head_only"]'
+                          ).influence_settings == ("finetuned", "head_only")
 
 
 @pytest.mark.parametrize("kwargs,message", BAD)

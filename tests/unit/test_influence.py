@@ -309,7 +309,10 @@ def test_both_settings_end_to_end_and_cached(tmp_path, monkeypatch):
     assert np.isnan(head.meta["finetune_acc"]) and 0 <= out.meta["finetune_acc"] <= 100
     assert not np.allclose(out.I, head.I)                     # other features, other influence
     for s in (out, head):
-        assert s.I.shape == s.I_authors.shape == (30, 60) and s.nn_order.shape == (30, ist.NN_K)
+        assert s.I.shape == s.I_authors.shape == s.I_authors_head.shape == (30, 60)
+        assert s.nn_order.shape == (30, ist.NN_K) and s.X_train.shape[0] == 60
+        assert s.X_test.shape == (30, s.X_train.shape[1]) and s.meta["train_loss"] > 0
+        assert 0 <= s.meta["authors_acc"] <= 1 and s.meta["key"]
         assert len(set(s.y_train)) == 10 and s.loo_actual.shape == (30, 3)
         assert s.images_train.shape == (60, 1, 28, 28) and s.images_test.dtype == np.uint8
         assert inf.loo_correlation(s.loo_pred, s.loo_actual)["pearson"] > 0.9
@@ -364,7 +367,9 @@ def test_study_reads_the_dict_format_of_older_caches(tmp_path):
 
 def _fake_study(I, y_train, y_test, source, seed=0):
     n_test, n = I.shape
-    return ist.Study(I=I, I_authors=I, images_train=np.zeros((n, 1, 2, 2), np.uint8),
+    return ist.Study(I=I, I_authors=I, I_authors_head=I, I_matched=I,
+                     matched=dict(l2=0.1, loss=0.5, target=0.5),
+                     images_train=np.zeros((n, 1, 2, 2), np.uint8),
                      images_test=np.zeros((n_test, 1, 2, 2), np.uint8), y_train=y_train,
                      y_test=y_test, train_idx=np.arange(n), test_idx=np.arange(n_test),
                      test_acc=0.5, loo_test=0, loo_train=np.arange(3),
@@ -376,14 +381,16 @@ def _fake_study(I, y_train, y_test, source, seed=0):
 
 def _fake_target(rng, robust_same, natural_same, n_test=60, n=40, sources=3, seeds=3):
     """Studies (sources x subset seeds per family) where the top-1 training image shares the
-    test label with the given rates."""
+    test label with the given rates, and same-class influence is shifted by 2 (rate - 0.5) (an
+    AUC above 0.5 for rates above one half); the loss-matched matrix is the same."""
     y_train, y_test = np.arange(n) % 2, np.arange(n_test) % 2
     out = {}
     for kind, rate in (("natural", natural_same), ("robust", robust_same)):
         out[kind] = []
         for src in range(sources):
             for seed in range(seeds):
-                I = rng.normal(size=(n_test, n))
+                I = rng.normal(size=(n_test, n)) \
+                    + 2 * (rate - 0.5) * (y_train[None] == y_test[:, None])
                 same = rng.random(n_test) < rate
                 for t in range(n_test):
                     cols = np.flatnonzero((y_train == y_test[t]) == same[t])
@@ -430,6 +437,9 @@ def test_summary_and_headline_verdict_rule(monkeypatch):
     assert h["top1_diff_lo"] > 0 and h["paper_top1_robust"] == 78.61
     assert h["paper_top1_natural"] == 55.08 and h["pairs"] == 9 and h["pairs_positive"] == 9
     assert h["top1_robust"] == pytest.approx(table.loc["robust", "top1"])
+    assert h["auc_matched_diff_lo"] > 0 and h["part_A_auc_matched_label"] == "holds"
+    assert h["auc_matched_robust"] == pytest.approx(table.loc["robust", "auc_matched"])
+    assert "survives loss matching" in h["matching"]
     assert h["top1_diff"] == pytest.approx(h["top1_robust"] - h["top1_natural"])
     assert all(isinstance(v, (float, str)) for v in h.values()), h
     studies.update({("natural", "B"): bad["natural"], ("robust", "B"): bad["robust"]})
@@ -442,4 +452,7 @@ def test_summary_and_headline_verdict_rule(monkeypatch):
     assert ch.headline({})["verdict"] == "not tested"
     monkeypatch.setattr(ch, "_labels", lambda st: {"natural": "Natural", "robust": "L2"})
     text = ch.findings({"finetuned": studies})
-    assert "78.61" in text and "nearest training image" in text
+    assert "78.61" in text and "nearest training image" in text and "loss-matched" in text
+    comp = ch.comparison(studies)
+    assert list(comp.columns) == ["natural", "robust", "robust - natural"]
+    assert len(comp) == 2 * len(ch.COMPARED) and "[" in comp.iloc[0]["robust - natural"]

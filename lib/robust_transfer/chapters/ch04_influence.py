@@ -1,7 +1,8 @@
 """Chapter 4, influence functions: what only the book shows of the influence study -- the top-k
 same-class curves (Figure 4.1), class-sorted influence matrices (Figure 4.2), the most helpful and
 harmful training images (Figure 4.3) and its widget explorer, influence vs leave-one-out
-retraining (Figure 4.4), the findings text and the headline numbers the book glues. The numbers
+retraining (Figure 4.4), the comparison table of the six statistics (natural, robust, robust
+minus natural), the findings text and the headline numbers the book glues. The numbers
 come from the engine (:mod:`robust_transfer.influence_study`, :mod:`robust_transfer.influence`).
 Sign convention: positive influence = helpful (removing the training image raises the test loss).
 """
@@ -18,13 +19,21 @@ from . import common
 from .common import claim_values
 
 __all__ = ["plot_topk", "plot_class_matrices", "plot_examples", "plot_loo", "explorer",
-           "table", "findings", "headline", "results_row", "PRIMARY"]
+           "table", "comparison", "matching_text", "findings", "headline", "results_row",
+           "PRIMARY", "COMPARED"]
 
 KINDS = ("natural", "robust")
-#: the pre-specified comparison the verdict rests on (chosen before looking at the robust
-#: numbers): the paired robust-minus-natural top-1 share, fine-tuned setting, first influence
-#: target, 95% CI of the (source seed x subset seed) difference matrix (``stats.ci``)
-PRIMARY = dict(setting="finetuned", metric="top1")
+#: the pre-specified comparison the verdict rests on (``claims.section3``, fixed before any of
+#: its numbers was computed): the paired robust-minus-natural per-test AUC on loss-matched
+#: heads, fine-tuned setting, first influence target, 95% CI of the (source seed x subset seed)
+#: difference matrix (``stats.ci``)
+PRIMARY = dict(setting="finetuned", metric="auc_matched")
+#: the statistics of the comparison table (``influence_study.METRICS`` names) and their labels
+COMPARED = {"top1": "top-1 same-class share (%)", "auc": "same-class AUC x 100",
+            "top1_matched": "top-1 share, loss-matched (%)",
+            "auc_matched": "AUC x 100, loss-matched (primary)",
+            "top1_nn_adjusted": "top-1 minus nearest-neighbour share (points)",
+            "top1_authors": "top-1 share, authors' computation (%)"}
 
 
 def _labels(studies: dict) -> dict:
@@ -172,10 +181,14 @@ def explorer(studies: dict, target: str, k: int = 5):
 
 def table(by_setting: dict) -> "pandas.DataFrame":
     """``summary`` of each setting's studies (``{setting: studies}``) stacked: one row per
-    (setting, target, kind), shares in percent with crossed-seed CIs, baselines beside them."""
+    (setting, target, kind), shares in percent with crossed-seed CIs, baselines beside them;
+    the penalties as text (2 significant digits)."""
     import pandas as pd
-    return pd.concat([summary(st).assign(setting=setting) for setting, st in by_setting.items()],
-                     ignore_index=True)
+    out = pd.concat([summary(st).assign(setting=setting) for setting, st in by_setting.items()],
+                    ignore_index=True)
+    for col in ("l2", "l2_matched", "l2_matched_min", "l2_matched_max"):   # not 0.0 when rounded
+        out[col] = out[col].map(lambda v: f"{v:.2g}")
+    return out
 
 
 def _pairs_positive(studies: dict, target: str, metric: str = "top1") -> tuple[int, int]:
@@ -186,10 +199,74 @@ def _pairs_positive(studies: dict, target: str, metric: str = "top1") -> tuple[i
     return int((d > 0).sum()), int(d.size)
 
 
+def _ci_text(m, lo, hi, signed: bool = False) -> str:
+    """``common.fmt_ci``, or "–" for a missing value."""
+    return common.fmt_ci(m, lo, hi, signed=signed) if np.isfinite(m) else "–"
+
+
+def comparison(studies: dict) -> "pandas.DataFrame":
+    """Per target (with both families) and statistic of :data:`COMPARED`: the natural and the
+    robust value and the paired robust-minus-natural difference, each "mean [95% CI]" over the
+    (source seed x subset seed) matrix (``summary``, ``robust_minus_natural``), as text."""
+    import pandas as pd
+    tab = summary(studies).set_index(["target", "kind"])
+    rows = []
+    for t in _targets(studies):
+        if (t, "robust") not in tab.index or (t, "natural") not in tab.index:
+            continue
+        for metric, label in COMPARED.items():
+            row = dict(target=t, statistic=label)
+            for kind in KINDS:
+                r = tab.loc[(t, kind)]
+                row[kind] = _ci_text(r[metric], r[f"{metric}_lo"], r[f"{metric}_hi"])
+            row["robust - natural"] = _ci_text(*robust_minus_natural(studies, t, metric),
+                                               signed=True)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["target", "statistic", *KINDS, "robust - natural"]
+                        ).set_index(["target", "statistic"])
+
+
+_SAYS = {claims.HOLDS: "robust ahead (the whole interval above 0)",
+         claims.CONTRADICTED: "natural ahead (the whole interval below 0)",
+         claims.UNDECIDED: "no difference shown (the interval includes 0)",
+         claims.NOT_TESTABLE: "not testable"}
+
+
+def matching_text(claim, target: str) -> str:
+    """Plain words on what loss matching does to the robust advantage, read from the labels of
+    ``claim``'s (``claims.section3``) parts on ``target``: for the top-1 share and the AUC, the
+    label at the default penalty beside the label with loss-matched heads; "" without them."""
+    if claim is None:
+        return ""
+    parts = {p.key: p for p in claim.parts}
+    out = []
+    for metric, words in (("top1", "top-1 share"), ("auc", "AUC")):
+        before = parts.get(f"{claims.target_key(target)}_{metric}")
+        after = parts.get(f"{claims.target_key(target)}_{metric}_matched")
+        if before is None or after is None:
+            continue
+        how = (f"at the default penalty {_SAYS[before.label]}, {before.interval_text()}; with "
+               f"loss-matched heads {_SAYS[after.label]}, {after.interval_text()}")
+        if before.label == claims.HOLDS and after.label != claims.HOLDS:
+            turn = (" and reverses" if after.label == claims.CONTRADICTED else "")
+            out.append(f"**The robust advantage in the {words} disappears{turn} when the heads "
+                       f"are loss-matched** ({how}).")
+        elif before.label == claims.HOLDS:
+            out.append(f"The robust advantage in the {words} survives loss matching ({how}).")
+        elif after.label == claims.HOLDS:
+            out.append(f"A robust advantage in the {words} appears only with loss-matched heads "
+                       f"({how}).")
+        else:
+            out.append(f"No robust advantage in the {words} is shown, with or without loss "
+                       f"matching ({how}).")
+    return " ".join(out)
+
+
 def findings(by_setting: dict) -> str:
     """Markdown findings per setting and target: robust and natural shares with crossed-seed
     CIs, the paired difference and its verdict, the nearest-neighbour baselines, the paper's
-    numbers, the authors' estimator, and (fine-tuned setting) the leave-one-out check."""
+    numbers, the loss matching (target, penalties, achieved losses) and the AUCs, the
+    authors' computation, and (fine-tuned setting) the leave-one-out check."""
     paper = reference.INFLUENCE
     out = []
     for setting, studies in by_setting.items():
@@ -225,6 +302,21 @@ def findings(by_setting: dict) -> str:
                 f"{nat['nn5']:.1f}%; chance {r['chance']:.1f}%. Influence's top-1 share is "
                 f"{r['top1'] - r['nn1']:+.1f} (robust) and {nat['top1'] - nat['nn1']:+.1f} "
                 f"(natural) points from the nearest-neighbour one.")
+            if np.isfinite(r["loss_target"]):
+                m, lo, hi = robust_minus_natural(studies, t, "auc_matched")
+                parts.append(
+                    f"How well the heads fit their training images: mean training cross-entropy "
+                    f"{r['train_loss']:.3f} nats (robust) vs {nat['train_loss']:.3f} (natural) "
+                    f"at the default penalty l2 = {r['l2']:g}. Loss-matched, every head's "
+                    f"penalty is set so that this loss is {r['loss_target']:.3f} nats (the "
+                    f"natural heads' mean): penalties {r['l2_matched_min']:.2g} to "
+                    f"{r['l2_matched_max']:.2g} (robust) and {nat['l2_matched_min']:.2g} to "
+                    f"{nat['l2_matched_max']:.2g} (natural), achieved losses "
+                    f"{r['loss_matched']:.3f} and {nat['loss_matched']:.3f}. Same-class AUC x 100 "
+                    f"(chance 50) {r['auc']:.1f} vs {nat['auc']:.1f} at the default penalty, "
+                    f"{r['auc_matched']:.1f} vs {nat['auc_matched']:.1f} loss-matched "
+                    f"(difference {m:+.1f} [{lo:+.1f}, {hi:+.1f}]); top-1 share loss-matched "
+                    f"{r['top1_matched']:.1f}% vs {nat['top1_matched']:.1f}%.")
             if setting == "finetuned" and not np.isnan(r["loo_pearson"]):
                 parts.append(
                     f"Influence vs actual leave-one-out retraining of this head: Pearson "
@@ -232,65 +324,83 @@ def findings(by_setting: dict) -> str:
                     f"Spearman {r['loo_spearman']:.3f} / {nat['loo_spearman']:.3f}, slope "
                     f"{r['loo_slope']:.2f} / {nat['loo_slope']:.2f} (median over studies; 1 = "
                     f"right scale).")
-            parts.append(f"The authors' estimator (no L2 term, 5% pseudo-inverse cut) gives "
-                         f"{r['top1_authors']:.1f}% vs {nat['top1_authors']:.1f}% top-1.")
+            parts.append(f"The authors' computation (their head, trained as their code trains "
+                         f"it on the same raw features -- test accuracy {r['authors_acc']:.1f}% "
+                         f"vs {nat['authors_acc']:.1f}% -- and their pseudo-inverse) gives "
+                         f"{r['top1_authors']:.1f}% vs {nat['top1_authors']:.1f}% top-1; their "
+                         f"pseudo-inverse on our head {r['top1_pinv']:.1f}% vs "
+                         f"{nat['top1_pinv']:.1f}%.")
             out.append(" ".join(parts))
     return "\n\n".join(out)
 
 
 def headline(studies: dict, preset: str | None = None) -> dict:
     """The chapter's headline numbers (plain floats / strings) from the **fine-tuned** setting's
-    studies, on the first influence target in run order (``target``): the top-1 same-class share
-    (percent of test images) natural and robust with crossed-seed 95% CIs (``top1_natural``,
-    ``_lo``, ``_hi``, likewise ``top1_robust*``), the paired robust-minus-natural difference
-    (``top1_diff``, ``_lo``, ``_hi``), the seed pairs where robust > natural
-    (``pairs_positive`` of ``pairs``), the nearest-neighbour baseline (``nn1_natural``,
-    ``nn1_robust``), the paper's shares (``paper_top1_robust`` = 78.61, ``paper_top1_natural``
-    = 55.08), and
+    studies, on the first influence target in run order (``target``): for the primary
+    statistic (``auc_matched``: same-class AUC x 100 on loss-matched heads) and the paper's
+    (``top1``: top-1 same-class share, percent of test images), natural and robust with
+    crossed-seed 95% CIs (``<stat>_natural``, ``_lo``, ``_hi``, likewise ``<stat>_robust*``)
+    and the paired robust-minus-natural difference (``<stat>_diff``, ``_lo``, ``_hi``); the
+    seed pairs where the primary is larger for robust (``pairs_positive`` of ``pairs``), the
+    nearest-neighbour baseline (``nn1_natural``, ``nn1_robust``), the loss-matching target
+    (``loss_target``, nats), the paper's shares (``paper_top1_robust`` = 78.61,
+    ``paper_top1_natural`` = 55.08), ``matching`` (:func:`matching_text`), and
 
-    ``verdict`` -- the :data:`PRIMARY` comparison's label by ``claims.section3`` (the paired
-    top-1 difference's 95% CI: above 0 reproduced, below 0 contradicted, else not reproduced;
-    "not tested" without a natural/robust pair), with ``part_<key>_label`` / ``_text``
-    (``common.claim_values``); ``verdict_detail`` says so and lists the other targets' CIs.
+    ``verdict`` -- the :data:`PRIMARY` comparison's label by ``claims.section3`` (its 95% CI:
+    above 0 reproduced, below 0 contradicted, else not reproduced; "not tested" without a
+    natural/robust pair), with ``part_<key>_label`` / ``_text`` (``common.claim_values``);
+    ``verdict_detail`` says so and lists the other targets' primary CIs.
     """
     nan = float("nan")
     tab = summary(studies).set_index(["target", "kind"]) if studies else None
     targets = [t for t in _targets(studies)
                if (t, "robust") in tab.index and (t, "natural") in tab.index]
     out = dict(target=targets[0] if targets else "")
+    primary = PRIMARY["metric"]
+    for stat in (primary, "top1"):
+        for kind in KINDS:
+            row = tab.loc[(targets[0], kind)] if targets else {}
+            for suffix in ("", "_lo", "_hi"):
+                out[f"{stat}_{kind}{suffix}"] = float(row[stat + suffix]) if targets else nan
+        m, lo, hi = robust_minus_natural(studies, targets[0], stat) if targets else (nan,) * 3
+        out.update({f"{stat}_diff": m, f"{stat}_diff_lo": lo, f"{stat}_diff_hi": hi})
     for kind in KINDS:
-        row = tab.loc[(targets[0], kind)] if targets else {}
-        for name, col in ((f"top1_{kind}", "top1"), (f"top1_{kind}_lo", "top1_lo"),
-                          (f"top1_{kind}_hi", "top1_hi"), (f"nn1_{kind}", "nn1")):
-            out[name] = float(row[col]) if targets else nan
-    diffs = {t: robust_minus_natural(studies, t, "top1") for t in targets}
-    m, lo, hi = diffs[targets[0]] if targets else (nan, nan, nan)
-    pos, cells = _pairs_positive(studies, targets[0]) if targets else (0, 0)
-    out.update(top1_diff=m, top1_diff_lo=lo, top1_diff_hi=hi, pairs_positive=float(pos),
-               pairs=float(cells),
+        out[f"nn1_{kind}"] = float(tab.loc[(targets[0], kind), "nn1"]) if targets else nan
+    pos, cells = _pairs_positive(studies, targets[0], primary) if targets else (0, 0)
+    out.update(pairs_positive=float(pos), pairs=float(cells),
+               loss_target=float(tab.loc[(targets[0], "natural"), "loss_target"])
+               if targets else nan,
                paper_top1_robust=float(reference.INFLUENCE["top1"]["robust"]),
                paper_top1_natural=float(reference.INFLUENCE["top1"]["natural"]))
-    out.update(claim_values(claims.section3(studies, preset)))
-    others = "; ".join(f"{t}: {d[0]:+.1f} [{d[1]:+.1f}, {d[2]:+.1f}]"
-                       for t, d in diffs.items() if t != out["target"])
+    claim = claims.section3(studies, preset)
+    out.update(claim_values(claim))
+    out["matching"] = matching_text(claim, out["target"])
+    others = "; ".join(
+        f"{t}: {d[0]:+.1f} [{d[1]:+.1f}, {d[2]:+.1f}]"
+        for t, d in ((t, robust_minus_natural(studies, t, primary)) for t in targets[1:]))
     out["verdict_detail"] = (
         f"pre-specified: fine-tuned setting, {out['target'] or 'no target'}, robust-minus-natural "
-        f"top-1 difference {m:+.1f} [{lo:+.1f}, {hi:+.1f}] points, {pos} of {cells} seed pairs "
-        f"positive" + (f"; other targets {others}" if others else ""))
+        f"same-class AUC x 100 on loss-matched heads {out[primary + '_diff']:+.1f} "
+        f"[{out[primary + '_diff_lo']:+.1f}, {out[primary + '_diff_hi']:+.1f}], {pos} of "
+        f"{cells} seed pairs positive" + (f"; other targets {others}" if others else ""))
     return out
 
 
 def results_row(values: dict, preset: str) -> dict:
-    """The introduction's row for the influence claim (see ``common.ROW_FIELDS``): the top-1
-    same-class share natural vs robust and the paired difference's CI."""
+    """The introduction's row for the influence claim (see ``common.ROW_FIELDS``): the paper's
+    top-1 share, ours beside the primary statistic (AUC x 100 on loss-matched heads) natural vs
+    robust, and the primary difference's CI."""
     have = bool(values.get("target"))
-    return {"claim": "The most influential training image shares the test image's class more "
+    return {"claim": "The most influential training images share the test image's class more "
                      "often with a robust source",
             "paper": f"top-1 same class {values['paper_top1_natural']:.2f}% -> "
                      f"{values['paper_top1_robust']:.2f}% (CIFAR-10, n = 3200)",
-            "ours": (f"{values['top1_natural']:.1f}% -> {values['top1_robust']:.1f}% "
-                     f"({values['target']}, fine-tuned; {preset} preset)" if have else
+            "ours": (f"top-1 {values['top1_natural']:.1f}% -> {values['top1_robust']:.1f}%; "
+                     f"loss-matched AUC x 100 {values['auc_matched_natural']:.1f} -> "
+                     f"{values['auc_matched_robust']:.1f} ({values['target']}, fine-tuned; "
+                     f"{preset} preset)" if have else
                      f"no natural/robust pair ({preset} preset)"),
-            "ci": (f"difference {values['top1_diff']:+.1f} [{values['top1_diff_lo']:+.1f}, "
-                   f"{values['top1_diff_hi']:+.1f}] points" if have else "–"),
+            "ci": (f"loss-matched AUC difference {values['auc_matched_diff']:+.1f} "
+                   f"[{values['auc_matched_diff_lo']:+.1f}, {values['auc_matched_diff_hi']:+.1f}]"
+                   if have else "–"),
             "verdict": values["verdict"]}
