@@ -46,10 +46,11 @@ def test_source_presets_read_the_zoo_registry():
 
 def test_source_seed_offset_picks_a_disjoint_seed_set():
     a, b = config.resolve("mini"), config.resolve("mini", source_seed_offset="6")
-    assert b.source_seed_offset == 6 and len(b.sources) == len(a.sources) == 18
+    assert b.source_seed_offset == 6 and len(b.sources) == len(a.sources) == 20
     assert not set(a.sources) & set(b.sources)
     assert [zoo.spec(s).family for s in a.sources] == [zoo.spec(s).family for s in b.sources]
     assert {zoo.spec(s).seed for s in b.finetune_sources} == set(range(6, 12))
+    assert len(b.textured_sources) == 12 and not set(a.textured_sources) & set(b.textured_sources)
     # explicit sources are taken as given; a re-resolved config is not shifted twice
     c = config.resolve("mini", source_seed_offset=6, sources=["mini/fmnist/natural/s0"])
     assert c.sources == ("mini/fmnist/natural/s0",)

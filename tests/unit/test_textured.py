@@ -63,7 +63,7 @@ def test_textured_sources_ids_listing_and_config():
     tiny = config.resolve("tiny")
     shifted = config.resolve("tiny", source_seed_offset=6)
     assert shifted.textured_sources == tuple(zoo.shift_seed(s, 6) for s in tiny.textured_sources)
-    assert config.resolve("mini").textured_sources == ()
+    assert config.resolve("mini").textured_sources == tuple(zoo.textured_sources("mini"))
     with pytest.raises(ValueError, match="textured_sources takes textured sources only"):
         config.resolve("tiny", textured_sources=["tiny/fmnist/natural/s0"])
     with pytest.raises(ValueError, match="belong in textured_sources"):

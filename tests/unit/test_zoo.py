@@ -33,12 +33,12 @@ def test_registry_records_and_specs():
     mini = [f"mini/fmnist/natural/s{s}" for s in range(6)] + \
         [f"mini/fmnist/l2/1.0/s{s}" for s in range(6)] + \
         ["mini/fmnist/l2/0.5/s0", "mini/fmnist/l2/2.0/s0"] + \
-        [f"mini/fmnist/linf/0.1/s{s}" for s in (0, 1, 2)] + ["mini/fmnist/noise/0.1/s0"]
+        [f"mini/fmnist/linf/0.1/s{s}" for s in (0, 1, 2)] + [f"mini/fmnist/noise/0.1/s{s}" for s in (0, 1, 2)]
     assert zoo.list_sources("mini") == mini
     assert zoo.list_sources("tiny") == [i.replace("mini/", "tiny/", 1) for i in mini]
     assert zoo.main_sources("mini") == mini[:12]
     assert len(zoo.list_sources("salman2020")) == 15
-    assert len(zoo.list_sources()) == 18 + 18 + 4 + 15
+    assert len(zoo.list_sources()) == 20 + 20 + 4 + 15
     # a replication build's disjoint seed set: the same families, seeds shifted
     shifted = zoo.list_sources("mini", seed_offset=6)
     assert shifted == [zoo.shift_seed(i, 6) for i in mini] and not set(shifted) & set(mini)
