@@ -106,13 +106,17 @@ MEMORY_TAG = "RT_NOTEBOOK"
 
 
 class PeakMemory:
-    """Peak resident memory (RSS, bytes) per notebook of a build: the kernel plus every worker
-    process it starts, summed, sampled every ``every`` seconds (psutil). A kernel is known by
+    """Peak resident memory (RSS, bytes) per notebook of a build, sampled every ``every``
+    seconds (psutil): :attr:`peak`, the kernel plus every worker process it starts, summed;
+    :attr:`kernel` the kernel alone; :attr:`worker` the largest single worker (so a one-worker
+    setting such as Binder's needs about ``kernel + worker``). A kernel is known by
     :data:`MEMORY_TAG` in its environment: :meth:`starting` sets it for one notebook at a time
     and holds the next notebook's start until that kernel is seen (or ``wait`` s passed)."""
 
     def __init__(self, every: float = 0.5, wait: float = 120.0):
         self.peak: dict[str, int] = {}
+        self.kernel: dict[str, int] = {}
+        self.worker: dict[str, int] = {}
         self.every, self.wait = every, wait
         self._gate, self._waiting, self._since = threading.Lock(), None, 0.0
         self._stop = threading.Event()
@@ -142,11 +146,16 @@ class PeakMemory:
         """RSS (bytes) per tagged notebook now; updates :attr:`peak`."""
         import psutil
         now: dict[str, int] = {}
+        me = os.getpid()
         for proc in psutil.Process().children(recursive=True):
             try:
                 stem = proc.environ().get(MEMORY_TAG)
-                if stem:
-                    now[stem] = now.get(stem, 0) + proc.memory_info().rss
+                if not stem:
+                    continue
+                rss = proc.memory_info().rss
+                now[stem] = now.get(stem, 0) + rss
+                own = self.kernel if proc.ppid() == me else self.worker
+                own[stem] = max(own.get(stem, 0), rss)
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
         for stem, rss in now.items():
@@ -397,8 +406,9 @@ def main(argv=None) -> None:
         preset=args.preset, source_seed_offset=args.source_seed_offset, commit=commit(),
         cores=os.cpu_count(), train_threads=os.environ.get("RT_TRAIN_THREADS", "1"),
         jobs=args.jobs, sources_s=round(sources_s, 1), total_s=round(total, 1),
-        notebooks={name: dict(seconds=round(sec, 1), peak_rss_mib=round(
-            memory.peak.get(Path(name).stem, 0) / 2**20)) for name, sec in times.items()}),
+        notebooks={name: dict(seconds=round(sec, 1), **{
+            f"{what}_rss_mib": round(getattr(memory, what).get(Path(name).stem, 0) / 2**20)
+            for what in ("peak", "kernel", "worker")}) for name, sec in times.items()}),
         indent=1))
     print(f"[book] built {html / 'index.html'} in {total:.1f} s ({out / 'build.json'}: "
           f"seconds and peak memory per notebook)", flush=True)

@@ -114,6 +114,8 @@ def test_peak_memory_sums_a_tagged_kernel_and_its_children():
         proc.wait()
     assert build.MEMORY_TAG not in os.environ
     assert memory.peak["nb"] > 190 * 2**20
+    assert 110 * 2**20 < memory.kernel["nb"] < memory.peak["nb"]
+    assert 70 * 2**20 < memory.worker["nb"] < 110 * 2**20
 
 
 def test_point_colab_sends_the_button_to_the_published_copy(tmp_path):
