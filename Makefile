@@ -62,9 +62,10 @@ publish: env
 test: env
 	$(PY) -m pytest
 
-## make test-fast: the unit tests only (tests/unit; no notebooks, no book build)
+## make test-fast: the unit tests only (tests/unit; no notebooks, no book build), one pytest
+## worker per core (pytest-xdist)
 test-fast: env
-	$(PY) -m pytest -m "not slow" tests/unit
+	$(PY) -m pytest -n auto -m "not slow" tests/unit
 
 ## make bench: performance ratios measured in one run each
 bench: env

@@ -121,10 +121,11 @@ def test_paper_preset_section2_grid_is_the_authors_food101_grid():
     assert len(got) == len(set(got)) == len(expected) == 64 and set(got) == expected
     assert {transfer.epochs_for(c2, n) for n in schedule} == {150}
     assert Counter(c["target"] for c in cells) == {"food101": 32, "lowres:food101": 32}
-    # the mini preset's experiment is unchanged: head-only, every seed, three versions
+    # the mini preset's experiment: head-only, every seed, three versions of each 28 px target
     m2 = ss.transfer_config(config.resolve("mini"))
     assert m2.unfrozen_blocks == (0,) and not m2.full_set and not m2.seed_counts
-    assert m2.targets == ("digits", "stylized:digits", "lowpass4:digits")
+    assert m2.targets == ("digits", "stylized:digits", "lowpass4:digits",
+                          "mnist5k", "stylized:mnist5k", "lowpass4:mnist5k")
 
 
 def test_section2_fields_are_validated():
