@@ -28,13 +28,20 @@ GRID = ["--preset", "tiny", "--set", f'sources=["{SOURCE}"]', "--set", 'targets=
 RUNS = 64
 
 
+def _default_sigint() -> None:
+    """Ctrl-C's default action in the sweep even when this test runs where SIGINT is ignored
+    (a shell's background job inherits SIG_IGN, and Python then installs no KeyboardInterrupt
+    handler): what a user's terminal gives it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(store: Path, *executor) -> subprocess.Popen:
     zoo.load(SOURCE, progress=False)   # trained once, in the shared private cache
     env = {**os.environ, "PYTHONPATH": str(ROOT / "lib"), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "robust_transfer", "sweep", *GRID,
                              "--store", str(store), *executor], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_sigint)
 
 
 def _first_row(proc, store: Path, timeout=240.0) -> None:
