@@ -230,12 +230,15 @@ def transfer_versions(cfg, store=None, *, run: bool = True, progress: bool = Tru
     return frame
 
 
-def _seed_matrices(frame, value: str = "test_acc") -> dict:
-    """``{(version, base_target, family, n): DataFrame source-seed index x subset seed}``."""
+def _seed_matrices(frame, keys=("version", "base_target", "family", "n"), columns="seed",
+                   value: str = "test_acc") -> dict:
+    """``{keys: DataFrame source-seed index x columns}`` of ``value`` (mean per cell): a
+    family's i-th source seed is row i, so families pair by row (default: per version, base
+    target, family and n, subset seeds as columns)."""
     f = frame.assign(seed_index=frame.groupby("family")["source_seed"].rank(method="dense")
                      .astype(int) - 1)
-    return {k: g.pivot_table(index="seed_index", columns="seed", values=value, aggfunc="mean")
-            for k, g in f.groupby(["version", "base_target", "family", "n"])}
+    return {k: g.pivot_table(index="seed_index", columns=columns, values=value, aggfunc="mean")
+            for k, g in f.groupby(list(keys))}
 
 
 def _families(frame):
@@ -365,11 +368,8 @@ def textured_summary(rows, level: float = 0.95):
 
 def _source_by_stimulus(rows, probe: str, scale: float = 1.0) -> dict:
     """``{family: DataFrame source-seed index x stimulus seed}`` of ``probe``'s values."""
-    g = rows[rows["probe"] == probe]
-    g = g.assign(seed_index=g.groupby("family")["source_seed"].rank(method="dense")
-                 .astype(int) - 1, value=scale * g["value"])
-    return {f: h.pivot_table(index="seed_index", columns="stimulus_seed", values="value",
-                             aggfunc="mean") for f, h in g.groupby("family", sort=False)}
+    mats = _seed_matrices(rows[rows["probe"] == probe], ("family",), "stimulus_seed", "value")
+    return {k[0]: scale * m for k, m in mats.items()}
 
 
 def textured_test(rows, level: float = 0.95):
