@@ -61,6 +61,7 @@ code does); both paths see the same batches in the same order and give the same 
 from __future__ import annotations
 
 import abc
+import collections
 import copy
 import functools
 import hashlib
@@ -81,7 +82,7 @@ __all__ = ["run", "finetune", "prefix_features", "target_arrays", "weights_finge
            "recipe_fields", "epochs_for", "curve_epochs", "Recipe", "Ours", "Authors", "RECIPES",
            "RECIPE_VERSION", "CURVE_VERSION", "curve_images", "CLIP_NORM",
            "AUTHORS_LR", "AUTHORS_MOMENTUM", "AUTHORS_WEIGHT_DECAY", "AUTHORS_DECAY",
-           "AUTHORS_HEAD_STD"]
+           "AUTHORS_HEAD_STD", "feature_cache_bytes", "FEATURE_CACHE_MB"]
 
 RECIPE_VERSION = 2   # bump when the fine-tuning algorithm changes (part of every result key)
 CURVE_VERSION = 2    # bump when the recorded test curve changes (part of every result key)
@@ -200,17 +201,54 @@ def _channels_last(model) -> bool:
                for p in model.parameters() if p.dim() == 4)
 
 
-def _read_features(path: str) -> torch.Tensor:
-    """The cached features at ``path``, read once per version of the file (a file replaced
-    under the same name, as tests do, is read again)."""
-    st = os.stat(path)
-    return _read_features_version(path, st.st_mtime_ns, st.st_size)
+FEATURE_CACHE_ENV = "RT_FEATURE_CACHE_MB"
+FEATURE_CACHE_MB = 1024   # default bound of the features held in memory per process
 
 
-@functools.lru_cache(maxsize=8)
-def _read_features_version(path: str, mtime_ns: int, size: int) -> torch.Tensor:
-    from safetensors.torch import load_file
-    return load_file(path)["prefix"]
+def feature_cache_bytes() -> int:
+    """How many bytes of cached features a process keeps in memory: ``$RT_FEATURE_CACHE_MB``
+    MiB (0: none; the notebooks' set-up lowers it on Binder), else :data:`FEATURE_CACHE_MB`."""
+    text = os.environ.get(FEATURE_CACHE_ENV, "").strip()
+    if not text:
+        return FEATURE_CACHE_MB << 20
+    if not text.isdigit():
+        raise ValueError(f"{FEATURE_CACHE_ENV}={text!r} is not allowed; give a whole number of "
+                         f"MiB >= 0 (default {FEATURE_CACHE_MB})")
+    return int(text) << 20
+
+
+class _FeatureMemory:
+    """The last-read feature files, newest last, evicted oldest first beyond
+    :func:`feature_cache_bytes` (a file larger than the bound is read but not kept). A file
+    replaced under the same name (as tests do) is read again: entries are keyed on path,
+    mtime and size."""
+
+    def __init__(self):
+        self.entries: "collections.OrderedDict[tuple, torch.Tensor]" = collections.OrderedDict()
+
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.entries.values())
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    def read(self, path: str) -> torch.Tensor:
+        from safetensors.torch import load_file
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size)
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        feats = load_file(path)["prefix"]
+        bound = feature_cache_bytes()
+        if feats.nbytes <= bound:
+            self.entries[key] = feats
+            while self.nbytes() > bound:
+                self.entries.popitem(last=False)
+        return feats
+
+
+_FEATURES = _FeatureMemory()
 
 
 def prefix_features(model, images: torch.Tensor, k: int, key: tuple[str, ...], *,
@@ -229,7 +267,7 @@ def prefix_features(model, images: torch.Tensor, k: int, key: tuple[str, ...], *
         feats = _prefix(model, images, k).contiguous()
         with atomic_path(path) as tmp:
             save_file({"prefix": feats}, str(tmp))
-    return _read_features(str(path))
+    return _FEATURES.read(str(path))
 
 
 # ----------------------------------------------------------------------------- the recipes' parts

@@ -103,7 +103,7 @@ def test_prefix_features_cached_float32_and_reused(digits, source, tmp_path, mon
     files = list((tmp_path / "features").rglob("*.safetensors"))
     assert len(files) == 1 and f1.dtype == torch.float32
     torch.testing.assert_close(f1, source.prefix(x, 1))
-    transfer._read_features_version.cache_clear()    # read back from disk, not from memory
+    transfer._FEATURES.clear()    # read back from disk, not from memory
     monkeypatch.setattr(transfer, "_prefix", lambda *a: pytest.fail("recomputed a cached prefix"))
     f2 = transfer.prefix_features(source, x, 1, ("src/a", "digits", "train"))
     assert torch.equal(f1, f2) and f2 is not f1
@@ -112,6 +112,32 @@ def test_prefix_features_cached_float32_and_reused(digits, source, tmp_path, mon
     other = models.build("resnet8", 10, 1).eval()  # other weights -> other file
     transfer.prefix_features(other, x, 1, ("src/a", "digits", "train"))
     assert len(list((tmp_path / "features").rglob("*.safetensors"))) == 2
+
+
+def test_feature_memory_bounded_in_bytes(digits, source, tmp_path, monkeypatch):
+    """The features kept in memory stay under $RT_FEATURE_CACHE_MB, oldest evicted first;
+    0 keeps none; a bad value names the variable."""
+    monkeypatch.setenv("RT_CACHE_DIR", str(tmp_path))
+    transfer._FEATURES.clear()
+    x = digits[0][:256]
+    one = transfer.prefix_features(source, x, 1, ("src/a", "digits", "a")).nbytes
+    monkeypatch.setenv("RT_FEATURE_CACHE_MB", "0")
+    transfer._FEATURES.clear()
+    transfer.prefix_features(source, x, 1, ("src/a", "digits", "a"))
+    assert transfer._FEATURES.nbytes() == 0
+    bound = -(-2 * one // (1 << 20))   # MiB that hold two entries but not three
+    assert 3 * one > bound << 20, "digits prefix too small for this test"
+    monkeypatch.setenv("RT_FEATURE_CACHE_MB", str(bound))
+    for split in ("a", "b", "c"):
+        transfer.prefix_features(source, x, 1, ("src/a", "digits", split))
+    kept = [k[0] for k in transfer._FEATURES.entries]
+    assert transfer._FEATURES.nbytes() <= bound << 20 and len(kept) == 2
+    assert not any(p.endswith(f"a-k1-{transfer.weights_fingerprint(source)}.safetensors")
+                   for p in kept)
+    monkeypatch.setenv("RT_FEATURE_CACHE_MB", "lots")
+    with pytest.raises(ValueError, match="RT_FEATURE_CACHE_MB='lots'"):
+        transfer.prefix_features(source, x, 1, ("src/a", "digits", "a"))
+    transfer._FEATURES.clear()
 
 
 def test_prefix_features_do_not_depend_on_the_callers_layout(digits, source, tmp_path,
