@@ -347,7 +347,8 @@ def headline_family(test) -> str:
     return str(l2["family"].iloc[0])
 
 
-def section2(test, validation=None, preset: str | None = None, textured=None) -> Claim | None:
+def section2(test, validation=None, preset: str | None = None, textured=None,
+             textured_transfer=None) -> Claim | None:
     """Section 2: "the robust advantage grows when texture (or detail) is removed", for
     :func:`headline_family`: the difference in differences of the robust advantage on each
     changed version the test has (stylized, low-passed, low-resolution targets;
@@ -357,7 +358,11 @@ def section2(test, validation=None, preset: str | None = None, textured=None) ->
     ``cue_conflict_textured``: the shape bias of the :func:`headline_family` of ``textured``
     minus natural (points, side +1), *not testable at this scale* when a cue alone is at chance
     for the natural textured source, with the noise control's difference beside it
-    (``cue_conflict_textured_noise``, role control). Without it, the plain Fashion-MNIST part
+    (``cue_conflict_textured_noise``, role control). With ``textured_transfer``
+    (``shape_study.textured_transfer_test``) the part ``textured_shape_vs_texture``: the DiD of
+    the robust advantage of the :func:`headline_family` of the textured sources, shape-only
+    target minus texture-only target (points, side +1), with the noise control's beside it
+    (``textured_shape_vs_texture_noise``, role control). Without it, the plain Fashion-MNIST part
     ``cue_conflict`` is *not testable* when ``validation`` (``shape_study.cue_validation``)
     finds a stimulus kind whose cues alone are at chance for some source (no source can then
     show a texture bias). None without either experiment.
@@ -391,6 +396,7 @@ def section2(test, validation=None, preset: str | None = None, textured=None) ->
                               "shape bias (Geirhos)", NOT_TESTABLE, unit="share",
                               why=f"a cue alone is at chance for some source on {', '.join(dead)}"
                                   f": no source here can take the texture shortcut"))
+    parts += _textured_transfer_parts(textured_transfer)
     label = label if family else str(textured.loc[textured["family"] == tfamily, "label"].iloc[0])
     return replicated(Claim("shape", f"Section 2: the robust advantage grows when texture or "
                             f"detail is removed ({label} vs natural)", claim_label(parts),
@@ -421,6 +427,31 @@ def _textured_parts(textured, family: str) -> list[Part]:
                            "control minus natural", f"{r['label']} - natural shape bias on "
                            f"textured garments (Geirhos, points)", {**r, "mean": r["diff"]}, 1,
                            basis_cols=_STIMULUS_SEEDS, role="control"))
+    return parts
+
+
+def _textured_transfer_parts(test) -> list[Part]:
+    """The textured-source transfer parts of :func:`section2` (none without ``test``)."""
+    if test is None or len(test) == 0:
+        return []
+    rows = test[test["version"] == shape_study.SHAPE_VS_TEXTURE]
+    family = headline_family(rows)
+    if not family:
+        return []
+    shape, texture = rows["shape_target"].iloc[0], rows["texture_target"].iloc[0]
+    parts = []
+    for key, fam, role in (("textured_shape_vs_texture", family, "test"),
+                           ("textured_shape_vs_texture_noise",
+                            next(iter(rows.loc[rows["norm"] == "noise", "family"]), ""),
+                            "control")):
+        if not fam:
+            continue
+        row = _row(rows, family=fam)
+        parts.append(_part(key, f"textured-source {'noise-control' if role == 'control' else 'robust'}"
+                           f" advantage, shape-only minus texture-only target",
+                           f"DiD of {row['label']} - natural accuracy ({shape} minus {texture}, "
+                           f"head only)", {**row, "mean": row["did"]}, 1, basis_cols=_SEEDS,
+                           role=role))
     return parts
 
 

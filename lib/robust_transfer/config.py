@@ -109,6 +109,10 @@ class Config:
     # source_seed_offset): the cue-conflict experiment where texture can carry the class
     # (shape_study.textured_test); () = not run
     textured_sources: tuple[str, ...] = tuple(zoo.textured_sources("mini"))
+    # (shape-only target, texture-only target) the textured sources transfer to at
+    # shape_n_values, head only, the shape-only one also in shape_versions' changed copies
+    # (shape_study.textured_transfer_test); () = not run
+    textured_targets: tuple[str, ...] = ("mnist5k", "textures")
     # --- influence functions (Section 3); the first target is the verdict's (chapter 4 says why)
     influence_targets: tuple[str, ...] = ("textures", "digits")
     influence_n: int = 400
@@ -167,6 +171,7 @@ PRESETS: dict[str, dict] = {
         textured_sources=("tiny/tfmnist/natural/s0", "tiny/tfmnist/natural/s1",
                           "tiny/tfmnist/l2/1.0/s0", "tiny/tfmnist/l2/1.0/s1",
                           "tiny/tfmnist/noise/0.1/s0"),
+        textured_targets=("digits", "textures"),
         influence_targets=("digits",),
         influence_n=100,
         influence_test=40,
@@ -211,6 +216,7 @@ PRESETS: dict[str, dict] = {
         # 25600 and the full set (1 each), at full (224 px) and low (32 px) resolution
         shape_targets=("food101",),
         textured_sources=(),
+        textured_targets=(),
         shape_versions=("original", "lowres"),
         shape_n_values=(400, 1600, 6400, 25600),
         shape_seed_counts=(3, 2, 1, 1),
@@ -233,7 +239,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _TYPES = typing.get_type_hints(Config)
 _STR_TUPLES = ("sources", "finetune_sources", "targets", "compare_targets", "block_targets",
                "influence_targets", "shape_targets", "shape_versions", "shape_sources",
-               "textured_sources", "influence_settings")
+               "textured_sources", "textured_targets", "influence_settings")
 #: Section 3's settings (``influence_study.SETTINGS``; config imports no section)
 _INFLUENCE_SETTINGS = ("finetuned", "head_only")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
@@ -347,9 +353,14 @@ def _validate(cfg: Config) -> None:
             except ValueError as err:  # names the bad part (scale, norm, eps, seed)
                 raise ValueError(f"{name}: {err}") from None
             textured = zoo.spec(sid).dataset == "textured_fmnist"
-            if textured != (name == "textured_sources"):
+            # a textured-only `sources` is the textured-source transfer's own Section 1
+            # configuration (shape_study.transfer_config); mixed with others it would pool
+            # two source data sets into one comparison
+            only = name == "sources" and all(zoo.spec(i).dataset == "textured_fmnist"
+                                             for i in cfg.sources)
+            if textured != (name == "textured_sources") and not only:
                 _fail(name, sid, "textured sources ('<scale>/tfmnist/...') belong in "
-                      "textured_sources, and only they" if textured else
+                      "textured_sources (or make every source textured)" if textured else
                       f"textured_sources takes textured sources only, e.g. "
                       f"{zoo.textured_sources('mini')[:2]}")
     if not _is_int(cfg.finetune_max_n) or cfg.finetune_max_n < 0:
@@ -429,10 +440,18 @@ def _validate_shape(cfg: Config) -> None:
     if not _is_int(cfg.shape_blocks) or not 0 <= cfg.shape_blocks <= blocks:
         _fail("shape_blocks", cfg.shape_blocks, f"must be an integer in 0..{blocks} for the "
               f"shape sources")
-    for t in cfg.shape_targets:
-        for v in cfg.shape_versions:
+    tt = cfg.textured_targets
+    if tt and (len(tt) != 2 or tt[0] == tt[1]):
+        _fail("textured_targets", tt, "give () or two different targets: (shape-only, "
+              "texture-only), e.g. ('mnist5k', 'textures')")
+    for t in tt:
+        data.check_name(t, allow_download=cfg.allow_download, parameter="textured_targets")
+    for t in dict.fromkeys((*cfg.shape_targets, *tt)):
+        changed = t in cfg.shape_targets or t == tt[0]   # its changed copies are run too
+        for v in cfg.shape_versions if changed else ("original",):
             data.check_name(data.version_name(v, t, cfg.lowpass_factor),
-                            allow_download=cfg.allow_download, parameter="shape_targets")
+                            allow_download=cfg.allow_download, parameter="shape_targets"
+                            if t in cfg.shape_targets else "textured_targets")
         info = data.info(t)
         if info.train_size is None:
             continue

@@ -30,7 +30,8 @@ from .store import Store
 __all__ = ["SHAPE_TARGETS", "TEXTURE_TARGETS", "trend", "transfer_link", "cue_validation",
            "VERSIONS", "version_targets", "manipulation_strength", "transfer_config",
            "transfer_versions", "version_table", "version_test", "textured_rows",
-           "textured_summary", "textured_test"]
+           "textured_summary", "textured_test", "textured_targets", "textured_transfer_test",
+           "SHAPE_VS_TEXTURE"]
 
 #: targets whose classes are defined by shape (digits, characters) vs the texture-defined control
 SHAPE_TARGETS = ("mnist5k", "digits", "mnist", "kmnist", "svhn")
@@ -147,6 +148,19 @@ def version_targets(cfg) -> dict:
             for t in cfg.shape_targets for v in cfg.shape_versions}
 
 
+def textured_targets(cfg) -> dict:
+    """``{target name: (version, base target)}`` of the textured-source transfer:
+    ``cfg.textured_targets`` = (shape-only target, texture-only target), the shape-only one in
+    each of ``cfg.shape_versions`` (its changed copies), the texture-only one as it is; {} when
+    ``cfg.textured_targets`` or ``cfg.textured_sources`` is empty."""
+    if not cfg.textured_targets or not cfg.textured_sources:
+        return {}
+    shape_target, texture_target = cfg.textured_targets
+    names = {data.version_name(v, shape_target, cfg.lowpass_factor): (v, shape_target)
+             for v in cfg.shape_versions}
+    return {**names, texture_target: ("original", texture_target)}
+
+
 def manipulation_strength(cfg, allow_download: bool | None = None):
     """How strongly each changed version of the transfer experiment changes its target: per
     derived target of :func:`version_targets` (stylized, low-passed), over the base target's
@@ -173,19 +187,23 @@ def manipulation_strength(cfg, allow_download: bool | None = None):
     return pd.DataFrame(out)
 
 
-def transfer_config(cfg):
+def transfer_config(cfg, textured: bool = False):
     """The Section 1 configuration of the transfer experiment: ``cfg.shape_sources`` (() =
     ``cfg``'s natural, L2, L-inf and noise-trained sources, every eps and source seed; noise:
-    the control), the :func:`version_targets`, ``cfg.shape_n_values`` with ``cfg.seeds``
+    the control), the :func:`version_targets` (``textured``: ``cfg.textured_sources`` to the
+    :func:`textured_targets` instead), ``cfg.shape_n_values`` with ``cfg.seeds``
     subset seeds by ``cfg.shape_seed_counts`` (() = every seed), one full-set run with
     ``cfg.shape_full_set``, ``cfg.shape_blocks`` unfrozen blocks (mini: 0, the cached-prefix
     fast path) and ``cfg.shape_epochs`` epochs at every n (0 = ``cfg``'s epochs rule); the
     recipe fields, device and downloads are ``cfg``'s. ValueError when ``cfg.shape_targets``
     is empty or no source qualifies."""
-    if not cfg.shape_targets:
-        raise ValueError("shape_targets=() : the transfer experiment needs at least one target")
-    sources = [s for s in cfg.shape_sources or cfg.sources
-               if zoo.spec(s).norm in ("natural", "l2", "linf", "noise")]
+    names = textured_targets(cfg) if textured else version_targets(cfg)
+    if not names:
+        raise ValueError("textured_targets=() : the textured-source transfer needs a shape-only "
+                         "and a texture-only target" if textured else "shape_targets=() : the "
+                         "transfer experiment needs at least one target")
+    pool = cfg.textured_sources if textured else cfg.shape_sources or cfg.sources
+    sources = [s for s in pool if zoo.spec(s).norm in ("natural", "l2", "linf", "noise")]
     if not any(zoo.spec(s).norm == "natural" for s in sources):
         raise ValueError(f"sources={cfg.sources!r}: the transfer experiment needs a natural "
                          f"source to compare the robust ones against")
@@ -201,7 +219,7 @@ def transfer_config(cfg):
     if cfg.shape_epochs:
         extra.update(epochs=cfg.shape_epochs, long_epochs=0)
     return config.resolve(cfg.preset, **{**keep, **extra, "sources": sources,
-                                         "targets": list(version_targets(cfg)),
+                                         "targets": list(names),
                                          "n_values": list(cfg.shape_n_values),
                                          "unfrozen_blocks": [cfg.shape_blocks],
                                          "main_blocks": cfg.shape_blocks,
@@ -209,8 +227,9 @@ def transfer_config(cfg):
 
 
 def transfer_versions(cfg, store=None, *, run: bool = True, progress: bool = True,
-                      workers: int | None = 1):
-    """Rows of the transfer experiment (:func:`transfer_config`) from the shared results store
+                      workers: int | None = 1, textured: bool = False):
+    """Rows of the transfer experiment (:func:`transfer_config`; ``textured``: the
+    textured-source transfer) from the shared results store
     (``store``: a Store or its name, default ``cfg.preset``), running the missing ones first
     with Section 1's engine (:func:`robust_transfer.sweep.run`, ``workers`` processes of one
     torch thread when > 1) unless ``run`` is False.
@@ -218,13 +237,13 @@ def transfer_versions(cfg, store=None, *, run: bool = True, progress: bool = Tru
     Returns ``Store.frame`` rows (accuracies in percent) with ``version`` and ``base_target``
     columns added; empty when nothing is stored.
     """
-    cfg2 = transfer_config(cfg)
+    cfg2 = transfer_config(cfg, textured)
     st = store if isinstance(store, Store) else Store(store or cfg.preset)
     if run:
         sweep.run(cfg2, st, progress=progress, workers=workers)
     frame = st.frame(sweep.grid(cfg2))
     if len(frame):
-        names = version_targets(cfg)
+        names = textured_targets(cfg) if textured else version_targets(cfg)
         frame["version"] = frame["target"].map(lambda t: names[t][0])
         frame["base_target"] = frame["target"].map(lambda t: names[t][1])
     return frame
@@ -288,6 +307,40 @@ def version_table(frame, level: float = 0.95):
                           kind="stable").reset_index(drop=True)
 
 
+def _gains(frame):
+    """(families table, natural family, ``gain(family, keep)``): ``family`` minus natural as a
+    source-seed index x subset seed matrix, averaged over the (version, base target, n) cells
+    for which ``keep(version, base target)`` holds (None when there are none)."""
+    mats = _seed_matrices(frame)
+    fam, nat = _families(frame)
+
+    def gain(family, keep):
+        ds = [mats[(v, b, family, n)] - mats[(v, b, nat, n)] for (v, b, f, n) in mats
+              if f == family and keep(v, b) and (v, b, nat, n) in mats]
+        return sum(ds) / len(ds) if ds else None
+    return fam, nat, gain
+
+
+def _did(fam, family, g0, g1, level) -> dict:
+    """The difference in differences ``g1 - g0`` of two :func:`_gains` matrices of ``family``
+    with its crossed-seed CI and direction ("grows", "shrinks", "no detectable change")."""
+    c = stats.ci((g1 - g0).to_numpy(), level)
+    direction = ("grows" if c["ci_low"] > 0 else "shrinks" if c["ci_high"] < 0
+                 else "no detectable change")
+    return dict(family=family, label=fam.loc[family, "source_label"],
+                norm=fam.loc[family, "norm"], eps=float(fam.loc[family, "eps"]),
+                gain_original=stats.ci(g0.to_numpy())["mean"],
+                gain_version=stats.ci(g1.to_numpy())["mean"], did=c["mean"],
+                **{k: c[k] for k in ("ci_low", "ci_high", "ci_basis", "var_source", "var_subset",
+                                     "var_resid", "n_source_seeds", "n_subset_seeds")},
+                direction=direction)
+
+
+def _compared(fam):
+    """The families a DiD compares with natural: robust (L2, L-inf) and the noise control."""
+    return fam.index[fam["norm"].isin(["l2", "linf", "noise"])]
+
+
 def version_test(frame, level: float = 0.95):
     """The pre-specified test of Section 2's transfer claim, per robust family (and the
     noise-trained control) and changed version (stylized, lowpass): the difference in
@@ -305,36 +358,65 @@ def version_test(frame, level: float = 0.95):
 
     if frame.empty:
         return pd.DataFrame()
-    mats = _seed_matrices(frame)
-    fam, nat = _families(frame)
+    fam, nat, gain = _gains(frame)
     if nat is None:
         return pd.DataFrame()
-
-    def pooled_gain(version, family):
-        ds = [mats[(v, b, family, n)] - mats[(v, b, nat, n)] for (v, b, f, n) in mats
-              if v == version and f == family and (v, b, nat, n) in mats]
-        return sum(ds) / len(ds) if ds else None
-
     out = []
-    for family in fam.index[fam["norm"].isin(["l2", "linf", "noise"])]:
-        g0 = pooled_gain("original", family)
+    for family in _compared(fam):
+        g0 = gain(family, lambda v, b: v == "original")
         for version in [v for v in VERSIONS if v != "original"]:
-            g1 = pooled_gain(version, family)
-            if g0 is None or g1 is None:
-                continue
-            c = stats.ci((g1 - g0).to_numpy(), level)
-            direction = ("grows" if c["ci_low"] > 0 else "shrinks" if c["ci_high"] < 0
-                         else "no detectable change")
-            out.append(dict(family=family, label=fam.loc[family, "source_label"],
-                            norm=fam.loc[family, "norm"], eps=float(fam.loc[family, "eps"]),
-                            version=version, gain_original=stats.ci(g0.to_numpy())["mean"],
-                            gain_version=stats.ci(g1.to_numpy())["mean"], did=c["mean"],
-                            ci_low=c["ci_low"], ci_high=c["ci_high"], ci_basis=c["ci_basis"],
-                            var_source=c["var_source"], var_subset=c["var_subset"],
-                            var_resid=c["var_resid"],
-                            n_source_seeds=c["n_source_seeds"],
-                            n_subset_seeds=c["n_subset_seeds"], direction=direction))
+            g1 = gain(family, lambda v, b: v == version)
+            if g0 is not None and g1 is not None:
+                out.append({**_did(fam, family, g0, g1, level), "version": version})
     return pd.DataFrame(out)
+
+
+#: the contrast of the textured-source transfer test (:func:`textured_transfer_test`)
+SHAPE_VS_TEXTURE = "shape_only"
+
+
+def textured_transfer_test(frame, level: float = 0.95):
+    """The pre-specified test of the textured-source transfer (fixed before any of its runs),
+    on :func:`transfer_versions` rows with ``textured=True``:
+
+    * **Statistic.** For each non-natural textured family F (L2 at two eps, the noise control):
+      the difference in differences ``(F - natural on the shape-only target) - (F - natural on
+      the texture-only target)`` (``contrast`` = :data:`SHAPE_VS_TEXTURE`), each gain averaged
+      over n, on the source-seed index x subset seed matrix, with the crossed-seed interval of
+      :func:`robust_transfer.stats.ci`. If robust sources transfer better *because* they rely
+      on shape, their advantage is larger where only shape carries the class.
+    * **Claim.** Side +1; ``claims.section2``'s part ``textured_shape_vs_texture`` labels the
+      L2 family with the most source seeds (ties: eps closest to 1); noise minus natural is its
+      control part.
+    * Beside it (context, not a part): per changed version of the shape-only target (stylized,
+      low-passed) the DiD against its original, as :func:`version_test` computes it.
+
+    Columns: those of :func:`version_test`, ``version`` being the contrast (``gain_original``:
+    the baseline's gain, the texture-only target's for :data:`SHAPE_VS_TEXTURE`), plus
+    ``shape_target`` and ``texture_target``. Empty without a natural family or either target."""
+    import pandas as pd
+
+    if frame.empty:
+        return pd.DataFrame()
+    fam, nat, gain = _gains(frame)
+    bases = frame.drop_duplicates("target").set_index("target")["base_target"]
+    texture = [t for t in bases.index if t in TEXTURE_TARGETS]
+    shape = [b for b in dict.fromkeys(bases) if b not in TEXTURE_TARGETS]
+    if nat is None or not texture or not shape:
+        return pd.DataFrame()
+    shape, texture = shape[0], texture[0]
+    out = []
+    for family in _compared(fam):
+        g_shape = gain(family, lambda v, b: v == "original" and b == shape)
+        g_texture = gain(family, lambda v, b: b == texture)
+        if g_shape is not None and g_texture is not None:
+            out.append({**_did(fam, family, g_texture, g_shape, level),
+                        "version": SHAPE_VS_TEXTURE})
+        for version in [v for v in VERSIONS if v != "original"]:
+            g1 = gain(family, lambda v, b: v == version and b == shape)
+            if g_shape is not None and g1 is not None:
+                out.append({**_did(fam, family, g_shape, g1, level), "version": version})
+    return pd.DataFrame(out).assign(shape_target=shape, texture_target=texture)
 
 
 # --------------------------------------------------------------------------- textured sources

@@ -66,8 +66,11 @@ def test_textured_sources_ids_listing_and_config():
     assert config.resolve("mini").textured_sources == tuple(zoo.textured_sources("mini"))
     with pytest.raises(ValueError, match="textured_sources takes textured sources only"):
         config.resolve("tiny", textured_sources=["tiny/fmnist/natural/s0"])
-    with pytest.raises(ValueError, match="belong in textured_sources"):
-        config.resolve("tiny", sources=["tiny/tfmnist/natural/s0"])
+    with pytest.raises(ValueError, match="belong in textured_sources"):   # mixed: refused
+        config.resolve("tiny", sources=["tiny/fmnist/natural/s0", "tiny/tfmnist/natural/s0"])
+    # every source textured: the textured-source transfer's own configuration
+    assert config.resolve("tiny", sources=["tiny/tfmnist/natural/s0"]).sources == (
+        "tiny/tfmnist/natural/s0",)
 
 
 # --------------------------------------------------------------------------- stimuli and cues
