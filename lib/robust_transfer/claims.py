@@ -276,6 +276,12 @@ def section1(df, cfg, recipe: str | None = None) -> Claim | None:
       (the grid then stops before the regime where the paper's gain shrinks; the reason gives
       both numbers), or when ``recipe`` has no head-only runs.
 
+    Control parts per counted target when a noise-trained family has runs at the same blocks
+    (mini: ``zoo.MATCHED_NOISE``, the clean-accuracy-matched control): ``<t>_gain_matched_noise``
+    (noise - natural, pooled as ``<t>_gain``) and ``<t>_l2_minus_matched_noise`` (the L2 gain
+    minus the noise gain, ``stats.gain_difference`` over family on the same pairs and n, side
+    +1: adversarial training adds to what matched noise training gives).
+
     Part keys end in :data:`RECIPE_PART_SUFFIX`'s suffix for ``recipe``."""
     recipe = recipe or cfg.recipe
     main = stats.main_gains(stats.deltas(df), cfg.main_blocks, recipe=recipe)
@@ -298,10 +304,32 @@ def section1(df, cfg, recipe: str | None = None) -> Claim | None:
                                 recipe=recipe), 1, paper_small_n_gain(t), _SEEDS, role))
         if role == "test":
             parts.append(_shrink_part(t, head, drop, family, label, recipe, cfg, suffix))
+            parts += _matched_noise_parts(df, t, pooled, family, label, k, recipe, nmax, suffix)
     words = "a new head only" if k == 0 else f"{k} unfrozen block{'s' if k != 1 else ''}"
     return replicated(Claim(f"transfer_{recipe}", f"Section 1: robust sources transfer better "
                             f"with few target images ({label} vs natural, {words}, recipe "
                             f"{recipe})", claim_label(parts), tuple(parts)), cfg.preset)
+
+
+def _matched_noise_parts(df, t, pooled, family, label, k, recipe, nmax, suffix) -> list[Part]:
+    """:func:`section1`'s control parts on ``t`` for the first noise-trained family with pooled
+    small-n runs at ``k`` blocks in ``recipe`` (none without one)."""
+    noise = pooled[(pooled["target"] == t) & (pooled["norm"] == "noise")
+                   & (pooled["unfrozen_blocks"] == k) & (pooled["recipe"] == recipe)]
+    if noise.empty:
+        return []
+    nf = noise["family"].iloc[0]
+    nlabel = noise["source_label"].iloc[0] if "source_label" in noise else nf
+    diff = stats.gain_difference(df, "family", family, nf, n_max=nmax)
+    return [
+        _part(f"{target_key(t)}_gain_matched_noise{suffix}", f"matched-noise control gain, {t}",
+              f"{nlabel} - natural accuracy pooled over n <= {nmax}",
+              _row(pooled, target=t, family=nf, unfrozen_blocks=k, recipe=recipe), 1,
+              basis_cols=_SEEDS, role="control"),
+        _part(f"{target_key(t)}_l2_minus_matched_noise{suffix}", f"robust minus matched-noise "
+              f"gain, {t}", f"({label} - natural) - ({nlabel} - natural) pooled over n <= {nmax}",
+              _row(diff, target=t, unfrozen_blocks=k, recipe=recipe), 1, basis_cols=_SEEDS,
+              role="control")]
 
 
 def _shrink_part(t, head, drop, family, label, recipe, cfg, suffix) -> Part:
@@ -353,7 +381,8 @@ def section2(test, validation=None, preset: str | None = None, textured=None,
     :func:`headline_family`: the difference in differences of the robust advantage on each
     changed version the test has (stylized, low-passed, low-resolution targets;
     ``shape_study.version_test``, side +1), with the noise-trained family's DiDs beside them as
-    control parts (``did_<version>_noise``); and the cue-conflict part. With ``textured``
+    control parts (``did_<version>_matched_noise``: mini's noise family is the clean-accuracy-
+    matched ``zoo.MATCHED_NOISE``); and the cue-conflict part. With ``textured``
     (``shape_study.textured_test``: the textured-source experiment ran) that part is
     ``cue_conflict_textured``: the shape bias of the :func:`headline_family` of ``textured``
     minus natural (points, side +1), *not testable at this scale* when a cue alone is at chance
@@ -383,7 +412,7 @@ def section2(test, validation=None, preset: str | None = None, textured=None,
                                row and {**row, "mean": row["did"]}, 1, basis_cols=_SEEDS))
         for version in versions if len(noise) else ():
             row = _row(noise, family=noise["family"].iloc[0], version=version)
-            parts.append(_part(f"did_{version}_noise", f"noise-control advantage, {version} "
+            parts.append(_part(f"did_{version}_matched_noise", f"noise-control advantage, {version} "
                                f"minus original", f"DiD of {noise['label'].iloc[0]} - natural "
                                f"accuracy", row and {**row, "mean": row["did"]}, 1,
                                basis_cols=_SEEDS, role="control"))

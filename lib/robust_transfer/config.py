@@ -60,7 +60,7 @@ class Config:
     head_lr: float = 1e-3               # "ours": Adam lr for the head
     # runs with unfrozen_blocks > 0 only for these sources (() = all) and n <= finetune_max_n
     # (0 = all n): the mini budget fine-tunes the main families only (see notebook 02)
-    finetune_sources: tuple[str, ...] = tuple(zoo.main_sources("mini"))
+    finetune_sources: tuple[str, ...] = tuple(zoo.finetuned_sources("mini"))
     finetune_max_n: int = 640
     batch_size: int = 128
     frozen_bn: str = "eval"             # "ours": "eval", or "train" (the authors' code)
@@ -148,7 +148,7 @@ PRESETS: dict[str, dict] = {
         preset="tiny",
         sources=("tiny/fmnist/natural/s0", "tiny/fmnist/natural/s1",
                  "tiny/fmnist/l2/1.0/s0", "tiny/fmnist/l2/1.0/s1",
-                 "tiny/fmnist/linf/0.1/s0", "tiny/fmnist/noise/0.1/s0"),
+                 "tiny/fmnist/linf/0.1/s0", "tiny/fmnist/noise/0.3/s0"),
         targets=("digits", "textures"),
         n_values=(10, 40),
         seeds=(0, 1),

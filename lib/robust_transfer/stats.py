@@ -600,7 +600,8 @@ def gain_difference(df: pd.DataFrame, over: str, a, b, n_max: int | None = None,
     per claim, the paired gain (family - natural, points) when ``over == a`` minus the same
     gain when ``over == b`` -- e.g. ``over="recipe"``: does the robust advantage differ between
     the authors' recipe and ours; ``over="target"``: between a texture-removed target and its
-    original.
+    original; ``over="family"``: between two families (the natural runs cancel: e.g. L2 minus
+    the noise-trained control).
 
     Per (source-seed index, subset seed) pair, the two gains are paired on n (every n both
     have, at most ``n_max`` if given) and their difference averaged over those n; then the
@@ -610,8 +611,9 @@ def gain_difference(df: pd.DataFrame, over: str, a, b, n_max: int | None = None,
     ``gain_a`` and ``gain_b`` (mean gains over the same pairs and n), ``significant`` and
     ``direction``.
     """
-    if over not in ("recipe", "target", "unfrozen_blocks"):
-        raise ValueError(f"over={over!r}: allowed ('recipe', 'target', 'unfrozen_blocks')")
+    if over not in ("recipe", "target", "unfrozen_blocks", "family"):
+        raise ValueError(f"over={over!r}: allowed ('recipe', 'target', 'unfrozen_blocks', "
+                         f"'family')")
     claims = {key: (fam, long) for key, fam, long in _claims(df, metric)}
     i = _CLAIM.index(over)
     rows = []

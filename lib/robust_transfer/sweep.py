@@ -158,7 +158,8 @@ def cells(cfg) -> list[dict]:
        ``compare_n_values`` (() = n_values) on ``cfg.compared_targets()``;
     4. Fig. 4: the fine-tuned sources at every ``block_counts`` on ``block_targets`` (() =
        targets) and ``block_n_values`` (() = n_values), in ``cfg.recipe``.
-    A run listed twice is kept once, at its first place.
+    Fine-tuned noise-trained sources (controls: ``zoo.MATCHED_NOISE``) are in the main grid
+    only, not in 3 and 4. A run listed twice is kept once, at its first place.
     """
     tuned = [s for s in cfg.sources if not cfg.finetune_sources or s in cfg.finetune_sources]
     out = [dict(source=s, target=t, unfrozen_blocks=k, n=n, seed=seed, recipe=cfg.recipe)
@@ -172,6 +173,7 @@ def cells(cfg) -> list[dict]:
     out += [dict(source=s, target=t, unfrozen_blocks=0, n=n, seed=seed, recipe=cfg.recipe)
             for s in cfg.sources for t in cfg.targets for n in pool_n_values(cfg, t)
             for seed in (_seeds(cfg, n) if n < full_n(cfg, t) else cfg.seeds[:1])]
+    tuned = [s for s in tuned if zoo.spec(s).norm != "noise"]
     if cfg.compare_recipe:
         out += [dict(source=s, target=t, unfrozen_blocks=cfg.main_blocks, n=n, seed=seed,
                      recipe=cfg.compare_recipe)

@@ -285,3 +285,41 @@ def test_variance_components_recover_a_planted_design():
     assert v["var_resid"] == pytest.approx(0.25, rel=0.1)
     assert math.isnan(stats.variance_components(x[:1])["var_source"])
     assert stats.ci(x)["var_source"] == v["var_source"]
+
+
+def _noise_frame(l2_gain, noise_gain):
+    """:func:`_gain_frame` plus a matched-noise family whose gain is ``noise_gain`` (points)."""
+    base = _gain_frame(lambda s: l2_gain + s, lambda s: l2_gain + s)
+    nat = base[base["norm"] == "natural"]
+    noise = nat.assign(family="mini/fmnist/noise/0.3", norm="noise", source_label="noise",
+                       test_acc=nat["test_acc"] + noise_gain * (nat["target"] == "digits")
+                       + 0.2 * nat["seed"] * nat["source_seed"])
+    return pd.concat([base, noise], ignore_index=True)
+
+
+@pytest.mark.parametrize("l2, noise, diff_label", [(6.0, 1.0, HOLDS), (6.0, 6.0, UNDECIDED),
+                                                   (1.0, 6.0, "contradicted")])
+def test_section1_matched_noise_controls(l2, noise, diff_label):
+    """The matched-noise control parts: its own gain, and L2 minus it paired on source seed
+    index, subset seed and n (the natural runs cancel); controls never decide the claim."""
+    c = claims.section1(_noise_frame(l2, noise), CFG)
+    parts = {p.key: p for p in c.parts}
+    assert [k for k in parts if "noise" in k] == ["digits_gain_matched_noise",
+                                                  "digits_l2_minus_matched_noise"]
+    assert parts["digits_gain_matched_noise"].mean == pytest.approx(noise + 0.2, abs=0.01)
+    diff = parts["digits_l2_minus_matched_noise"]
+    assert diff.mean == pytest.approx(l2 + 1 - noise - 0.2, abs=0.01)   # + mean source seed
+    assert diff.label == diff_label and diff.role == "control"
+    assert c.label == claims.section1(_gain_frame(lambda s: l2 + s, lambda s: l2 + s), CFG).label
+
+
+def test_gain_difference_over_family_cancels_the_natural_runs():
+    from robust_transfer import stats
+    d = stats.gain_difference(_noise_frame(6.0, 2.0), "family", "mini/fmnist/l2/1.0",
+                              "mini/fmnist/noise/0.3")
+    row = d[d["target"] == "digits"].iloc[0]
+    assert row["b_family"] == "mini/fmnist/noise/0.3"
+    assert row["gain_a"] == pytest.approx(7.0) and row["gain_b"] == pytest.approx(2.2, abs=0.01)
+    assert row["mean"] == pytest.approx(4.8, abs=0.01)
+    with pytest.raises(ValueError, match="over='source'"):
+        stats.gain_difference(_noise_frame(6.0, 2.0), "source", "a", "b")

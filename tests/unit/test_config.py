@@ -37,9 +37,12 @@ def test_source_presets_read_the_zoo_registry():
     """The mini grid is defined once, in the zoo; the presets list its ids in its order."""
     mini = config.resolve("mini")
     assert mini.sources == tuple(zoo.list_sources("mini"))
-    assert mini.finetune_sources == tuple(zoo.main_sources("mini")) == mini.sources[:12]
+    assert mini.finetune_sources == tuple(zoo.finetuned_sources("mini")) == (
+        tuple(zoo.main_sources("mini")) + mini.sources[-3:])   # main families + matched noise
+    assert zoo.main_sources("mini") == list(mini.sources[:12])
+    assert all(zoo.spec(s).family == f"mini/fmnist/{zoo.MATCHED_NOISE}" for s in mini.sources[-3:])
     assert {zoo.spec(s).family.split("/", 2)[2] for s in mini.finetune_sources} == \
-        set(zoo.MAIN_FAMILIES)
+        {*zoo.MAIN_FAMILIES, zoo.MATCHED_NOISE}
     for preset in ("tiny", "paper"):
         assert set(config.resolve(preset).sources) <= set(zoo.list_sources())
 

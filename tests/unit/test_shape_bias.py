@@ -577,11 +577,11 @@ def test_version_test_and_section2_carry_the_noise_control():
     assert t.loc[("m/noise/0.1", "stylized"), "n_source_seeds"] == 3
     claim = claims.section2(t.reset_index())
     parts = {p.key: p for p in claim.parts}
-    assert list(parts) == ["did_stylized", "did_lowpass", "did_stylized_noise",
-                           "did_lowpass_noise"]
-    assert parts["did_stylized_noise"].role == "control" and "noise" in \
-        parts["did_stylized_noise"].statistic
-    assert parts["did_stylized_noise"].label == claims.HOLDS
+    assert list(parts) == ["did_stylized", "did_lowpass", "did_stylized_matched_noise",
+                           "did_lowpass_matched_noise"]
+    assert parts["did_stylized_matched_noise"].role == "control" and "noise" in \
+        parts["did_stylized_matched_noise"].statistic
+    assert parts["did_stylized_matched_noise"].label == claims.HOLDS
     assert claim.label == claims.claim_label([parts["did_stylized"], parts["did_lowpass"]])
 
 

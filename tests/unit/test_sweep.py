@@ -323,3 +323,20 @@ def test_progress_bar_follows_the_progress_switch(tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("RT_PROGRESS", "1")
     sweep.run(_cfg(), Store(tmp_path / "b"), run_fn=Counter(), load_fn=load)
     assert "transfer runs" in capsys.readouterr().err
+
+
+def test_matched_noise_is_fine_tuned_in_the_main_grid_only():
+    """mini fine-tunes the matched-noise control at main_blocks beside the main families, but
+    leaves it out of the authors' recipe and the block-count grid (controls of the main test)."""
+    from robust_transfer import config, zoo
+    cfg = config.resolve("mini")
+    cells = sweep.cells(cfg)
+    noise = {s for s in cfg.sources if zoo.spec(s).family == f"mini/fmnist/{zoo.MATCHED_NOISE}"}
+    assert len(noise) == 3 and noise <= set(cfg.finetune_sources)
+    tuned = [c for c in cells if c["source"] in noise and c["unfrozen_blocks"] > 0]
+    assert {c["unfrozen_blocks"] for c in tuned} == {cfg.main_blocks}
+    assert {c["recipe"] for c in tuned} == {cfg.recipe}
+    assert max(c["n"] for c in tuned) == cfg.finetune_max_n
+    l2 = {s for s in cfg.sources if zoo.spec(s).family == "mini/fmnist/l2/1.0"}
+    assert any(c["recipe"] == cfg.compare_recipe for c in cells if c["source"] in l2)
+    assert any(c["unfrozen_blocks"] == 3 for c in cells if c["source"] in l2)

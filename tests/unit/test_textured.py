@@ -250,3 +250,69 @@ def test_chapter_shows_the_textured_experiment():
     assert fig.axes[0].get_title().startswith("own texture") and len(fig.axes) == 12
     values = ch.headline(shape_study.textured_summary(rows), textured=test)
     assert values["part_cue_conflict_textured_label"] == HOLDS
+
+
+# --------------------------------------------------------------------------- textured transfer
+def _transfer_frame(shape_gain, texture_gain, noise_gain=(0.0, 0.0)):
+    """Store-like rows of the textured-source transfer: natural, L2 eps 1 and noise (3 source
+    seeds x 3 subset seeds) on mnist5k, its stylized copy and textures at n 40 and 320; the
+    L2 (noise) gain is ``shape_gain`` (``noise_gain[0]``) on mnist5k and its copy,
+    ``texture_gain`` (``noise_gain[1]``) on textures, plus seed effects."""
+    import pandas as pd
+    rng = np.random.default_rng(1)
+    rows = []
+    for family, norm, eps, (g_shape, g_tex) in (
+            ("mini/tfmnist/natural", "natural", 0.0, (0.0, 0.0)),
+            ("mini/tfmnist/l2/1.0", "l2", 1.0, (shape_gain, texture_gain)),
+            ("mini/tfmnist/noise/0.1", "noise", 0.1, noise_gain)):
+        for target, version, base in (("mnist5k", "original", "mnist5k"),
+                                      ("stylized:mnist5k", "stylized", "mnist5k"),
+                                      ("textures", "original", "textures")):
+            for n in (40, 320):
+                for s in range(3):
+                    for j in range(3):
+                        g = g_tex if base == "textures" else g_shape
+                        rows.append(dict(target=target, version=version, base_target=base,
+                                         family=family, norm=norm, eps=eps, source_label=norm,
+                                         source_seed=s, seed=j, n=n, unfrozen_blocks=0,
+                                         test_acc=40 + n / 10 + 2 * s + j + g
+                                         + rng.normal(0, 0.3)))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("shape_gain, texture_gain, label", [
+    (7.0, -10.0, "holds"), (3.0, 3.0, "undecided"), (-4.0, 5.0, "contradicted")])
+def test_textured_transfer_test_and_its_part(shape_gain, texture_gain, label):
+    """The pre-specified DiD (robust advantage on the shape-only target minus on the
+    texture-only one) is recovered from planted gains and labelled by its interval; the noise
+    family is its control; the changed copies are context rows."""
+    t = shape_study.textured_transfer_test(_transfer_frame(shape_gain, texture_gain, (1.0, 1.0)))
+    row = t[(t["version"] == shape_study.SHAPE_VS_TEXTURE) & (t["norm"] == "l2")].iloc[0]
+    assert row["did"] == pytest.approx(shape_gain - texture_gain, abs=0.5)
+    assert row["gain_original"] == pytest.approx(texture_gain, abs=0.5)
+    assert (row["shape_target"], row["texture_target"]) == ("mnist5k", "textures")
+    assert set(t["version"]) == {shape_study.SHAPE_VS_TEXTURE, "stylized"}
+    parts = {p.key: p for p in claims._textured_transfer_parts(t)}
+    assert list(parts) == ["textured_shape_vs_texture", "textured_shape_vs_texture_noise"]
+    assert parts["textured_shape_vs_texture"].label == label
+    assert parts["textured_shape_vs_texture"].role == "test"
+    assert parts["textured_shape_vs_texture_noise"].role == "control"
+    assert parts["textured_shape_vs_texture_noise"].label == "undecided"   # planted 0
+
+
+def test_textured_targets_and_config():
+    mini = config.resolve("mini")
+    assert shape_study.textured_targets(mini) == {
+        "mnist5k": ("original", "mnist5k"), "stylized:mnist5k": ("stylized", "mnist5k"),
+        "lowpass4:mnist5k": ("lowpass", "mnist5k"), "textures": ("original", "textures")}
+    cfg = shape_study.transfer_config(mini, textured=True)
+    assert cfg.sources == mini.textured_sources and cfg.unfrozen_blocks == (0,)
+    assert shape_study.textured_targets(config.resolve("mini", textured_targets=())) == {}
+    assert shape_study.textured_targets(config.resolve("mini", textured_sources=())) == {}
+    with pytest.raises(ValueError, match="textured_targets=\\(\\) : the textured-source"):
+        shape_study.transfer_config(config.resolve("mini", textured_targets=()), textured=True)
+    for bad in (("mnist5k",), ("textures", "textures")):
+        with pytest.raises(ValueError, match=r"textured_targets=.*two different targets"):
+            config.resolve("mini", textured_targets=bad)
+    with pytest.raises(ValueError, match="textured_targets: dataset 'cifar11' is unknown"):
+        config.resolve("mini", textured_targets=("cifar11", "textures"))

@@ -33,7 +33,7 @@ def test_registry_records_and_specs():
     mini = [f"mini/fmnist/natural/s{s}" for s in range(6)] + \
         [f"mini/fmnist/l2/1.0/s{s}" for s in range(6)] + \
         ["mini/fmnist/l2/0.5/s0", "mini/fmnist/l2/2.0/s0"] + \
-        [f"mini/fmnist/linf/0.1/s{s}" for s in (0, 1, 2)] + [f"mini/fmnist/noise/0.1/s{s}" for s in (0, 1, 2)]
+        [f"mini/fmnist/linf/0.1/s{s}" for s in (0, 1, 2)] + [f"mini/fmnist/noise/0.3/s{s}" for s in (0, 1, 2)]
     assert zoo.list_sources("mini") == mini
     assert zoo.list_sources("tiny") == [i.replace("mini/", "tiny/", 1) for i in mini]
     assert zoo.main_sources("mini") == mini[:12]
@@ -62,7 +62,7 @@ def test_registry_records_and_specs():
     assert (s.scale, s.norm, s.eps, s.seed, s.family, s.num_blocks, s.in_channels) == \
         ("mini", "l2", 1.0, 2, "mini/fmnist/l2/1.0", 3, 1)
     assert zoo.spec("mini/fmnist/natural/s1").eps == 0.0
-    assert zoo.spec("mini/fmnist/noise/0.1/s0").label == "noise σ=0.1"
+    assert zoo.spec("mini/fmnist/noise/0.3/s0").label == "noise σ=0.3"
     p = zoo.spec("paper/imagenet/linf/4")
     assert p.eps == pytest.approx(4 / 255) and p.num_blocks == 16 and p.label == "L∞ ε=4/255"
     assert zoo.spec("salman2020/imagenet/l2/0").norm == "natural"
@@ -122,7 +122,7 @@ def test_load_grid_trains_missing_sources_in_processes_with_the_same_weights(tmp
     """Sources train with zoo.TRAIN_THREADS threads wherever they train: two spawned workers
     give bitwise the weights this process gives (the real tiny recipe: workers do not see
     monkeypatches), and the caller trains nothing itself."""
-    ids = ["tiny/fmnist/natural/s0", "tiny/fmnist/noise/0.1/s0"]
+    ids = ["tiny/fmnist/natural/s0", "tiny/fmnist/noise/0.3/s0"]
     with pytest.raises(ValueError, match="workers=0 is not allowed"):
         zoo.load_grid(ids, workers=0)
     monkeypatch.setenv("RT_CACHE_DIR", str(tmp_path / "here"))
@@ -138,7 +138,7 @@ def test_load_grid_trains_missing_sources_in_processes_with_the_same_weights(tmp
 
 
 def test_grid_table_curves(cache):
-    ids = ["tiny/fmnist/natural/s0", "tiny/fmnist/natural/s1", "tiny/fmnist/noise/0.1/s0"]
+    ids = ["tiny/fmnist/natural/s0", "tiny/fmnist/natural/s1", "tiny/fmnist/noise/0.3/s0"]
     grid = zoo.load_grid(ids, progress=False)
     df = zoo.table(ids, grid=grid)
     assert list(df["id"]) == ids
@@ -152,12 +152,12 @@ def test_grid_table_curves(cache):
 
     # Figure 1.2's numbers come from the engine: deterministic, the same as a seeded PGD by hand
     reps = zoo.family_representatives(ids)
-    assert reps == ["tiny/fmnist/natural/s0", "tiny/fmnist/noise/0.1/s0"]
+    assert reps == ["tiny/fmnist/natural/s0", "tiny/fmnist/noise/0.3/s0"]
     x, y, names = zoo.source_data("tiny", "test")
     x, y = x[:8], y[:8]
     ex = zoo.adversarial_examples(grid, reps, x, y, eps=1.0, steps=2)
     again = zoo.adversarial_examples(grid, reps, x, y, eps=1.0, steps=2)
-    assert list(ex) == reps and [e["label"] for e in ex.values()] == ["natural", "noise σ=0.1"]
+    assert list(ex) == reps and [e["label"] for e in ex.values()] == ["natural", "noise σ=0.3"]
     for sid, e in ex.items():
         assert torch.equal(e["x_adv"], again[sid]["x_adv"]) and e["alignment"].shape == (8,)
         assert (e["alignment"].abs() <= 1).all() and e["pred"].shape == (8,)
@@ -281,7 +281,7 @@ def test_trained_source_fetches_fashion_mnist_only_when_allowed(no_fashion_mnist
     # now on this machine: no download needed, none made
     x, y, names = zoo.source_data("tiny", "train")
     assert x.shape == (FAST["train_images"], 1, 28, 28) and len(names) == 10
-    assert zoo.load_grid([sid, "tiny/fmnist/noise/0.1/s0"], progress=False)[sid][1] == meta
+    assert zoo.load_grid([sid, "tiny/fmnist/noise/0.3/s0"], progress=False)[sid][1] == meta
     assert _StandInFashionMNIST.calls == [True, False]
 
 
