@@ -15,7 +15,7 @@ from scipy.stats import spearmanr
 
 from .. import claims
 from ..shape_bias import CUE_CHECKS, STIMULUS_KINDS
-from ..shape_study import VERSIONS, trend
+from ..shape_study import SHAPE_VS_TEXTURE, VERSIONS, trend
 from . import common
 from .common import claim_values
 
@@ -237,7 +237,7 @@ def findings(summary, link=None, validation=None) -> str:
 
 
 def headline(summary, link=None, validation=None, test=None, versions=None,
-             preset: str | None = None, textured=None) -> dict:
+             preset: str | None = None, textured=None, textured_transfer=None) -> dict:
     """This chapter's headline numbers as plain floats / strings (NaN or "" where absent).
 
     Transfer (the paper's test; ``test`` = :func:`robust_transfer.shape_study.version_test`,
@@ -252,7 +252,9 @@ def headline(summary, link=None, validation=None, test=None, versions=None,
     ``verdict`` on "the robust advantage grows when texture (or detail) is removed": the label
     of ``claims.section2`` (the stylized and low-pass DiDs and the cue-conflict part, from the
     textured sources when ``textured`` = :func:`robust_transfer.shape_study.textured_test` is
-    given; "not tested" without the experiment), with ``part_<key>_label`` / ``_text`` per part
+    given, and the textured-source transfer part when ``textured_transfer`` =
+    :func:`robust_transfer.shape_study.textured_transfer_test` is; "not tested" without the
+    experiment), with ``part_<key>_label`` / ``_text`` per part
     (``common.claim_values``); ``verdict_basis`` gives the two directions.
 
     Cue conflict (context): per kind ``s`` of :data:`STIMULUS_KINDS` (name without ``cue_``)
@@ -272,7 +274,8 @@ def headline(summary, link=None, validation=None, test=None, versions=None,
         out.update({f"did_{v}": nan, f"did_{v}_low": nan, f"did_{v}_high": nan,
                     f"did_{v}_direction": ""})
     out.update(verdict_basis="")
-    out.update(claim_values(claims.section2(test, validation, preset, textured)))
+    out.update(claim_values(claims.section2(test, validation, preset, textured,
+                                            textured_transfer)))
     out.update(_cue_headline(summary, link, validation))
     fam = claims.headline_family(test)
     if not fam:
@@ -477,6 +480,59 @@ def textured_findings(textured) -> str:
         lines.append(f"- **{r.label}**: shape bias {r.bias:.1f}% vs natural "
                      f"{r.natural_bias:.1f}%; difference {r.diff:+.1f} points "
                      f"[{r.ci_low:+.1f}, {r.ci_high:+.1f}] ({r.ci_basis}){label}.")
+    return "\n".join(lines)
+
+
+def _contrast(r) -> str:
+    """The words of a :func:`robust_transfer.shape_study.textured_transfer_test` row's contrast."""
+    if r["version"] == SHAPE_VS_TEXTURE:
+        return f"shape-only ({r['shape_target']}) minus texture-only ({r['texture_target']})"
+    return f"{VERSIONS[r['version']]} minus original ({r['shape_target']})"
+
+
+def textured_transfer_table(test) -> pd.DataFrame:
+    """Display table of the textured-source transfer test (:func:`robust_transfer.shape_study.
+    textured_transfer_test`): per contrast and family, both gains and their DiD [95% CI]."""
+    if test is None or len(test) == 0:
+        return pd.DataFrame()
+    order = {f: i for i, f in enumerate(_family_order(test))}
+    t = test.assign(_o=test["family"].map(order),
+                    _v=(test["version"] != SHAPE_VS_TEXTURE).astype(int))
+    t = t.sort_values(["_v", "version", "_o"], kind="stable")
+    return pd.DataFrame({
+        "contrast": [_contrast(r) for _, r in t.iterrows()], "source": t["label"],
+        "seeds": t["n_source_seeds"].astype(int),
+        "gain on baseline": t["gain_original"].map(lambda v: f"{v:+.1f}"),
+        "gain on compared": t["gain_version"].map(lambda v: f"{v:+.1f}"),
+        "DiD [95% CI]": [common.fmt_ci(r.did, r.ci_low, r.ci_high, signed=True)
+                         for r in t.itertuples()],
+        "CI over": t["ci_basis"], "robust advantage": t["direction"]}).set_index(
+        ["contrast", "source"])
+
+
+def textured_transfer_findings(test) -> str:
+    """Markdown: the textured-source transfer test's answer (the pre-specified shape-only
+    minus texture-only DiD per family, labelled for the robust families) and the changed
+    copies' DiDs as context."""
+    if test is None or len(test) == 0:
+        return ("The textured-source transfer is not run in this configuration "
+                "(`textured_targets=()` or `textured_sources=()`).")
+    main = test[test["version"] == SHAPE_VS_TEXTURE]
+    lines = []
+    for r in main.itertuples():
+        role = " (noise control)" if r.norm == "noise" else ""
+        lines.append(f"- **{r.label}**{role}: advantage over natural {r.gain_version:+.1f} points "
+                     f"on the shape-only target, {r.gain_original:+.1f} on the texture-only "
+                     f"one; DiD {r.did:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}] ({r.ci_basis}"
+                     f"): **{claims.part_label(r.ci_low, r.ci_high)}** for \"larger where only "
+                     f"shape carries the class\".")
+    rest = test[test["version"] != SHAPE_VS_TEXTURE]
+    if len(rest):
+        lines.append("- Context, the shape-only target's changed copies (DiD against its "
+                     "original): " + "; ".join(
+                         f"{r['label']} {VERSIONS[r['version']]} {r['did']:+.1f} "
+                         f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
+                         for _, r in rest.iterrows()) + ".")
     return "\n".join(lines)
 
 
