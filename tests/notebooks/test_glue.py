@@ -64,12 +64,16 @@ def test_ch03_glues_the_library_numbers(values, cfg):
     summary = shape_bias.summarize(shape_bias.evaluate_sources(cfg, progress=False))
     runs = shape_study.transfer_versions(cfg, run=False)  # the rows the notebook wrote
     assert len(runs) == len(sweep.grid(shape_study.transfer_config(cfg)))
+    truns = shape_study.transfer_versions(cfg, run=False, textured=True)
+    assert len(truns) == len(sweep.grid(shape_study.transfer_config(cfg, textured=True)))
     expected = ch03_shape_bias.headline(summary, shape_study.transfer_link(cfg, None, summary),
                                         shape_study.cue_validation(summary),
                                         shape_study.version_test(runs),
                                         shape_study.version_table(runs), textured=(
                                             shape_study.textured_test(shape_study.textured_rows(
-                                                cfg, progress=False))))
+                                                cfg, progress=False))),
+                                        textured_transfer=shape_study.textured_transfer_test(truns))
+    assert "part_textured_shape_vs_texture_label" in expected
     assert expected["verdict"] != "not tested"
     _check(values["03"], "ch03", expected)
     _check_row(values["03"], "ch03", ch03_shape_bias.results_row(expected, cfg.preset))
