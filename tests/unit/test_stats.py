@@ -686,3 +686,25 @@ def test_gain_peak_drop_means_margin():
     r = stats.gain_peak_drop_means(means).iloc[0]
     assert (r["n_peak"], r["drop"]) == (10, pytest.approx(1.0)) and not r["shrinks"]
     assert bool(stats.gain_peak_drop_means(means, margin=0.5).iloc[0]["shrinks"])
+
+
+def _clean(l2, noise):
+    """``zoo.table``-like rows: clean accuracies (fractions) of an L2 and a noise family."""
+    import pandas as pd
+    rows = [dict(family="m/l2/1.0", norm="l2", label="L2 ε=1", clean_acc=a) for a in l2]
+    rows += [dict(family="m/noise/0.3", norm="noise", label="noise σ=0.3", clean_acc=a)
+             for a in noise]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("noise, matched", [
+    ((0.790, 0.792, 0.794), True),     # +0.1 points, tight: inside +-2
+    ((0.815, 0.817, 0.819), False),    # +2.6 points: outside
+    ((0.760, 0.800, 0.840), False),    # +0.9 on average, but the interval is wider than +-2
+])
+def test_clean_match_reads_the_interval_not_the_mean(noise, matched):
+    from robust_transfer.chapters import common
+    m = common.clean_match(_clean((0.789, 0.791, 0.793, 0.79), noise), "m/l2/1.0", "m/noise/0.3")
+    assert m["matched"] is matched
+    assert m["low"] < m["diff"] < m["high"]
+    assert m["diff"] == pytest.approx(100 * (np.mean(noise) - 0.79075))

@@ -12,8 +12,6 @@ selects, formats and draws.
 """
 from __future__ import annotations
 
-import math
-
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -23,6 +21,7 @@ import pandas as pd
 from .. import claims, reference, stats
 from ..claims import small_n_max, target_key as _key
 from ..shape_study import SHAPE_TARGETS
+from . import common
 from .common import band, claim_values, colours, fmt_ci, log2_axis
 
 __all__ = ["accuracy_vs_n", "paper_deltas", "validation_curves", "gain_table", "findings",
@@ -701,48 +700,23 @@ def norms_text(norm_diffs: pd.DataFrame, pairs, blocks: int, clean: dict | None 
     return "\n".join(lines) or "No L2 / L-inf pair in these results."
 
 
-#: the matched-noise control counts as matched in clean accuracy when the 95% interval of its
-#: clean accuracy minus the main L2 family's lies within +-MATCH_POINTS points (fixed with the
-#: control, before any of its transfer runs)
-MATCH_POINTS = 2.0
-
-
-def clean_match(clean: pd.DataFrame, family: str, control: str, level: float = 0.95) -> dict:
-    """Clean source accuracy (points) of ``family`` and ``control`` from ``zoo.table`` rows
-    ``clean`` (one per source): means, Welch's ``level`` interval of control minus family, and
-    ``matched`` (that interval inside +-:data:`MATCH_POINTS`)."""
-    from scipy import stats as st
-    a = 100 * clean.loc[clean["family"] == family, "clean_acc"].to_numpy(float)
-    b = 100 * clean.loc[clean["family"] == control, "clean_acc"].to_numpy(float)
-    out = dict(family=a.mean(), control=b.mean(), diff=b.mean() - a.mean(), n_family=len(a),
-               n_control=len(b), low=math.nan, high=math.nan, matched=False)
-    if len(a) > 1 and len(b) > 1:
-        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-        dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) \
-            if va + vb > 0 else math.inf
-        half = st.t.ppf(0.5 + level / 2, dof) * math.sqrt(va + vb)
-        out.update(low=out["diff"] - half, high=out["diff"] + half)
-        out["matched"] = bool(-MATCH_POINTS < out["low"] and out["high"] < MATCH_POINTS)
-    return out
-
-
 def matched_noise_text(claim, clean: pd.DataFrame) -> str:
     """Markdown: the clean-accuracy-matched noise control of Section 1 (``claims.section1``'s
     ``*_matched_noise`` control parts of ``claim``), after the clean-accuracy check
-    (:func:`clean_match` on ``zoo.table`` rows ``clean``)."""
+    (``common.clean_match`` on ``zoo.table`` rows ``clean``)."""
     parts = [p for p in (claim.parts if claim else ()) if "matched_noise" in p.key]
     noise = clean[clean["norm"] == "noise"]
     l2 = clean[clean["norm"] == "l2"].groupby("family").size()
     if not parts or noise.empty or l2.empty:
         return "No noise-trained control was fine-tuned in this configuration."
     family, control = l2.idxmax(), noise["family"].iloc[0]
-    m = clean_match(clean, family, control)
+    m = common.clean_match(clean, family, control)
     label = lambda f: clean.loc[clean["family"] == f, "label"].iloc[0]
     lines = [f"- **Clean accuracy**: {label(control)} {m['control']:.1f}% ({m['n_control']} "
              f"source seeds), {label(family)} {m['family']:.1f}% ({m['n_family']}); difference "
              f"{m['diff']:+.1f} points [{m['low']:+.1f}, {m['high']:+.1f}] (Welch 95%): "
              + ("**matched** (inside +-" if m["matched"] else "**not matched** (not inside +-")
-             + f"{MATCH_POINTS:g} points), so the comparison below "
+             + f"{common.MATCH_POINTS:g} points), so the comparison below "
              + ("holds clean accuracy fixed." if m["matched"] else
                 "also compares two clean accuracies; read it with that in mind.")]
     for p in parts:

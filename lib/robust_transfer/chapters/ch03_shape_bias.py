@@ -510,15 +510,26 @@ def textured_transfer_table(test) -> pd.DataFrame:
         ["contrast", "source"])
 
 
-def textured_transfer_findings(test) -> str:
+def textured_transfer_findings(test, clean=None) -> str:
     """Markdown: the textured-source transfer test's answer (the pre-specified shape-only
     minus texture-only DiD per family, labelled for the robust families) and the changed
-    copies' DiDs as context."""
+    copies' DiDs as context; with ``clean`` (``zoo.table`` rows of the textured sources) first
+    how close the noise control's clean accuracy is to the test family's
+    (``common.clean_match``)."""
     if test is None or len(test) == 0:
         return ("The textured-source transfer is not run in this configuration "
                 "(`textured_targets=()` or `textured_sources=()`).")
     main = test[test["version"] == SHAPE_VS_TEXTURE]
     lines = []
+    family = claims.headline_family(main)
+    noise = main.loc[main["norm"] == "noise", "family"]
+    if clean is not None and family and len(noise):
+        m = common.clean_match(clean, family, noise.iloc[0])
+        lines.append(f"- **Clean accuracy on the textured data**: noise control {m['control']:.1f}%,"
+                     f" {main.loc[main['family'] == family, 'label'].iloc[0]} {m['family']:.1f}%;"
+                     f" difference {m['diff']:+.1f} points [{m['low']:+.1f}, {m['high']:+.1f}] "
+                     f"(Welch 95%): " + ("matched" if m["matched"] else "not matched")
+                     + f" by the +-{common.MATCH_POINTS:g}-point rule of chapter 2.")
     for r in main.itertuples():
         role = " (noise control)" if r.norm == "noise" else ""
         lines.append(f"- **{r.label}**{role}: advantage over natural {r.gain_version:+.1f} points "

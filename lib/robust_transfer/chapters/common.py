@@ -2,12 +2,14 @@
 glue, and whether a live (interactive) kernel is running."""
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 
 from ..progress import is_interactive
 
-__all__ = ["STYLE", "use_style", "colours", "family_colours", "log2_axis", "band", "show_image",
+__all__ = ["MATCH_POINTS", "clean_match", "STYLE", "use_style", "colours", "family_colours", "log2_axis", "band", "show_image",
            "fmt_ci", "verdict", "is_interactive", "glue", "glue_all", "claim_values",
            "claim_markdown", "show_figures", "ROW_FIELDS"]
 
@@ -165,3 +167,28 @@ def show_figures(figs) -> None:
     buf = io.BytesIO()
     out.save(buf, format="png")
     display(Image(data=buf.getvalue(), format="png"))
+
+
+#: a noise-trained control counts as matched in clean accuracy to a robust family when the 95% interval of its
+#: clean accuracy minus the robust family's lies within +-MATCH_POINTS points (fixed with the
+#: mini matched-noise control, before any of its transfer runs)
+MATCH_POINTS = 2.0
+
+
+def clean_match(clean, family: str, control: str, level: float = 0.95) -> dict:
+    """Clean source accuracy (points) of ``family`` and ``control`` from ``zoo.table`` rows
+    ``clean`` (one per source): means, Welch's ``level`` interval of control minus family, and
+    ``matched`` (that interval inside +-:data:`MATCH_POINTS`)."""
+    from scipy import stats as st
+    a = 100 * clean.loc[clean["family"] == family, "clean_acc"].to_numpy(float)
+    b = 100 * clean.loc[clean["family"] == control, "clean_acc"].to_numpy(float)
+    out = dict(family=a.mean(), control=b.mean(), diff=b.mean() - a.mean(), n_family=len(a),
+               n_control=len(b), low=math.nan, high=math.nan, matched=False)
+    if len(a) > 1 and len(b) > 1:
+        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+        dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) \
+            if va + vb > 0 else math.inf
+        half = st.t.ppf(0.5 + level / 2, dof) * math.sqrt(va + vb)
+        out.update(low=out["diff"] - half, high=out["diff"] + half)
+        out["matched"] = bool(-MATCH_POINTS < out["low"] and out["high"] < MATCH_POINTS)
+    return out
