@@ -418,15 +418,20 @@ def did_table(test) -> pd.DataFrame:
         return pd.DataFrame()
     order = {f: i for i, f in enumerate(_family_order(test))}
     t = test.assign(_o=test["family"].map(order)).sort_values(["version", "_o"], kind="stable")
+    return _did_display(t, "changed version", t["version"].map(VERSIONS), "original", "changed")
+
+
+def _did_display(t, index: str, values, baseline: str, compared: str) -> pd.DataFrame:
+    """The display rows of DiD tables ``t`` (:func:`robust_transfer.shape_study.version_test`
+    columns), indexed by ``index`` (``values``) and source."""
     return pd.DataFrame({
-        "changed version": t["version"].map(VERSIONS), "source": t["label"],
-        "seeds": t["n_source_seeds"].astype(int),
-        "gain on original": t["gain_original"].map(lambda v: f"{v:+.1f}"),
-        "gain on changed": t["gain_version"].map(lambda v: f"{v:+.1f}"),
+        index: list(values), "source": t["label"], "seeds": t["n_source_seeds"].astype(int),
+        f"gain on {baseline}": t["gain_original"].map(lambda v: f"{v:+.1f}"),
+        f"gain on {compared}": t["gain_version"].map(lambda v: f"{v:+.1f}"),
         "DiD [95% CI]": [common.fmt_ci(r.did, r.ci_low, r.ci_high, signed=True)
                          for r in t.itertuples()],
         "CI over": t["ci_basis"], "robust advantage": t["direction"]}).set_index(
-        ["changed version", "source"])
+        [index, "source"])
 
 
 def manipulation_table(strength) -> pd.DataFrame:
@@ -499,15 +504,8 @@ def textured_transfer_table(test) -> pd.DataFrame:
     t = test.assign(_o=test["family"].map(order),
                     _v=(test["version"] != SHAPE_VS_TEXTURE).astype(int))
     t = t.sort_values(["_v", "version", "_o"], kind="stable")
-    return pd.DataFrame({
-        "contrast": [_contrast(r) for _, r in t.iterrows()], "source": t["label"],
-        "seeds": t["n_source_seeds"].astype(int),
-        "gain on baseline": t["gain_original"].map(lambda v: f"{v:+.1f}"),
-        "gain on compared": t["gain_version"].map(lambda v: f"{v:+.1f}"),
-        "DiD [95% CI]": [common.fmt_ci(r.did, r.ci_low, r.ci_high, signed=True)
-                         for r in t.itertuples()],
-        "CI over": t["ci_basis"], "robust advantage": t["direction"]}).set_index(
-        ["contrast", "source"])
+    return _did_display(t, "contrast", [_contrast(r) for _, r in t.iterrows()], "baseline",
+                        "compared")
 
 
 def textured_transfer_findings(test, clean=None) -> str:
