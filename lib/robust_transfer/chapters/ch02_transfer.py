@@ -715,10 +715,11 @@ def matched_noise_text(claim, clean: pd.DataFrame) -> str:
     lines = [f"- **Clean accuracy**: {label(control)} {m['control']:.1f}% ({m['n_control']} "
              f"source seeds), {label(family)} {m['family']:.1f}% ({m['n_family']}); difference "
              f"{m['diff']:+.1f} points [{m['low']:+.1f}, {m['high']:+.1f}] (Welch 95%): "
-             + ("**matched** (inside +-" if m["matched"] else "**not matched** (not inside +-")
-             + f"{common.MATCH_POINTS:g} points), so the comparison below "
-             + ("holds clean accuracy fixed." if m["matched"] else
-                "also compares two clean accuracies; read it with that in mind.")]
+             + ("**matched** (inside +-" if m["matched"] else "**match not shown** (the "
+                "interval is not inside +-") + f"{common.MATCH_POINTS:g} points), so the "
+             "comparison below " + ("holds clean accuracy fixed." if m["matched"] else
+                                    "may also compare two clean accuracies; read it with that "
+                                    "in mind.")]
     for p in parts:
         lines.append(f"- **{p.name}** ({p.statistic}): {p.interval_text()} ({p.basis}): "
                      f"**{p.label}**.")

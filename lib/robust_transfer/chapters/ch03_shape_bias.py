@@ -526,7 +526,7 @@ def textured_transfer_findings(test, clean=None) -> str:
         lines.append(f"- **Clean accuracy on the textured data**: noise control {m['control']:.1f}%,"
                      f" {main.loc[main['family'] == family, 'label'].iloc[0]} {m['family']:.1f}%;"
                      f" difference {m['diff']:+.1f} points [{m['low']:+.1f}, {m['high']:+.1f}] "
-                     f"(Welch 95%): " + ("matched" if m["matched"] else "not matched")
+                     f"(Welch 95%): " + ("matched" if m["matched"] else "match not shown")
                      + f" by the +-{common.MATCH_POINTS:g}-point rule of chapter 2.")
     for r in main.itertuples():
         role = " (noise control)" if r.norm == "noise" else ""
