@@ -3,10 +3,10 @@
 Each notebook's set-up cell pip-installs this package on Colab (at the commit the book build
 stamps into it), then calls :func:`setup` with its parameters. Colab has a GPU when the runtime
 has one and about 12 GB of memory; Binder gives about 2 GB and no GPU, where two worker
-processes beside the kernel do not fit (notebook 02 peaked at 5.3 GiB with 2 in cold build A3; 1.5 GiB with one in the kernel): there the runs go
-in the kernel (``workers=1``: the serial executor) and each process keeps at most
-:data:`BINDER_FEATURE_CACHE_MB` MiB of cached features in memory
-(``transfer.feature_cache_bytes``).
+processes beside the kernel do not fit (notebook 02 peaked at 5.3 GiB with two in cold build A3):
+there the runs go in the kernel (``workers=1``: the serial executor; notebook 02 then peaked at
+1.5 GiB) and each process keeps at most :data:`BINDER_FEATURE_CACHE_MB` MiB of cached features
+in memory (``transfer.feature_cache_bytes``).
 Neither has Debian's Fashion-MNIST files, which the mini sources train on: downloads are allowed
 there (torchvision's checksummed download, once).
 """
