@@ -161,6 +161,11 @@ def textured_targets(cfg) -> dict:
     return {**names, texture_target: ("original", texture_target)}
 
 
+def _targets(cfg, textured: bool) -> dict:
+    """:func:`textured_targets` when ``textured``, else :func:`version_targets`."""
+    return textured_targets(cfg) if textured else version_targets(cfg)
+
+
 def manipulation_strength(cfg, allow_download: bool | None = None):
     """How strongly each changed version of the transfer experiment changes its target: per
     derived target of :func:`version_targets` (stylized, low-passed), over the base target's
@@ -197,7 +202,7 @@ def transfer_config(cfg, textured: bool = False):
     fast path) and ``cfg.shape_epochs`` epochs at every n (0 = ``cfg``'s epochs rule); the
     recipe fields, device and downloads are ``cfg``'s. ValueError when ``cfg.shape_targets``
     is empty or no source qualifies."""
-    names = textured_targets(cfg) if textured else version_targets(cfg)
+    names = _targets(cfg, textured)
     if not names:
         raise ValueError("textured_targets=() : the textured-source transfer needs a shape-only "
                          "and a texture-only target" if textured else "shape_targets=() : the "
@@ -243,9 +248,11 @@ def transfer_versions(cfg, store=None, *, run: bool = True, progress: bool = Tru
         sweep.run(cfg2, st, progress=progress, workers=workers)
     frame = st.frame(sweep.grid(cfg2))
     if len(frame):
-        names = textured_targets(cfg) if textured else version_targets(cfg)
+        names = _targets(cfg, textured)
         frame["version"] = frame["target"].map(lambda t: names[t][0])
         frame["base_target"] = frame["target"].map(lambda t: names[t][1])
+        if textured:   # which base target is the texture-only one: the configuration says
+            frame["texture_only"] = frame["base_target"] == cfg.textured_targets[1]
     return frame
 
 
@@ -391,17 +398,17 @@ def textured_transfer_test(frame, level: float = 0.95):
     * Beside it (context, not a part): per changed version of the shape-only target (stylized,
       low-passed) the DiD against its original, as :func:`version_test` computes it.
 
-    Columns: those of :func:`version_test`, ``version`` being the contrast (``gain_original``:
-    the baseline's gain, the texture-only target's for :data:`SHAPE_VS_TEXTURE`), plus
-    ``shape_target`` and ``texture_target``. Empty without a natural family or either target."""
+    ``frame`` marks the texture-only target's rows (``texture_only``, from
+    ``cfg.textured_targets``). Columns: those of :func:`version_test`, ``version`` being the
+    contrast (``gain_original``: the baseline's gain, the texture-only target's for
+    :data:`SHAPE_VS_TEXTURE`), plus ``shape_target`` and ``texture_target``. Empty without a natural family or either target."""
     import pandas as pd
 
     if frame.empty:
         return pd.DataFrame()
     fam, nat, gain = _gains(frame)
-    bases = frame.drop_duplicates("target").set_index("target")["base_target"]
-    texture = [t for t in bases.index if t in TEXTURE_TARGETS]
-    shape = [b for b in dict.fromkeys(bases) if b not in TEXTURE_TARGETS]
+    texture = list(dict.fromkeys(frame.loc[frame["texture_only"], "base_target"]))
+    shape = list(dict.fromkeys(frame.loc[~frame["texture_only"], "base_target"]))
     if nat is None or not texture or not shape:
         return pd.DataFrame()
     shape, texture = shape[0], texture[0]

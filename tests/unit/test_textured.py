@@ -273,6 +273,7 @@ def _transfer_frame(shape_gain, texture_gain, noise_gain=(0.0, 0.0)):
                     for j in range(3):
                         g = g_tex if base == "textures" else g_shape
                         rows.append(dict(target=target, version=version, base_target=base,
+                                         texture_only=base == "textures",
                                          family=family, norm=norm, eps=eps, source_label=norm,
                                          source_seed=s, seed=j, n=n, unfrozen_blocks=0,
                                          test_acc=40 + n / 10 + 2 * s + j + g
