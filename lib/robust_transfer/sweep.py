@@ -343,6 +343,7 @@ def _check(executor, workers, scheduler, retries, client) -> str:
         raise ValueError(f"scheduler={scheduler!r} needs executor='dask' (got {executor!r})")
     if client is not None and scheduler is not None:
         raise ValueError("give either client= (an existing executor) or scheduler=, not both")
+    transfer.feature_cache_bytes()   # a bad $RT_FEATURE_CACHE_MB stops here, before any run
     return executor
 
 

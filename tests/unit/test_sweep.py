@@ -340,3 +340,12 @@ def test_matched_noise_is_fine_tuned_in_the_main_grid_only():
     l2 = {s for s in cfg.sources if zoo.spec(s).family == "mini/fmnist/l2/1.0"}
     assert any(c["recipe"] == cfg.compare_recipe for c in cells if c["source"] in l2)
     assert any(c["unfrozen_blocks"] == 3 for c in cells if c["source"] in l2)
+
+
+def test_bad_feature_cache_bound_stops_before_any_run(tmp_path, monkeypatch):
+    """A bad $RT_FEATURE_CACHE_MB is named before the sweep starts a run."""
+    from robust_transfer import config
+    monkeypatch.setenv("RT_FEATURE_CACHE_MB", "-5")
+    monkeypatch.setattr(sweep, "tasks", lambda *a: pytest.fail("looked for runs"))
+    with pytest.raises(ValueError, match="RT_FEATURE_CACHE_MB='-5'"):
+        sweep.run(config.resolve("tiny"), Store(str(tmp_path / "s")), progress=False)
