@@ -117,6 +117,7 @@ def test_train_cache_and_corrupt_recovery(cache, monkeypatch):
     assert calls == [1] and checkpoints.load(weights.with_suffix(""))[1]["sha256"] == meta3["sha256"]
 
 
+@pytest.mark.slow   # trains sources in a process pool (make test runs it)
 def test_load_grid_trains_missing_sources_in_processes_with_the_same_weights(tmp_path,
                                                                             monkeypatch):
     """Sources train with zoo.TRAIN_THREADS threads wherever they train: two spawned workers
